@@ -1,0 +1,66 @@
+# tokengate: the two commands a fresh machine needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+STAMP := $(VENV)/.installed
+PORT ?= 3000
+
+.PHONY: help run test lint bench build deploy invoke lock clean
+
+help:
+	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
+	@echo "make test    the whole test suite"
+	@echo "make lint    ruff, mypy and the template linter"
+	@echo "make bench   benchmarks (medians and ratios)"
+	@echo "make build   sam build (no Docker)"
+	@echo "make deploy  sam deploy (guided the first time)"
+	@echo "make invoke FN=TokenExchangeFunction EVENT=events/<file>.json   run a handler on an event"
+
+# The virtual environment is rebuilt whenever the pinned requirements change.
+$(STAMP): requirements/dev.txt layers/tokengate/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'tokengate-dev.pth').write_text('\n'.join(str(pathlib.Path(p).resolve()) for p in ('layers/tokengate', '.')) + '\n')"
+	touch $(STAMP)
+
+$(SAM): requirements/sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
+	touch $(SAM)
+
+run: $(STAMP)
+	PORT=$(PORT) $(PY) -m devstack
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP) $(SAM)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(SAM) validate --lint --template template.yaml
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+build: $(SAM)
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build --template template.yaml
+
+deploy: build
+	if [ -f samconfig.toml ] && grep -q '^stack_name' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+
+invoke: $(STAMP)
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
+	$(PY) -m devstack.invoke $(FN) $(EVENT)
+
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet -r requirements/dev.in
+	{ echo "# Full pinned set for development and CI, resolved from requirements/dev.in (make lock)."; .venv-lock/bin/pip freeze; } > requirements/dev.txt
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

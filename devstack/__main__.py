@@ -1,0 +1,72 @@
+"""``make run``: serve the template's API on http://127.0.0.1:$PORT with moto as AWS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from .stack import LocalStack
+from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL, hs256_token, user_claims
+
+GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS = "urn:ietf:params:oauth:token-type:access_token"
+
+
+def walkthrough(base_url: str, supabase_token: str) -> str:
+    return f"""
+Try it (copy-paste into a shell):
+
+  export SUPABASE_TOKEN='{supabase_token}'
+
+  curl -s {base_url}/token \\
+    -d grant_type={GRANT} \\
+    -d subject_token_type={ACCESS} \\
+    --data-urlencode "subject_token=$SUPABASE_TOKEN"; echo
+
+  export API_TOKEN=$(curl -s {base_url}/token \\
+    -d grant_type={GRANT} \\
+    -d subject_token_type={ACCESS} \\
+    --data-urlencode "subject_token=$SUPABASE_TOKEN" \\
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+
+  curl -s {base_url}/whoami -H "Authorization: Bearer $API_TOKEN"; echo
+  curl -s {base_url}/supabase/whoami -H "Authorization: Bearer $SUPABASE_TOKEN"; echo
+  curl -s {base_url}/.well-known/jwks.json; echo
+"""
+
+
+def main() -> int:
+    port = int(os.environ.get("PORT") or 3000)
+    supabase_url = os.environ.get("SUPABASE_URL") or LOCAL_SUPABASE_URL
+    secret = os.environ.get("SUPABASE_JWT_SECRET") or LOCAL_JWT_SECRET
+    parameters = {
+        name: os.environ[var]
+        for var, name in (("SIGNING_MODE", "SigningMode"), ("SIGNING_ALG", "SigningAlgorithm"))
+        if os.environ.get(var)
+    }
+    stack = LocalStack(port, supabase_url, secret, parameters).start()
+    assert stack.aws is not None
+    token = hs256_token(user_claims(stack.supabase_url), secret)
+    issuer = f"{stack.supabase_url}/auth/v1"
+    print(f"tokengate local stack on {stack.base_url}")
+    print(f"  local KMS + Secrets Manager (moto)  {stack.aws.endpoint}")
+    print(f"  Supabase issuer  {issuer}  (JWKS {issuer}/.well-known/jwks.json)")
+    for route in stack.gateway.routes if stack.gateway else []:
+        guard = f"  [{route.authorizer}]" if route.authorizer else ""
+        print(f"  {route.method:5} {stack.base_url}{route.path}{guard}")
+    print(walkthrough(stack.base_url, token))
+    print("Ctrl-C stops everything.", flush=True)
+
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    stack.stop()
+    print("stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

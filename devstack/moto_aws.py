@@ -1,0 +1,95 @@
+"""moto in server mode as the local KMS and Secrets Manager, and what the stack provisions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+KEY_SPECS = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalAws:
+    """A moto server on loopback; ``endpoint`` is what AWS_ENDPOINT_URL points at."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    def start(self) -> LocalAws:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request lines from moto
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    signing_key_arn: str
+    jwt_secret_arn: str
+    signing_key_secret_arn: str
+
+
+def new_private_key_pem(alg: str) -> bytes:
+    key = (
+        rsa.generate_private_key(65537, 2048)
+        if alg == "RS256"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def provision(kms: Any, secrets: Any, alg: str, jwt_secret: str) -> Provisioned:
+    """What a deployment has: the KMS signing key (+ alias), the Supabase secret, and a PEM
+    signing key in a secret for the opt-in Secrets Manager mode."""
+    key = kms.create_key(
+        KeyUsage="SIGN_VERIFY", KeySpec=KEY_SPECS[alg], Description="tokengate local"
+    )
+    arn = key["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName="alias/tokengate-local-signing", TargetKeyId=arn)
+    jwt = secrets.create_secret(Name="tokengate/supabase-jwt-secret", SecretString=jwt_secret)
+    pem = secrets.create_secret(
+        Name="tokengate/signing-key", SecretString=new_private_key_pem(alg).decode()
+    )
+    return Provisioned(arn, jwt["ARN"], pem["ARN"])
+
+
+def point_boto3_at(endpoint: str) -> None:
+    """Every boto3 client created after this talks to the local endpoint."""
+    os.environ.update(FAKE_CREDENTIALS)
+    os.environ["AWS_ENDPOINT_URL"] = endpoint

@@ -1,0 +1,215 @@
+"""Reads ``template.yaml``: the single source of truth for routes, authorizers and environment.
+
+A small evaluator covers the intrinsic functions the template uses (Ref, If, Equals, Not, Sub,
+GetAtt, Split) so the local stack sees the same variable names and defaults a deployment does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class _Tag:
+    def __init__(self, name: str, value: Any) -> None:
+        self.name = name
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"!{self.name} {self.value!r}"
+
+
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
+    pass
+
+
+def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> _Tag:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return _Tag(suffix, value)
+
+
+_Loader.add_multi_constructor("!", _construct_tag)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    function: str
+    authorizer: str | None
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(self.path))
+        return re.compile(regex + r"\Z")
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    name: str
+    function: str
+    payload_type: str
+    header: str
+    validation: str | None
+    ttl: int
+
+
+@dataclass
+class Template:
+    document: dict[str, Any]
+    parameters: dict[str, str]
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, str] | None = None, path: Path = TEMPLATE) -> Template:
+        document = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        params = {
+            name: str(spec.get("Default", ""))
+            for name, spec in document.get("Parameters", {}).items()
+        }
+        params.update(overrides or {})
+        return cls(document, params)
+
+    # -- intrinsic functions ------------------------------------------------------------
+    def condition(self, name: str) -> bool:
+        return bool(self.evaluate(self.document["Conditions"][name]))
+
+    def evaluate(self, value: Any) -> Any:
+        if isinstance(value, _Tag):
+            return self._intrinsic(value)
+        if isinstance(value, list):
+            return [self.evaluate(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.evaluate(v) for k, v in value.items()}
+        return value
+
+    def _intrinsic(self, tag: _Tag) -> Any:
+        name, arg = tag.name, tag.value
+        if name == "Ref":
+            if arg in self.parameters:
+                return self.parameters[arg]
+            return {
+                "AWS::Region": "us-east-1",
+                "AWS::StackName": "tokengate-local",
+                "AWS::NoValue": None,
+            }.get(arg, self.attributes.get(arg, arg))
+        if name == "GetAtt":
+            return self.attributes.get(".".join(arg), "")
+        if name == "If":
+            return self.evaluate(arg[1] if self.condition(arg[0]) else arg[2])
+        if name == "Equals":
+            return self.evaluate(arg[0]) == self.evaluate(arg[1])
+        if name == "Not":
+            return not self.evaluate(arg[0])
+        if name == "Condition":
+            return self.condition(arg)
+        if name == "Split":
+            return str(self.evaluate(arg[1])).split(arg[0])
+        if name == "Sub":
+            text, names = (arg, {}) if isinstance(arg, str) else (arg[0], self.evaluate(arg[1]))
+            return re.sub(
+                r"\$\{([^}]+)\}",
+                lambda m: str(
+                    names.get(
+                        m[1],
+                        self._intrinsic(_Tag("Ref", m[1]))
+                        if "." not in m[1]
+                        else self.attributes.get(m[1], ""),
+                    )
+                ),
+                text,
+            )
+        raise ValueError(f"intrinsic !{name} is not supported by the local stack")
+
+    # -- what the local stack needs -----------------------------------------------------
+    @property
+    def resources(self) -> dict[str, Any]:
+        return dict(self.document["Resources"])
+
+    def functions(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: res["Properties"]
+            for name, res in self.resources.items()
+            if res["Type"] == "AWS::Serverless::Function"
+        }
+
+    def environment(self, function: str) -> dict[str, str]:
+        """Globals' variables overlaid with the function's own, evaluated."""
+        glob = self.document.get("Globals", {}).get("Function", {})
+        variables = dict(glob.get("Environment", {}).get("Variables", {}))
+        own = self.functions()[function].get("Environment", {}).get("Variables", {})
+        variables.update(own)
+        return {
+            k: "" if (v := self.evaluate(val)) is None else str(v) for k, val in variables.items()
+        }
+
+    def stage(self) -> str:
+        return str(self.evaluate(self.api()["StageName"]))
+
+    def api(self) -> dict[str, Any]:
+        apis = [r for r in self.resources.values() if r["Type"] == "AWS::Serverless::Api"]
+        return dict(apis[0]["Properties"])
+
+    def routes(self) -> list[Route]:
+        routes = []
+        for name, props in self.functions().items():
+            for event in props.get("Events", {}).values():
+                if event.get("Type") != "Api":
+                    continue
+                spec = event["Properties"]
+                auth = spec.get("Auth", {}).get("Authorizer")
+                routes.append(Route(spec["Method"].upper(), spec["Path"], name, auth))
+        return routes
+
+    def authorizers(self) -> dict[str, Authorizer]:
+        result = {}
+        for name, spec in self.api().get("Auth", {}).get("Authorizers", {}).items():
+            function = spec["FunctionArn"].value[0]  # !GetAtt <LogicalId>.Arn
+            identity = spec.get("Identity", {})
+            headers = identity.get("Headers") or [identity.get("Header", "Authorization")]
+            result[name] = Authorizer(
+                name=name,
+                function=function,
+                payload_type=spec.get("FunctionPayloadType", "TOKEN"),
+                header=headers[0],
+                validation=identity.get("ValidationExpression"),
+                ttl=int(self.evaluate(identity.get("ReauthorizeEvery", 300))),
+            )
+        return result
+
+    def load_handler(self, function: str) -> Handler:
+        """Import a function's handler from its CodeUri, as Lambda would."""
+        props = self.functions()[function]
+        module_name, attr = props["Handler"].rsplit(".", 1)
+        module = _load_module(f"fn_{function}", ROOT / props["CodeUri"] / f"{module_name}.py")
+        handler: Handler = getattr(module, attr)
+        return handler
+
+
+def _load_module(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

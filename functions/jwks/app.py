@@ -1,0 +1,44 @@
+"""GET /.well-known/{jwks.json, openid-configuration, oauth-authorization-server} (SPEC §3.2)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tokengate.apigw import json_response
+from tokengate.cache import CachedValue
+from tokengate.config import Settings
+from tokengate.discovery import render_jwks, render_metadata
+from tokengate.errors import DependencyUnavailableError
+from tokengate.runtime import derived_issuer, published_signers
+
+logger = Logger()
+settings = Settings.from_env(os.environ)
+signers = published_signers(settings)
+jwks = CachedValue(lambda: render_jwks(signer.public_jwk() for signer in signers), max_age=3600.0)
+PUBLIC = {"Cache-Control": f"public, max-age={settings.jwks_publish_max_age}"}
+
+
+def publish(event: dict[str, Any]) -> dict[str, Any]:
+    path = str(event.get("resource") or event.get("path") or "")
+    if path.endswith("/jwks.json"):
+        try:
+            return json_response(200, jwks.get(), PUBLIC)
+        except DependencyUnavailableError as exc:
+            logger.warning("keys unavailable", extra={"reason": exc.reason})
+            return json_response(503, {"error": "temporarily_unavailable"}, {"Retry-After": "5"})
+    if path.endswith(("/openid-configuration", "/oauth-authorization-server")):
+        issuer = settings.issuer or derived_issuer(
+            event["requestContext"], os.environ.get("AWS_REGION", "")
+        )
+        metadata = render_metadata(issuer, [settings.signing_alg], settings.scopes_supported)
+        return json_response(200, metadata, PUBLIC)
+    return json_response(404, {"error": "not_found"})
+
+
+@logger.inject_lambda_context(log_event=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return publish(event)

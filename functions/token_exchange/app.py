@@ -1,0 +1,79 @@
+"""POST /token: RFC 8693 token exchange (SPEC §3.1). A thin adapter over tokengate."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tokengate.apigw import NO_STORE, body_bytes, header, json_response
+from tokengate.config import Settings
+from tokengate.errors import DependencyUnavailableError, InvalidTokenError, RequestError
+from tokengate.exchange import INVALID_SUBJECT, parse_token_request
+from tokengate.runtime import derived_issuer, exchange_service
+
+logger = Logger()
+metrics = Metrics()
+settings = Settings.from_env(os.environ)
+service = exchange_service(settings)
+RETRY_AFTER_SECONDS = "5"
+
+
+def exchange(event: dict[str, Any]) -> dict[str, Any]:
+    """Event in, response out; the one place where errors become HTTP answers."""
+    try:
+        request = parse_token_request(body_bytes(event), header(event, "content-type"))
+        issuer = settings.issuer or derived_issuer(
+            event["requestContext"], os.environ.get("AWS_REGION", "")
+        )
+        result = service.exchange(request, issuer)
+    except InvalidTokenError as exc:
+        return _refused("invalid_request", INVALID_SUBJECT, exc.reason)
+    except RequestError as exc:
+        return _refused(exc.error, exc.description, exc.error)
+    except DependencyUnavailableError as exc:
+        logger.warning(
+            "token exchange unavailable", extra={"outcome": "unavailable", "reason": exc.reason}
+        )
+        _count("unavailable", exc.reason)
+        return json_response(
+            503,
+            {"error": "temporarily_unavailable", "error_description": "Try again shortly."},
+            {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS},
+        )
+    claims = result.claims
+    logger.info(
+        "token issued",
+        extra={
+            "outcome": "issued",
+            "sub": claims["sub"],
+            "jti": claims["jti"],
+            "aud": claims["aud"],
+            "scope": claims["scope"],
+        },
+    )
+    _count("issued", "ok")
+    return json_response(200, result.body, NO_STORE)
+
+
+def _refused(error: str, description: str, reason: str) -> dict[str, Any]:
+    logger.info(
+        "token exchange refused", extra={"outcome": "refused", "error": error, "reason": reason}
+    )
+    _count("refused", reason)
+    return json_response(400, {"error": error, "error_description": description}, NO_STORE)
+
+
+def _count(outcome: str, reason: str) -> None:
+    metrics.add_dimension(name="outcome", value=outcome)
+    metrics.add_dimension(name="reason", value=reason)
+    metrics.add_metric(name="TokenExchange", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return exchange(event)

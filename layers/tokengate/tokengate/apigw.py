@@ -1,0 +1,45 @@
+"""API Gateway REST (payload 1.0) event and response helpers shared by the HTTP handlers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from .errors import RequestError
+from .exchange import MAX_BODY_BYTES
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def header(event: dict[str, Any], name: str) -> str | None:
+    """A request header, case-insensitively (API Gateway keeps the client's casing)."""
+    wanted = name.lower()
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == wanted:
+            return value if isinstance(value, str) else None
+    return None
+
+
+def body_bytes(event: dict[str, Any]) -> bytes:
+    """The request body, capped before any decoding work."""
+    body = event.get("body") or ""
+    if not isinstance(body, str) or len(body) > 2 * MAX_BODY_BYTES:
+        raise RequestError("invalid_request", "The request body is too large.")
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise RequestError("invalid_request", "The request body is not valid.") from exc
+    return body.encode("utf-8")
+
+
+def json_response(
+    status: int, document: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(document, separators=(",", ":")),
+    }

@@ -1,0 +1,157 @@
+"""API tokens: minting (RFC 9068 profile, SPEC §4) and verification (SPEC §6)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .claims import MAX_LEEWAY_SECONDS, check_audience, check_issuer, check_times, optional_string
+from .errors import ConfigurationError, InvalidTokenError, Reason
+from .jws import b64url_encode, encode_compact, parse_compact
+from .keys import AsymmetricKey
+from .signing import Signer
+
+Clock = Callable[[], float]
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+MIN_TTL, MAX_TTL = 60, 3600
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_in: int
+    claims: dict[str, Any] = field(repr=False)
+
+
+class ApiTokenIssuer:
+    """Mints API tokens; the signer is injected (KMS or an in-memory key)."""
+
+    def __init__(self, signer: Signer, ttl: int = 900, clock: Clock = time.time) -> None:
+        if not MIN_TTL <= ttl <= MAX_TTL:
+            raise ConfigurationError(f"the token lifetime must be within {MIN_TTL}-{MAX_TTL} s")
+        self._signer = signer
+        self._ttl = ttl
+        self._clock = clock
+
+    def issue(
+        self,
+        *,
+        issuer: str,
+        subject: str,
+        audiences: list[str],
+        scopes: list[str],
+        client_id: str,
+        session_id: str,
+        not_after: float,
+        extra_claims: Mapping[str, Any] | None = None,
+    ) -> IssuedToken:
+        """Sign a token living ``ttl`` seconds, cut short at ``not_after`` (the subject token's
+        ``exp``), so an exchange never extends a session."""
+        now = int(self._clock())
+        exp = min(now + self._ttl, int(not_after))
+        if exp <= now:
+            raise InvalidTokenError(Reason.EXPIRED, "the subject token expires now")
+        claims: dict[str, Any] = dict(extra_claims or {})
+        claims.update(
+            iss=issuer,
+            sub=subject,
+            aud=audiences[0] if len(audiences) == 1 else list(audiences),
+            iat=now,
+            exp=exp,
+            jti=b64url_encode(secrets.token_bytes(18)),
+            client_id=client_id,
+            scope=" ".join(scopes),
+            sid=session_id,
+        )
+        header = {"alg": self._signer.alg, "typ": ACCESS_TOKEN_TYPE, "kid": self._signer.kid}
+        signing_input = encode_compact(header, claims)
+        signature = self._signer.sign(signing_input)
+        token = signing_input.decode("ascii") + "." + b64url_encode(signature)
+        return IssuedToken(token=token, expires_in=exp - now, claims=claims)
+
+
+class KeySource(Protocol):
+    def get(self, kid: str) -> AsymmetricKey:
+        """The key for ``kid``, or InvalidTokenError / DependencyUnavailableError."""
+        ...
+
+
+class StaticKeySet:
+    """A fixed set of our own public keys (current, previous, next)."""
+
+    def __init__(self, keys: Iterable[AsymmetricKey]) -> None:
+        self._keys = {key.kid: key for key in keys if key.kid}
+
+    def get(self, kid: str) -> AsymmetricKey:
+        try:
+            return self._keys[kid]
+        except KeyError:
+            raise InvalidTokenError(Reason.UNKNOWN_KEY, "kid is not one of ours") from None
+
+
+@dataclass(frozen=True)
+class ApiTokenClaims:
+    sub: str
+    scopes: tuple[str, ...]
+    client_id: str
+    jti: str
+    sid: str
+    claims: dict[str, Any] = field(repr=False)
+
+
+class ApiTokenVerifier:
+    """Verifies our own API tokens: strict structure, ``typ: at+jwt``, our keys, our issuer."""
+
+    def __init__(
+        self,
+        keys: KeySource,
+        issuer: str,
+        audience: str,
+        leeway: int = 30,
+        max_lifetime: int = MAX_TTL,
+        clock: Clock = time.time,
+    ) -> None:
+        if not issuer or not audience:
+            raise ConfigurationError("the issuer and the audience are required")
+        if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+            raise ConfigurationError("the leeway must be within 0-60 seconds")
+        self._keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self._leeway = leeway
+        self._max_lifetime = max_lifetime
+        self._clock = clock
+
+    def verify(self, token: object) -> ApiTokenClaims:
+        unverified = parse_compact(token)
+        if unverified.header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise InvalidTokenError(Reason.TYPE, "not an API access token")
+        kid = unverified.kid
+        if kid is None:
+            raise InvalidTokenError(Reason.UNKNOWN_KEY, "kid missing")
+        key = self._keys.get(kid)
+        if unverified.alg != key.alg:
+            raise InvalidTokenError(Reason.ALGORITHM, "alg does not match the key")
+        if not key.verify(unverified.signing_input, unverified.signature):
+            raise InvalidTokenError(Reason.SIGNATURE, "signature does not verify")
+        claims = unverified.unverified_claims
+        check_issuer(claims, self.issuer)
+        check_audience(claims, self.audience)
+        check_times(claims, self._clock(), self._leeway, self._max_lifetime)
+        sub, scope, client_id, jti, sid = (
+            optional_string(claims, name) for name in ("sub", "scope", "client_id", "jti", "sid")
+        )
+        if not sub or scope is None or not client_id or not jti or sid is None:
+            raise InvalidTokenError(Reason.CLAIM, "a required API token claim is missing")
+        return ApiTokenClaims(
+            sub=sub,
+            scopes=tuple(scope.split()),
+            client_id=client_id,
+            jti=jti,
+            sid=sid,
+            claims=claims,
+        )

@@ -1,0 +1,194 @@
+"""API Gateway Lambda authorizer decisions (SPEC §7), shared by both authorizers.
+
+The event format is detected from the event: REST ``TOKEN``, REST ``REQUEST`` (and HTTP API
+payload 1.0, which answers the same way) or HTTP API payload 2.0. An Allow policy lists every
+route the caller's scopes allow, so API Gateway's authorizer cache — keyed on the token alone —
+can replay it for any route without leaking an Allow or a spurious Deny.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigurationError, TokenGateError
+
+_BEARER = re.compile(r"Bearer ([A-Za-z0-9_.-]+)", re.IGNORECASE)
+_ROUTE_KEY = re.compile(r"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) (/\S*)")
+_METHOD_ARN = re.compile(
+    r"(arn:[a-z-]+:execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+/[^/]+)/([A-Z]+)(/.*)?"
+)
+CONTEXT_VALUE = str | int | float | bool
+
+
+class Unauthorized(Exception):
+    """Raised for a missing or invalid token on REST APIs: API Gateway answers 401."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A verified caller, as every authorizer sees it."""
+
+    sub: str
+    scopes: frozenset[str]
+    context: dict[str, CONTEXT_VALUE] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuthRequest:
+    kind: str  # "TOKEN", "REQUEST" or "HTTP2"
+    token: str | None
+    arn_base: str | None  # arn:aws:execute-api:region:account:api/stage
+    route_key: str  # "GET /whoami"
+
+
+class RouteScopes:
+    """``"METHOD /path"`` → required scope (``""``: any valid token). Unlisted routes deny."""
+
+    def __init__(self, table: Mapping[str, str]) -> None:
+        for key in table:
+            if not _ROUTE_KEY.fullmatch(key):
+                raise ConfigurationError(f"route {key!r} must look like 'GET /path'")
+        self._table = dict(table)
+        self._patterns = {
+            key: re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(key)) + r"\Z")
+            for key in table
+        }
+
+    def allowed(self, scopes: frozenset[str]) -> list[str]:
+        return [key for key, scope in self._table.items() if not scope or scope in scopes]
+
+    def permits(self, route_key: str, scopes: frozenset[str]) -> bool:
+        return any(
+            self._patterns[key].match(route_key)
+            or self._patterns[key].match(f"ANY {route_key.split(' ', 1)[1]}")
+            for key in self.allowed(scopes)
+        )
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not isinstance(headers, dict):
+        return None
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name and isinstance(value, str):
+            return value
+    return None
+
+
+def bearer_token(value: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value (RFC 6750 §2.1), or None."""
+    if value is None:
+        return None
+    match = _BEARER.fullmatch(value)
+    return match[1] if match else None
+
+
+def parse_event(event: dict[str, Any]) -> AuthRequest:
+    if event.get("version") == "2.0" and "routeArn" in event:
+        match = _METHOD_ARN.fullmatch(str(event["routeArn"]))
+        token = bearer_token(_header(event.get("headers"), "authorization"))
+        return AuthRequest(
+            "HTTP2", token, match[1] if match else None, str(event.get("routeKey", ""))
+        )
+    match = _METHOD_ARN.fullmatch(str(event.get("methodArn", "")))
+    route_key = f"{match[2]} {match[3] or '/'}" if match else ""
+    if event.get("type") == "TOKEN":
+        raw = event.get("authorizationToken")
+        token = bearer_token(raw if isinstance(raw, str) else None)
+        return AuthRequest("TOKEN", token, match[1] if match else None, route_key)
+    token = bearer_token(_header(event.get("headers"), "authorization"))
+    if event.get("httpMethod") and event.get("resource"):
+        route_key = f"{event['httpMethod']} {event['resource']}"
+    return AuthRequest("REQUEST", token, match[1] if match else None, route_key)
+
+
+def api_base_url(arn_base: str) -> str:
+    """``arn:aws:execute-api:<region>:<acct>:<api>/<stage>`` → the API's default base URL."""
+    _, partition, _, region, _, rest = arn_base.split(":", 5)
+    api_id, stage = rest.split("/", 1)
+    suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://{api_id}.execute-api.{region}.{suffix}/{stage}"
+
+
+def _route_arn(arn_base: str, route_key: str) -> str:
+    method, path = route_key.split(" ", 1)
+    path = re.sub(r"\{[^/]+?\}", "*", path)
+    return f"{arn_base}/{'*' if method == 'ANY' else method}{path}"
+
+
+class Authorizer:
+    """Verify the bearer token, then answer in the event's own format."""
+
+    def __init__(
+        self,
+        verify: Callable[[str, AuthRequest], Principal],
+        routes: RouteScopes,
+        on_decision: Callable[[str, str, Principal | None], None] | None = None,
+    ) -> None:
+        self._verify = verify
+        self._routes = routes
+        self._on_decision = on_decision or (lambda decision, reason, principal: None)
+
+    def decide(self, event: dict[str, Any]) -> dict[str, Any]:
+        request = parse_event(event)
+        principal: Principal | None = None
+        reason = "missing_token"
+        if request.token is not None:
+            try:
+                principal = self._verify(request.token, request)
+            except TokenGateError as exc:
+                reason = exc.reason
+        if principal is None or (request.arn_base is None and request.kind != "HTTP2"):
+            self._on_decision("unauthorized", reason, None)
+            if request.kind == "HTTP2":
+                return {"isAuthorized": False}
+            raise Unauthorized()
+        permitted = self._routes.permits(request.route_key, principal.scopes)
+        self._on_decision(
+            "allow" if permitted else "deny", "ok" if permitted else "insufficient_scope", principal
+        )
+        if request.kind == "HTTP2":
+            return {"isAuthorized": permitted, "context": principal.context}
+        assert request.arn_base is not None
+        allowed = self._routes.allowed(principal.scopes)
+        statements = []
+        if allowed:
+            statements.append(
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": sorted(_route_arn(request.arn_base, key) for key in allowed),
+                }
+            )
+        if not permitted:
+            statements.append(
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Deny",
+                    "Resource": [_route_arn(request.arn_base, request.route_key)],
+                }
+            )
+        return {
+            "principalId": principal.sub,
+            "policyDocument": {"Version": "2012-10-17", "Statement": statements},
+            "context": principal.context,
+        }
+
+
+def flat_context(values: Mapping[str, Any]) -> dict[str, CONTEXT_VALUE]:
+    """API Gateway context values must be strings, numbers or booleans; others become JSON."""
+    context: dict[str, CONTEXT_VALUE] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, (str, int, float, bool)):
+            context[key] = value
+        else:
+            context[key] = json.dumps(value, separators=(",", ":"))
+    return context

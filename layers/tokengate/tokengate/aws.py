@@ -1,0 +1,128 @@
+"""AWS adapters: the KMS signer, key material from KMS and Secrets Manager.
+
+This is the only module that touches boto3/botocore. Every AWS failure is translated here into
+:class:`DependencyUnavailableError` (``raise ... from exc``), so handlers answer 503 and
+authorizers never Allow.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from .errors import ConfigurationError, DependencyUnavailableError
+from .keys import PublicKey, algorithm_for, public_jwk, thumbprint
+from .signing import LocalKeySigner, der_to_jose
+
+KMS_ALGORITHMS = {"RS256": "RSASSA_PKCS1_V1_5_SHA_256", "ES256": "ECDSA_SHA_256"}
+
+
+@functools.cache
+def client(service: str) -> Any:
+    """A boto3 client (one per service and process) with explicit, short timeouts and bounded
+    retries. boto3 is imported on first use: it costs ~200 ms and warm paths never need it."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=2,
+        read_timeout=3,
+        retries={"mode": "standard", "total_max_attempts": 2},
+    )
+    return boto3.client(service, config=config)
+
+
+def _translated(what: str, call: Callable[[], Any]) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except (BotoCoreError, ClientError) as exc:
+        raise DependencyUnavailableError(f"{what}_unavailable", type(exc).__name__) from exc
+
+
+def kms_public_key(kms: Any, key_id: str) -> tuple[str, PublicKey]:
+    """(key ARN, public key) of a KMS signing key."""
+    answer = _translated("kms", lambda: kms.get_public_key(KeyId=key_id))
+    public_key = serialization.load_der_public_key(answer["PublicKey"])
+    if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        raise ConfigurationError(f"KMS key {key_id} is not an RSA or EC key")
+    return str(answer["KeyId"]), public_key
+
+
+def secret_bytes(secrets: Any, secret_id: str) -> bytes:
+    answer = _translated("secretsmanager", lambda: secrets.get_secret_value(SecretId=secret_id))
+    if "SecretString" in answer:
+        return str(answer["SecretString"]).encode("utf-8")
+    return bytes(answer["SecretBinary"])
+
+
+class KmsSigner:
+    """Signs in KMS (``MessageType=RAW``); the private key never leaves KMS.
+
+    The public key is read once, on first use (not at import, so a KMS outage during a cold start
+    becomes a 503 instead of a failed init); after that, one ``Sign`` call per token.
+    """
+
+    def __init__(self, key_id: str, alg: str, kms: Any = None) -> None:
+        if alg not in KMS_ALGORITHMS:
+            raise ConfigurationError(f"KMS signing supports {sorted(KMS_ALGORITHMS)}")
+        if not key_id:
+            raise ConfigurationError("SIGNING_KEY_ID is required")
+        self._kms = kms
+        self._key_id = key_id
+        self.alg = alg
+        self._lock = threading.Lock()
+        self._loaded: tuple[str, str, dict[str, str]] | None = None
+
+    def _load(self) -> tuple[str, str, dict[str, str]]:
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    if self._kms is None:
+                        self._kms = client("kms")
+                    arn, public_key = kms_public_key(self._kms, self._key_id)
+                    if algorithm_for(public_key) != self.alg:
+                        raise ConfigurationError(f"KMS key {self._key_id} cannot sign {self.alg}")
+                    kid = thumbprint(public_key)
+                    self._loaded = (arn, kid, public_jwk(public_key, kid))
+        return self._loaded
+
+    @property
+    def kid(self) -> str:
+        return self._load()[1]
+
+    def public_jwk(self) -> dict[str, str]:
+        return dict(self._load()[2])
+
+    def sign(self, signing_input: bytes) -> bytes:
+        arn = self._load()[0]
+        answer = _translated(
+            "kms",
+            lambda: self._kms.sign(
+                KeyId=arn,
+                Message=signing_input,
+                MessageType="RAW",
+                SigningAlgorithm=KMS_ALGORITHMS[self.alg],
+            ),
+        )
+        signature = bytes(answer["Signature"])
+        if self.alg == "RS256":
+            return signature
+        try:
+            return der_to_jose(signature)
+        except ValueError as exc:
+            raise DependencyUnavailableError("kms_unavailable", "malformed signature") from exc
+
+
+def local_signer_from_secret(secret_id: str, alg: str, secrets: Any = None) -> LocalKeySigner:
+    """The Secrets Manager signing mode: a PEM private key read from a secret."""
+    signer = LocalKeySigner.from_pem(secret_bytes(secrets or client("secretsmanager"), secret_id))
+    if signer.alg != alg:
+        raise ConfigurationError(f"the key in {secret_id} cannot sign {alg}")
+    return signer

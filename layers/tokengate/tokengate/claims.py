@@ -1,0 +1,78 @@
+"""Claim rules shared by both token kinds (RFC 7519 §4.1, RFC 8725 §3.8-3.10).
+
+Each rule is one small function that raises :class:`InvalidTokenError` with its reason code.
+Time rules take ``now`` from the caller, so verifiers are tested with an injected clock.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import InvalidTokenError, Reason
+
+MAX_LEEWAY_SECONDS = 60
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _number(claims: dict[str, Any], name: str) -> float | None:
+    """A NumericDate (RFC 7519 §2): a JSON number; strings and booleans are refused."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidTokenError(Reason.TIME_CLAIM, f"{name} is not a number")
+    return float(value)
+
+
+def check_times(claims: dict[str, Any], now: float, leeway: int, max_lifetime: int) -> float:
+    """``exp`` required and in the future, ``iat`` required and not in the future, ``nbf``
+    (if any) reached, all within ``leeway``; ``exp - iat`` at most ``max_lifetime``.
+
+    Returns ``exp``.
+    """
+    exp = _number(claims, "exp")
+    iat = _number(claims, "iat")
+    nbf = _number(claims, "nbf")
+    if exp is None or iat is None:
+        raise InvalidTokenError(Reason.TIME_CLAIM, "exp and iat are required")
+    if exp <= now - leeway:
+        raise InvalidTokenError(Reason.EXPIRED, "token expired")
+    if iat > now + leeway or (nbf is not None and nbf > now + leeway):
+        raise InvalidTokenError(Reason.NOT_YET_VALID, "token used before its time")
+    if exp - iat > max_lifetime:
+        raise InvalidTokenError(Reason.LIFETIME, "lifetime longer than the issuer allows")
+    return exp
+
+
+def check_issuer(claims: dict[str, Any], issuer: str) -> None:
+    """Exact string equality (RFC 7519 §4.1.1): no case folding, no trailing-slash repair."""
+    if claims.get("iss") != issuer:
+        raise InvalidTokenError(Reason.ISSUER, "unexpected issuer")
+
+
+def check_audience(claims: dict[str, Any], audience: str) -> None:
+    """``aud`` is the expected string, or an array of strings containing it (RFC 7519 §4.1.3)."""
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        ok = aud == audience
+    elif isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud):
+        ok = audience in aud
+    else:
+        ok = False
+    if not ok:
+        raise InvalidTokenError(Reason.AUDIENCE, "audience not accepted")
+
+
+def check_uuid_subject(claims: dict[str, Any]) -> str:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not _UUID.fullmatch(sub.lower()) or len(sub) != 36:
+        raise InvalidTokenError(Reason.SUBJECT, "sub is not a UUID")
+    return sub
+
+
+def optional_string(claims: dict[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidTokenError(Reason.CLAIM, f"{name} is not a string")
+    return value

@@ -1,0 +1,157 @@
+"""Configuration: one frozen, validated object built once from the environment.
+
+Every function reads the same variable names (documented in the README). A bad value raises
+:class:`ConfigurationError` at start, never a per-request 500. The mapping is passed in, so the
+core never reads ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+SIGNING_MODES = ("kms", "secretsmanager")
+SIGNING_ALGORITHMS = ("RS256", "ES256")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item for item in value.replace(",", " ").split() if item)
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no", ""):
+        return False
+    raise ConfigurationError(f"{name} must be true or false")
+
+
+def _int(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number") from None
+    if not low <= number <= high:
+        raise ConfigurationError(f"{name} must be within {low}-{high}")
+    return number
+
+
+def _json_object(name: str, value: str) -> dict[str, Any]:
+    if not value.strip():
+        return {}
+    try:
+        document = json.loads(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a JSON object") from None
+    if not isinstance(document, dict) or not all(isinstance(v, str) for v in document.values()):
+        raise ConfigurationError(f"{name} must be a JSON object of strings")
+    return document
+
+
+def _url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query:
+        raise ConfigurationError(f"{name} must be an http(s) URL")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    supabase_url: str
+    supabase_jwt_secret_arn: str = ""
+    supabase_jwks_enabled: bool = True
+    signing_mode: str = "kms"
+    signing_alg: str = "RS256"
+    signing_key_id: str = ""
+    published_key_ids: tuple[str, ...] = ()
+    issuer: str = ""
+    audiences: tuple[str, ...] = ("api",)
+    default_audience: str = "api"
+    resources: Mapping[str, str] = field(default_factory=dict)
+    token_ttl: int = 900
+    scopes_supported: tuple[str, ...] = ("read",)
+    default_scopes: tuple[str, ...] = ("read",)
+    scopes_claim: str = "api_scopes"
+    default_client_id: str = "cli"
+    passthrough_claims: tuple[str, ...] = ("aal",)
+    allow_anonymous: bool = False
+    allowed_client_ids: frozenset[str] = frozenset()
+    min_aal: str = "aal1"
+    leeway: int = 30
+    jwks_cache_seconds: int = 600
+    jwks_cooldown_seconds: int = 10
+    jwks_publish_max_age: int = 300
+    route_scopes: Mapping[str, str] = field(default_factory=dict)
+    api_jwks_url: str = ""
+    context_claims: tuple[str, ...] = ()
+
+    @property
+    def supabase_issuer(self) -> str:
+        return f"{self.supabase_url}/auth/v1"
+
+    @property
+    def supabase_jwks_url(self) -> str:
+        return f"{self.supabase_issuer}/.well-known/jwks.json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, default).strip()
+
+        if not get("SUPABASE_URL"):
+            raise ConfigurationError("SUPABASE_URL is required")
+        mode = get("SIGNING_MODE", "kms").lower()
+        if mode not in SIGNING_MODES:
+            raise ConfigurationError(f"SIGNING_MODE must be one of {SIGNING_MODES}")
+        alg = get("SIGNING_ALG", "RS256").upper()
+        if alg not in SIGNING_ALGORITHMS:
+            raise ConfigurationError(f"SIGNING_ALG must be one of {SIGNING_ALGORITHMS}")
+        audiences = _list(get("AUDIENCES", "api"))
+        if not audiences:
+            raise ConfigurationError("AUDIENCES must name at least one audience")
+        scopes_supported = _list(get("SCOPES_SUPPORTED", "read"))
+        issuer = get("ISSUER")
+        return cls(
+            supabase_url=_url("SUPABASE_URL", get("SUPABASE_URL")),
+            supabase_jwt_secret_arn=get("SUPABASE_JWT_SECRET_ARN"),
+            supabase_jwks_enabled=_bool(
+                "SUPABASE_JWKS_ENABLED", get("SUPABASE_JWKS_ENABLED", "true")
+            ),
+            signing_mode=mode,
+            signing_alg=alg,
+            signing_key_id=get("SIGNING_KEY_ID"),
+            published_key_ids=_list(get("PUBLISHED_KEY_IDS")),
+            issuer=_url("ISSUER", issuer) if issuer else "",
+            audiences=audiences,
+            default_audience=get("DEFAULT_AUDIENCE") or audiences[0],
+            resources=MappingProxyType(_json_object("RESOURCES", get("RESOURCES"))),
+            token_ttl=_int("TOKEN_TTL_SECONDS", get("TOKEN_TTL_SECONDS", "900"), 60, 3600),
+            scopes_supported=scopes_supported,
+            default_scopes=_list(
+                get("DEFAULT_SCOPES", scopes_supported[0] if scopes_supported else "")
+            ),
+            scopes_claim=get("SCOPES_CLAIM", "api_scopes"),
+            default_client_id=get("DEFAULT_CLIENT_ID", "cli"),
+            passthrough_claims=_list(get("PASSTHROUGH_CLAIMS", "aal")),
+            allow_anonymous=_bool("ALLOW_ANONYMOUS", get("ALLOW_ANONYMOUS", "false")),
+            allowed_client_ids=frozenset(_list(get("ALLOWED_CLIENT_IDS"))),
+            min_aal=get("MIN_AAL", "aal1"),
+            leeway=_int("LEEWAY_SECONDS", get("LEEWAY_SECONDS", "30"), 0, 60),
+            jwks_cache_seconds=_int("JWKS_CACHE_SECONDS", get("JWKS_CACHE_SECONDS", "600"), 1, 600),
+            jwks_cooldown_seconds=_int(
+                "JWKS_COOLDOWN_SECONDS", get("JWKS_COOLDOWN_SECONDS", "10"), 10, 3600
+            ),
+            jwks_publish_max_age=_int(
+                "JWKS_PUBLISH_MAX_AGE", get("JWKS_PUBLISH_MAX_AGE", "300"), 0, 86400
+            ),
+            route_scopes=MappingProxyType(_json_object("ROUTE_SCOPES", get("ROUTE_SCOPES"))),
+            api_jwks_url=get("API_JWKS_URL"),
+            context_claims=_list(get("CONTEXT_CLAIMS", "aal")),
+        )

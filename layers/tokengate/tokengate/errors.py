@@ -1,0 +1,84 @@
+"""One error hierarchy for every surface.
+
+::
+
+    TokenGateError
+    ├── CallerError                 the caller's fault: 4xx at /token, never Allow at an authorizer
+    │   ├── InvalidTokenError       a token failed parsing, signature or policy (reason code inside)
+    │   └── RequestError            a /token request broke RFC 6749 / RFC 8693 (OAuth error code)
+    ├── DependencyUnavailableError  our fault: KMS, Secrets Manager or a JWKS could not answer
+    │                               (503 temporarily_unavailable; never Allow)
+    └── ConfigurationError          misconfigured deployment (raised at start, never per call)
+
+Every class carries a stable machine ``reason``. One place per surface maps these to responses;
+nothing matches on message text. Third-party exceptions are translated where they are caught with
+``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class TokenGateError(Exception):
+    """Base of every error the product raises on purpose."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class CallerError(TokenGateError):
+    """The request or the token is at fault."""
+
+
+class InvalidTokenError(CallerError):
+    """A token was malformed, wrongly signed or outside policy.
+
+    ``reason`` is one of the ``Reason`` constants; it is logged and counted, and never sent to
+    the caller (RFC 8693 §2.2.2 asks for one generic ``invalid_request``).
+    """
+
+
+class RequestError(CallerError):
+    """A token-endpoint request is invalid; ``reason`` is the RFC 6749 §5.2 error code."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(error, description)
+        self.error = error
+        self.description = description
+
+
+class DependencyUnavailableError(TokenGateError):
+    """A dependency failed and no cached material could serve: fail closed."""
+
+
+class ConfigurationError(TokenGateError):
+    """The configuration is invalid; raised once, when a function starts."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("configuration", detail)
+
+
+class Reason:
+    """Stable reason codes for :class:`InvalidTokenError` (logs and metrics only)."""
+
+    MALFORMED = "malformed"
+    HEADER = "header_not_allowed"
+    ALGORITHM = "algorithm_not_allowed"
+    TYPE = "wrong_type"
+    UNKNOWN_KEY = "unknown_key"
+    SIGNATURE = "bad_signature"
+    API_KEY = "api_key"
+    ISSUER = "wrong_issuer"
+    AUDIENCE = "wrong_audience"
+    SUBJECT = "bad_subject"
+    SESSION = "bad_session"
+    ROLE = "wrong_role"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    TIME_CLAIM = "bad_time_claim"
+    LIFETIME = "lifetime_too_long"
+    ANONYMOUS = "anonymous"
+    CLIENT = "client_not_allowed"
+    AAL = "aal_too_low"
+    CLAIM = "bad_claim"

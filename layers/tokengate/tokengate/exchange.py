@@ -1,0 +1,230 @@
+"""The RFC 8693 token exchange: request parsing, target and scope policy, and issuance."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .apitoken import ApiTokenIssuer
+from .errors import ConfigurationError, RequestError
+from .supabase import SupabaseIdentity, SupabaseTokenVerifier
+
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
+JWT = "urn:ietf:params:oauth:token-type:jwt"
+SUBJECT_TOKEN_TYPES = frozenset({ACCESS_TOKEN, JWT})
+MAX_BODY_BYTES = 16 * 1024
+MULTI_VALUED = frozenset({"audience", "resource"})
+KNOWN_PARAMETERS = frozenset(
+    {
+        "grant_type",
+        "subject_token",
+        "subject_token_type",
+        "audience",
+        "resource",
+        "scope",
+        "requested_token_type",
+        "actor_token",
+        "actor_token_type",
+    }
+)
+INVALID_SUBJECT = "The subject token is invalid, expired or not acceptable."
+
+
+def _invalid(description: str) -> RequestError:
+    return RequestError("invalid_request", description)
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """A syntactically valid token-exchange request."""
+
+    subject_token: str = field(repr=False)
+    audiences: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+    scopes: tuple[str, ...] | None = None
+
+
+def _form_pairs(body: bytes) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=bool(body),
+            max_num_fields=32,
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _invalid("The request body is not valid form data.") from exc
+
+
+def _json_pairs(body: bytes) -> list[tuple[str, str]]:
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _invalid("The request body is not valid JSON.") from exc
+    if not isinstance(document, dict):
+        raise _invalid("The request body must be a JSON object.")
+    pairs: list[tuple[str, str]] = []
+    for name, value in document.items():
+        values = value if isinstance(value, list) and name in MULTI_VALUED else [value]
+        for item in values:
+            if not isinstance(item, str):
+                raise _invalid(f"The parameter {name} must be a string.")
+            pairs.append((name, item))
+    return pairs
+
+
+def parse_token_request(body: bytes, content_type: str | None) -> TokenRequest:
+    """Parse and check a token-exchange body (RFC 8693 §2.1) before any token work."""
+    if len(body) > MAX_BODY_BYTES:
+        raise _invalid("The request body is too large.")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type == "application/x-www-form-urlencoded":
+        pairs = _form_pairs(body)
+    elif media_type == "application/json":
+        pairs = _json_pairs(body)
+    else:
+        raise _invalid("Send application/x-www-form-urlencoded (or application/json).")
+    params: dict[str, list[str]] = {}
+    for name, value in pairs:
+        params.setdefault(name, []).append(value)
+    for name, values in params.items():
+        if len(values) > 1 and name not in MULTI_VALUED:
+            raise _invalid(f"The parameter {name} is repeated.")
+
+    def single(name: str) -> str | None:
+        return params[name][0] if name in params else None
+
+    grant_type = single("grant_type")
+    if not grant_type:
+        raise _invalid("grant_type is required.")
+    if grant_type != GRANT_TYPE:
+        raise RequestError("unsupported_grant_type", "Only token exchange is supported.")
+    subject_token = single("subject_token")
+    if not subject_token:
+        raise _invalid("subject_token is required.")
+    if single("subject_token_type") not in SUBJECT_TOKEN_TYPES:
+        raise _invalid("subject_token_type must be access_token or jwt.")
+    requested = single("requested_token_type")
+    if requested is not None and requested not in SUBJECT_TOKEN_TYPES:
+        raise _invalid("requested_token_type must be access_token or jwt.")
+    if "actor_token" in params or "actor_token_type" in params:
+        raise _invalid("Delegation (actor_token) is not supported.")
+    scope = single("scope")
+    return TokenRequest(
+        subject_token=subject_token,
+        audiences=tuple(params.get("audience", ())),
+        resources=tuple(params.get("resource", ())),
+        scopes=tuple(scope.split(" ")) if scope is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class ExchangePolicy:
+    """Which audiences, resources and scopes a user may obtain."""
+
+    audiences: frozenset[str]
+    default_audience: str
+    resources: Mapping[str, str] = field(default_factory=dict)
+    scopes_supported: tuple[str, ...] = ("read",)
+    default_scopes: tuple[str, ...] = ("read",)
+    scopes_claim: str | None = "api_scopes"
+    default_client_id: str = "cli"
+    passthrough_claims: tuple[str, ...] = ("aal",)
+
+    def __post_init__(self) -> None:
+        if self.default_audience not in self.audiences:
+            raise ConfigurationError("the default audience must be in the audience allow-list")
+        for resource, audience in self.resources.items():
+            if not urlsplit(resource).scheme or audience not in self.audiences:
+                raise ConfigurationError(f"resource {resource!r} must map to an allowed audience")
+        if not set(self.default_scopes) <= set(self.scopes_supported):
+            raise ConfigurationError("default scopes must be among the supported scopes")
+        if "user_metadata" in self.passthrough_claims:
+            raise ConfigurationError("user_metadata is user-editable and is never passed through")
+
+    def audiences_for(self, request: TokenRequest) -> list[str]:
+        """RFC 8693 §2.1 ``audience`` and RFC 8707 ``resource``, each allow-listed."""
+        targets: list[str] = []
+        for audience in request.audiences:
+            if audience not in self.audiences:
+                raise RequestError("invalid_target", "The requested audience is not allowed.")
+            targets.append(audience)
+        for resource in request.resources:
+            if resource not in self.resources:
+                raise RequestError("invalid_target", "The requested resource is not allowed.")
+            targets.append(self.resources[resource])
+        return list(dict.fromkeys(targets)) or [self.default_audience]
+
+    def user_scopes(self, identity: SupabaseIdentity) -> set[str]:
+        """Default scopes plus extras from ``app_metadata`` (server-controlled), never from
+        ``user_metadata`` (user-editable)."""
+        granted = set(self.default_scopes)
+        extra = identity.app_metadata.get(self.scopes_claim) if self.scopes_claim else None
+        if isinstance(extra, str):
+            extra = extra.split()
+        if isinstance(extra, list):
+            granted.update(s for s in extra if isinstance(s, str))
+        return granted & set(self.scopes_supported)
+
+    def scopes_for(self, request: TokenRequest, identity: SupabaseIdentity) -> list[str]:
+        if request.scopes is None:
+            return list(self.default_scopes)
+        if not all(request.scopes):
+            raise RequestError("invalid_scope", "The scope parameter is malformed.")
+        if not set(request.scopes) <= self.user_scopes(identity):
+            raise RequestError("invalid_scope", "The requested scope exceeds what is allowed.")
+        return list(dict.fromkeys(request.scopes))
+
+
+@dataclass(frozen=True)
+class ExchangeResult:
+    body: dict[str, Any] = field(repr=False)
+    claims: dict[str, Any] = field(repr=False)
+
+
+class TokenExchangeService:
+    """Supabase access token in, API token out."""
+
+    def __init__(
+        self, verifier: SupabaseTokenVerifier, issuer: ApiTokenIssuer, policy: ExchangePolicy
+    ) -> None:
+        self._verifier = verifier
+        self._issuer = issuer
+        self._policy = policy
+
+    def exchange(self, request: TokenRequest, issuer_url: str) -> ExchangeResult:
+        """Return the RFC 8693 §2.2.1 response body and the issued claims.
+
+        Raises InvalidTokenError (answered as one generic ``invalid_request``), RequestError or
+        DependencyUnavailableError."""
+        audiences = self._policy.audiences_for(request)
+        identity = self._verifier.verify(request.subject_token)
+        scopes = self._policy.scopes_for(request, identity)
+        extra = {
+            name: identity.claims[name]
+            for name in self._policy.passthrough_claims
+            if name in identity.claims
+            and isinstance(identity.claims[name], (str, int, float, bool))
+        }
+        issued = self._issuer.issue(
+            issuer=issuer_url,
+            subject=identity.sub,
+            audiences=audiences,
+            scopes=scopes,
+            client_id=identity.client_id or self._policy.default_client_id,
+            session_id=identity.session_id,
+            not_after=identity.exp,
+            extra_claims=extra,
+        )
+        body = {
+            "access_token": issued.token,
+            "issued_token_type": ACCESS_TOKEN,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+            "scope": " ".join(scopes),
+        }
+        return ExchangeResult(body=body, claims=issued.claims)

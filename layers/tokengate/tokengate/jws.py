@@ -1,0 +1,147 @@
+"""Strict compact JWS (RFC 7515 §7.1) parsing and encoding helpers.
+
+Parsing produces an :class:`UnverifiedToken`: nothing in it may be trusted until a verifier has
+checked the signature with a key it chose itself. The rules are stricter than RFC 7515 requires
+(RFC 8725 §3): canonical unpadded base64url only, strict JSON objects with no duplicate members or
+non-finite numbers, a size cap applied before any decoding, and a closed set of header members.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidTokenError, Reason
+
+MAX_TOKEN_LENGTH = 8192
+ALLOWED_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
+MAX_KID_LENGTH = 256
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Decode canonical unpadded base64url; anything else raises ``ValueError``.
+
+    Canonical means re-encoding gives the same text back, so unused trailing bits must be zero
+    and two spellings of one value cannot both pass.
+    """
+    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise ValueError("not canonical base64url")
+    try:
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error as exc:
+        raise ValueError("not base64url") from exc
+    if b64url_encode(data) != segment:
+        raise ValueError("not canonical base64url")
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("non-finite number")
+    return value
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member")
+    return result
+
+
+def strict_json_object(data: bytes) -> dict[str, Any]:
+    """Parse UTF-8 JSON that must be an object; duplicates, NaN and Infinity are refused."""
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(
+            text,
+            object_pairs_hook=_unique_members,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError("not strict JSON") from exc
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class UnverifiedToken:
+    """A compact JWS split and decoded, signature not yet checked."""
+
+    header: dict[str, Any]
+    unverified_claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+    @property
+    def alg(self) -> str:
+        return str(self.header["alg"])
+
+    @property
+    def kid(self) -> str | None:
+        kid = self.header.get("kid")
+        return kid if isinstance(kid, str) else None
+
+
+def parse_compact(token: object) -> UnverifiedToken:
+    """Split and decode a compact JWS, refusing anything outside the strict profile."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidTokenError(Reason.MALFORMED, "not a string of acceptable size")
+    if not _COMPACT.fullmatch(token):
+        raise InvalidTokenError(Reason.MALFORMED, "not three base64url segments")
+    header_b64, payload_b64, signature_b64 = token.split(".")
+    try:
+        header = strict_json_object(b64url_decode(header_b64))
+        claims = strict_json_object(b64url_decode(payload_b64))
+        signature = b64url_decode(signature_b64)
+    except ValueError as exc:
+        raise InvalidTokenError(Reason.MALFORMED, str(exc)) from exc
+    _check_header(header)
+    return UnverifiedToken(
+        header=header,
+        unverified_claims=claims,
+        signing_input=f"{header_b64}.{payload_b64}".encode("ascii"),
+        signature=signature,
+    )
+
+
+def _check_header(header: dict[str, Any]) -> None:
+    extra = header.keys() - ALLOWED_HEADER_MEMBERS
+    if extra:
+        raise InvalidTokenError(Reason.HEADER, "header member not allowed")
+    if not isinstance(header.get("alg"), str):
+        raise InvalidTokenError(Reason.ALGORITHM, "alg missing")
+    if "typ" in header and not isinstance(header["typ"], str):
+        raise InvalidTokenError(Reason.TYPE, "typ not a string")
+    if "kid" in header:
+        kid = header["kid"]
+        if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
+            raise InvalidTokenError(Reason.UNKNOWN_KEY, "kid not a usable string")
+
+
+def encode_compact(header: dict[str, Any], claims: dict[str, Any]) -> bytes:
+    """The signing input ``b64(header).b64(claims)`` with compact, deterministic JSON."""
+    return (
+        b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
+    ).encode("ascii")
