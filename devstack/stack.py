@@ -10,9 +10,50 @@ from typing import Any
 from tokengate import aws as tokengate_aws
 
 from .gateway import Gateway, serve
-from .moto_aws import LocalAws, point_boto3_at, provision
+from .moto_aws import LocalAws, Provisioned, point_boto3_at, provision
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
-from .template import Template
+from .template import Handler, Template
+
+
+def deploy(
+    kms: Any,
+    secrets: Any,
+    *,
+    supabase_url: str,
+    jwt_secret: str,
+    issuer: str,
+    parameters: Mapping[str, str] | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> tuple[Template, Provisioned]:
+    """Provision what the template creates in AWS and set the functions' environment.
+
+    The environment is the template's own (Globals and per-function variables, evaluated with
+    these parameter values), so names and defaults cannot drift from a real deployment.
+    """
+    defaults = Template.load().parameters
+    alg = (parameters or {}).get("SigningAlgorithm", defaults["SigningAlgorithm"])
+    provisioned = provision(kms, secrets, alg, jwt_secret)
+    values = {
+        "SupabaseUrl": supabase_url.rstrip("/"),
+        "SupabaseJwtSecretArn": provisioned.jwt_secret_arn,
+        "Issuer": issuer,
+    }
+    values.update(parameters or {})
+    if values.get("SigningMode") == "secretsmanager":
+        values.setdefault("SigningKeySecretArn", provisioned.signing_key_secret_arn)
+    template = Template.load(values)
+    template.attributes["SigningKey.Arn"] = provisioned.signing_key_arn
+    for function in template.functions():
+        os.environ.update(template.environment(function))
+    os.environ["API_JWKS_URL"] = f"{issuer}/.well-known/jwks.json"
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.update(environment or {})
+    tokengate_aws.client.cache_clear()
+    return template, provisioned
+
+
+def load_handlers(template: Template) -> dict[str, Handler]:
+    return {name: template.load_handler(name) for name in template.functions()}
 
 
 class LocalStack:
@@ -32,45 +73,30 @@ class LocalStack:
         self._environment = dict(environment or {})
         self.aws: LocalAws | None = None
         self._server: Any = None
-        self._thread: threading.Thread | None = None
         self.gateway: Gateway | None = None
 
     def start(self) -> LocalStack:
         self.aws = LocalAws().start()
         point_boto3_at(self.aws.endpoint)
-        tokengate_aws.client.cache_clear()
-        defaults = Template.load().parameters
-        alg = self._parameters.get("SigningAlgorithm", defaults["SigningAlgorithm"])
-        provisioned = provision(
-            self.aws.client("kms"), self.aws.client("secretsmanager"), alg, self.jwt_secret
+        template, self.provisioned = deploy(
+            self.aws.client("kms"),
+            self.aws.client("secretsmanager"),
+            supabase_url=self.supabase_url,
+            jwt_secret=self.jwt_secret,
+            issuer=self.base_url,
+            parameters=self._parameters,
+            environment=self._environment,
         )
-        parameters = {
-            "SupabaseUrl": self.supabase_url,
-            "SupabaseJwtSecretArn": provisioned.jwt_secret_arn,
-            "Issuer": self.base_url,
-        }
-        parameters.update(self._parameters)
-        if parameters.get("SigningMode") == "secretsmanager":
-            parameters.setdefault("SigningKeySecretArn", provisioned.signing_key_secret_arn)
-        template = Template.load(parameters)
-        template.attributes["SigningKey.Arn"] = provisioned.signing_key_arn
-        for function in template.functions():
-            os.environ.update(template.environment(function))
-        os.environ["API_JWKS_URL"] = f"{self.base_url}/.well-known/jwks.json"
-        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-        os.environ.update(self._environment)
-        self.provisioned = provisioned
-        handlers = {name: template.load_handler(name) for name in template.functions()}
-        self.gateway = Gateway(template, handlers)
+        self.gateway = Gateway(template, load_handlers(template))
         self._server = serve(self.gateway, self.port)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop_aws(self) -> None:
         """Stop the moto server alone (to see the service fail closed)."""
         if self.aws is not None:
             self.aws.stop()
+            self.aws = None
 
     def stop(self) -> None:
         if self._server is not None:
