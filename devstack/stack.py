@@ -46,7 +46,6 @@ def deploy(
     for function in template.functions():
         os.environ.update(template.environment(function))
     os.environ["API_JWKS_URL"] = f"{issuer}/.well-known/jwks.json"
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.update(environment or {})
     tokengate_aws.client.cache_clear()
     return template, provisioned

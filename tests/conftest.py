@@ -1,11 +1,22 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
+import boto3
 import pytest
+from moto import mock_aws
 
-from tests.factories import KeyPair, ec_pair, rsa_pair
+from devstack.gateway import Gateway
+from devstack.moto_aws import Provisioned
+from devstack.stack import deploy, load_handlers
+from devstack.template import Template
+from tests.factories import HS_SECRET, SUPABASE_URL, KeyPair, ec_pair, rsa_pair
+from tokengate import aws as tokengate_aws
+from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
 
 class FakeClock:
@@ -64,3 +75,72 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def restore_environ() -> Iterator[None]:
+    """The local-stack wiring writes the functions' environment into os.environ; undo it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+class InProcessApi:
+    """The template's API with moto in-process: the real handlers and authorizers behind the same
+    gateway logic the local stack serves over HTTP, counting every AWS call the handlers make."""
+
+    def __init__(self, template: Template, provisioned: Provisioned) -> None:
+        self.provisioned = provisioned
+        self.aws_calls: list[str] = []
+        # Count from the very first call: the handlers read secrets when they load.
+        for service in ("kms", "secretsmanager"):
+            tokengate_aws.client(service).meta.events.register("before-call", self._count)
+        self.gateway = Gateway(template, load_handlers(template))
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.aws_calls.append(f"{model.service_model.service_name}:{model.name}")
+
+    def call(
+        self, method: str, path: str, body: bytes = b"", **headers: str
+    ) -> tuple[int, dict[str, str], Any]:
+        answer = self.gateway.handle(
+            method, path, {k.replace("_", "-"): v for k, v in headers.items()}, body, "127.0.0.1"
+        )
+        document = json.loads(answer.body) if answer.body else None
+        return answer.status, answer.headers, document
+
+    def exchange(self, subject_token: str, **params: str) -> tuple[int, dict[str, str], Any]:
+        form = {
+            "grant_type": GRANT_TYPE,
+            "subject_token": subject_token,
+            "subject_token_type": ACCESS_TOKEN,
+        } | params
+        return self.call(
+            "POST",
+            "/token",
+            urlencode(form).encode(),
+            Content_Type="application/x-www-form-urlencoded",
+        )
+
+
+ISSUER = "https://api.example.com"
+
+
+@pytest.fixture
+def make_api(aws_env: None, restore_environ: None) -> Iterator[Callable[..., InProcessApi]]:
+    with mock_aws():
+
+        def build(parameters: dict[str, str] | None = None, **environment: str) -> InProcessApi:
+            template, provisioned = deploy(
+                boto3.client("kms", region_name="us-east-1"),
+                boto3.client("secretsmanager", region_name="us-east-1"),
+                supabase_url=SUPABASE_URL,
+                jwt_secret=HS_SECRET,
+                issuer=ISSUER,
+                parameters=parameters,
+                environment=environment,
+            )
+            return InProcessApi(template, provisioned)
+
+        yield build

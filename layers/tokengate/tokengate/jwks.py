@@ -142,12 +142,10 @@ class JwksCache:
         with self._lock:
             if self._keys is None or now - self._fetched_at >= self._max_age:
                 self._refresh(now)
-            if self._keys is not None and kid in self._keys:
-                return self._keys[kid]
-            if now - self._attempted_at >= self._cooldown:
-                self._refresh(now)
             if self._keys is None or now - self._fetched_at >= self._max_stale:
                 raise DependencyUnavailableError("jwks_unavailable", "no key set available")
+            if kid not in self._keys:
+                self._refresh(now)  # a rotated-in key, at most once per cooldown window
             key = self._keys.get(kid)
         if key is None:
             raise InvalidTokenError(Reason.UNKNOWN_KEY, "kid not in the JWKS")
