@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,14 +78,18 @@ def new_private_key_pem(alg: str) -> bytes:
 def provision(kms: Any, secrets: Any, alg: str, jwt_secret: str) -> Provisioned:
     """What a deployment has: the KMS signing key (+ alias), the Supabase secret, and a PEM
     signing key in a secret for the opt-in Secrets Manager mode."""
+    # Names carry a suffix: stacks started in one process share moto's in-memory backend.
+    suffix = uuid.uuid4().hex[:8]
     key = kms.create_key(
         KeyUsage="SIGN_VERIFY", KeySpec=KEY_SPECS[alg], Description="tokengate local"
     )
     arn = key["KeyMetadata"]["Arn"]
-    kms.create_alias(AliasName="alias/tokengate-local-signing", TargetKeyId=arn)
-    jwt = secrets.create_secret(Name="tokengate/supabase-jwt-secret", SecretString=jwt_secret)
+    kms.create_alias(AliasName=f"alias/tokengate-local-signing-{suffix}", TargetKeyId=arn)
+    jwt = secrets.create_secret(
+        Name=f"tokengate/supabase-jwt-secret-{suffix}", SecretString=jwt_secret
+    )
     pem = secrets.create_secret(
-        Name="tokengate/signing-key", SecretString=new_private_key_pem(alg).decode()
+        Name=f"tokengate/signing-key-{suffix}", SecretString=new_private_key_pem(alg).decode()
     )
     return Provisioned(arn, jwt["ARN"], pem["ARN"])
 

@@ -1,0 +1,278 @@
+"""The local stack over real HTTP on loopback (SPEC §9): the acceptance path of the exchange."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jwt
+import pytest
+
+from devstack.moto_aws import free_port
+from devstack.stack import LocalStack
+from tests.factories import (
+    DROP,
+    HS_SECRET,
+    USER_ID,
+    KeyPair,
+    anon_key_claims,
+    b64json,
+    hs_token,
+    key_token,
+    supabase_claims,
+)
+from tests.jwks_server import JwksServer
+from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE, INVALID_SUBJECT
+
+pytestmark = pytest.mark.stack
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            status, head, raw = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        status, head, raw = error.code, dict(error.headers), error.read()
+    return status, head, json.loads(raw) if raw else None
+
+
+class Client:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, dict[str, str], Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return http("GET", self.base_url + path, headers=headers)
+
+    def exchange(self, subject_token: str, **params: str) -> tuple[int, dict[str, str], Any]:
+        form = {
+            "grant_type": GRANT_TYPE,
+            "subject_token": subject_token,
+            "subject_token_type": ACCESS_TOKEN,
+        } | params
+        return http(
+            "POST",
+            self.base_url + "/token",
+            urlencode(form).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+
+@pytest.fixture(scope="module")
+def supabase(ec_key: KeyPair) -> Iterator[JwksServer]:
+    with JwksServer({"keys": [ec_key.jwk()]}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(supabase: JwksServer) -> Iterator[LocalStack]:
+    saved = dict(os.environ)
+    running = LocalStack(free_port(), supabase.base_url, HS_SECRET).start()
+    yield running
+    running.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def client(stack: LocalStack) -> Client:
+    return Client(stack.base_url)
+
+
+def claims_for(supabase: JwksServer, **overrides: Any) -> dict[str, Any]:
+    return supabase_claims(iss=f"{supabase.base_url}/auth/v1", **overrides)
+
+
+def verify_through_discovery(client: Client, token: str) -> dict[str, Any]:
+    """What any standard verifier does: discovery → jwks_uri → key by kid → verify."""
+    status, _, metadata = client.get("/.well-known/openid-configuration")
+    assert status == 200
+    jwks_client = jwt.PyJWKClient(metadata["jwks_uri"], cache_keys=False)
+    signing_key = jwks_client.get_signing_key_from_jwt(token)
+    return jwt.decode(
+        token,
+        signing_key.key,
+        algorithms=["RS256", "ES256"],
+        audience="api",
+        issuer=metadata["issuer"],
+    )
+
+
+def test_hs256_token_with_kid_is_exchanged(client: Client, supabase: JwksServer) -> None:
+    subject = claims_for(supabase)
+    status, headers, body = client.exchange(hs_token(subject, kid="IBZFPqpuE0oC+hnZ"))
+    assert status == 200, body
+    assert headers["Cache-Control"] == "no-store"
+    claims = verify_through_discovery(client, body["access_token"])
+    assert jwt.get_unverified_header(body["access_token"])["typ"] == "at+jwt"
+    assert claims["iss"] == client.base_url
+    assert claims["sub"] == USER_ID
+    assert claims["aud"] == "api"
+    assert claims["sid"] == subject["session_id"]
+    assert claims["exp"] - claims["iat"] == 900
+    assert claims["jti"]
+
+
+def test_es256_token_from_the_project_jwks_is_exchanged(
+    client: Client, supabase: JwksServer, ec_key: KeyPair
+) -> None:
+    status, _, body = client.exchange(key_token(ec_key, claims_for(supabase)))
+    assert status == 200, body
+    assert verify_through_discovery(client, body["access_token"])["sub"] == USER_ID
+    assert any(path.endswith("/auth/v1/.well-known/jwks.json") for path in supabase.paths)
+
+
+def rejected(supabase: JwksServer) -> dict[str, str]:
+    now = int(time.time())
+    good = hs_token(claims_for(supabase))
+    _, payload, _ = good.split(".")
+    return {
+        "anon key": hs_token(anon_key_claims(now, "anon"), kid=DROP),
+        "service_role key": hs_token(anon_key_claims(now, "service_role"), kid=DROP),
+        "anonymous user": hs_token(claims_for(supabase, is_anonymous=True)),
+        "expired": hs_token(claims_for(supabase, iat=now - 7200, exp=now - 3600)),
+        "wrong issuer": hs_token(supabase_claims()),
+        "alg none": f"{b64json({'alg': 'none', 'typ': 'JWT'})}.{payload}.",
+        "garbage": "garbage",
+        "Bearer prefix": f"Bearer {good}",
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "anon key",
+        "service_role key",
+        "anonymous user",
+        "expired",
+        "wrong issuer",
+        "alg none",
+        "garbage",
+        "Bearer prefix",
+    ],
+)
+def test_unacceptable_tokens_get_one_generic_invalid_request(
+    client: Client, supabase: JwksServer, name: str
+) -> None:
+    status, headers, body = client.exchange(rejected(supabase)[name])
+    assert status == 400
+    assert body == {"error": "invalid_request", "error_description": INVALID_SUBJECT}
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_oauth_errors(client: Client, supabase: JwksServer) -> None:
+    token = hs_token(claims_for(supabase))
+    assert client.exchange(token, grant_type="password")[2]["error"] == "unsupported_grant_type"
+    assert client.exchange(token, audience="other-api")[2]["error"] == "invalid_target"
+    assert client.exchange(token, scope="write")[2]["error"] == "invalid_scope"
+    assert client.exchange(token, scope="read")[0] == 200
+
+
+def test_oversized_and_wrong_content_types(client: Client) -> None:
+    status, _, body = http(
+        "POST",
+        client.base_url + "/token",
+        b"x" * 40000,
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert (status, body["error"]) == (400, "invalid_request")
+    status, _, body = http(
+        "POST", client.base_url + "/token", b"grant_type=x", {"Content-Type": "text/plain"}
+    )
+    assert (status, body["error"]) == (400, "invalid_request")
+
+
+def test_jwks_and_discovery(client: Client) -> None:
+    status, headers, jwks = client.get("/.well-known/jwks.json")
+    assert status == 200
+    assert headers["Cache-Control"].startswith("public, max-age=")
+    status, _, metadata = client.get("/.well-known/oauth-authorization-server")
+    assert metadata["issuer"] == client.base_url
+    assert http("GET", metadata["jwks_uri"])[2] == jwks
+
+
+def test_kms_unavailable_is_503_without_a_token(supabase: JwksServer) -> None:
+    saved = dict(os.environ)
+    stack = LocalStack(free_port(), supabase.base_url, HS_SECRET).start()
+    try:
+        client = Client(stack.base_url)
+        token = hs_token(claims_for(supabase))
+        assert client.exchange(token)[0] == 200
+        stack.stop_aws()
+        status, headers, body = client.exchange(token)
+        assert status == 503
+        assert body["error"] == "temporarily_unavailable"
+        assert "access_token" not in body
+        assert headers["Retry-After"].isdigit()
+        assert "Traceback" not in json.dumps(body)
+    finally:
+        stack.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_make_run_walkthrough_works_as_printed() -> None:
+    """`make run` starts and prints a walkthrough that works verbatim; SIGTERM stops it."""
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUPABASE_", "SIGNING_"))
+    }
+    env["PORT"] = str(port)
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C stops everything"):
+                break
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{port}" in output, output
+        ready = http("GET", f"http://127.0.0.1:{port}/.well-known/openid-configuration")
+        assert ready[0] == 200
+        script = output.split("Try it (copy-paste into a shell):", 1)[1].split(
+            "Ctrl-C stops everything", 1
+        )[0]
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        exchange, whoami, supabase_whoami, jwks = answers
+        assert exchange["token_type"] == "Bearer"
+        assert whoami["sub"] == supabase_whoami["sub"]
+        assert whoami["scope"] == "read"
+        assert jwks["keys"]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+        if process.stdout is not None:
+            process.stdout.close()
+    with pytest.raises(urllib.error.URLError):
+        http("GET", f"http://127.0.0.1:{port}/.well-known/jwks.json")
