@@ -276,3 +276,55 @@ def test_make_run_walkthrough_works_as_printed() -> None:
             process.stdout.close()
     with pytest.raises(urllib.error.URLError):
         http("GET", f"http://127.0.0.1:{port}/.well-known/jwks.json")
+
+
+# -- protected routes through the authorizers (SPEC §3.3, §7) ---------------------------------
+
+
+def expired_api_token(stack: LocalStack) -> str:
+    from tokengate.apitoken import ApiTokenIssuer
+    from tokengate.aws import KmsSigner
+
+    assert stack.aws is not None
+    signer = KmsSigner(stack.provisioned.signing_key_arn, "RS256", kms=stack.aws.client("kms"))
+    issuer = ApiTokenIssuer(signer, ttl=900, clock=lambda: time.time() - 2000)
+    return issuer.issue(
+        issuer=stack.base_url,
+        subject=USER_ID,
+        audiences=["api"],
+        scopes=["read"],
+        client_id="cli",
+        session_id="s",
+        not_after=time.time() + 3600,
+    ).token
+
+
+def test_protected_routes(client: Client, stack: LocalStack, supabase: JwksServer) -> None:
+    supabase_token = hs_token(
+        claims_for(supabase, app_metadata={"provider": "email", "api_scopes": ["write"]})
+    )
+    api_token = client.exchange(supabase_token)[2]["access_token"]
+    write_only = client.exchange(supabase_token, scope="write")[2]["access_token"]
+
+    status, _, body = client.get("/whoami", api_token)
+    assert status == 200
+    assert (body["sub"], body["scope"], body["principalId"]) == (USER_ID, "read", USER_ID)
+
+    assert client.get("/whoami")[0] == 401
+    tampered = api_token[:-6] + ("AAAAAA" if not api_token.endswith("AAAAAA") else "BBBBBB")
+    assert client.get("/whoami", tampered)[0] == 401
+    assert client.get("/whoami", expired_api_token(stack))[0] == 401
+    assert client.get("/whoami", write_only)[0] == 403
+    assert client.get("/whoami", supabase_token)[0] == 401
+
+    status, _, body = client.get("/supabase/whoami", supabase_token)
+    assert (status, body["sub"]) == (200, USER_ID)
+    assert client.get("/supabase/whoami", api_token)[0] == 401
+    assert client.get("/supabase/whoami")[0] == 401
+
+
+def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
+    status, headers, body = client.get("/whoami", "abc.def.ghi")
+    assert status == 401
+    assert body == {"message": "Unauthorized"}
+    assert headers["WWW-Authenticate"].startswith("Bearer")
