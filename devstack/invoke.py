@@ -38,11 +38,9 @@ def _exchange(stack: LocalStack, subject_token: str, scope: str) -> str:
             "scope": scope,
         }
     ).encode()
-    request = Request(
-        f"{stack.base_url}/token",
-        data=form,  # noqa: S310 - loopback
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
+    url = f"{stack.base_url}/token"  # the local stack, on loopback
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    request = Request(url, data=form, headers=headers)  # noqa: S310
     with urlopen(request, timeout=20) as response:  # noqa: S310 - loopback
         return str(json.load(response)["access_token"])
 
