@@ -7,6 +7,7 @@ SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 STAMP := $(VENV)/.installed
 PORT ?= 3000
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help run test lint bench build deploy invoke lock clean
 
@@ -48,6 +49,7 @@ bench: $(STAMP)
 
 build: $(SAM)
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build --template template.yaml
+	$(PYTHON) scripts/check_build.py
 
 deploy: build
 	if [ -f samconfig.toml ] && grep -q '^stack_name' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
