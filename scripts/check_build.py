@@ -1,4 +1,4 @@
-"""After `sam build`: the layer's compiled code must match the Lambda target (arm64, CPython 3.13)."""
+"""After `sam build`: the layer's compiled code must match the target (arm64, CPython 3.13)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ def main() -> int:
     wrong += [p for p in objects if "cpython-" in p.name and "cpython-313-aarch64" not in p.name]
     for path in wrong:
         print(f"not built for python3.13 arm64: {path}", file=sys.stderr)
-    print(f"layer: {len(objects)} shared objects, all aarch64 / CPython 3.13 compatible" if not wrong else "")
+    print(
+        f"layer: {len(objects)} shared objects, all aarch64 / CPython 3.13 compatible"
+        if not wrong
+        else ""
+    )
     return 1 if wrong else 0
 
 

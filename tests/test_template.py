@@ -47,8 +47,11 @@ CASES: dict[str, tuple[dict[str, str], dict[str, set[Grant]]]] = {
     "kms RS256 with HS256 secret": (
         {"SupabaseJwtSecretArn": JWT_SECRET},
         {
-            "TokenExchangeFunction": {("kms:Sign", KEY, SIGN_RS), ("kms:GetPublicKey", KEY, ""),
-                                      ("secretsmanager:GetSecretValue", JWT_SECRET, "")},
+            "TokenExchangeFunction": {
+                ("kms:Sign", KEY, SIGN_RS),
+                ("kms:GetPublicKey", KEY, ""),
+                ("secretsmanager:GetSecretValue", JWT_SECRET, ""),
+            },
             "JwksFunction": {("kms:GetPublicKey", KEY, "")},
             "ApiTokenAuthorizerFunction": set(),
             "SupabaseAuthorizerFunction": {("secretsmanager:GetSecretValue", JWT_SECRET, "")},
@@ -66,10 +69,16 @@ CASES: dict[str, tuple[dict[str, str], dict[str, set[Grant]]]] = {
         },
     ),
     "secrets manager key": (
-        {"SigningMode": "secretsmanager", "SigningKeySecretArn": PEM_SECRET, "SupabaseJwtSecretArn": JWT_SECRET},
         {
-            "TokenExchangeFunction": {("secretsmanager:GetSecretValue", PEM_SECRET, ""),
-                                      ("secretsmanager:GetSecretValue", JWT_SECRET, "")},
+            "SigningMode": "secretsmanager",
+            "SigningKeySecretArn": PEM_SECRET,
+            "SupabaseJwtSecretArn": JWT_SECRET,
+        },
+        {
+            "TokenExchangeFunction": {
+                ("secretsmanager:GetSecretValue", PEM_SECRET, ""),
+                ("secretsmanager:GetSecretValue", JWT_SECRET, ""),
+            },
             "JwksFunction": {("secretsmanager:GetSecretValue", PEM_SECRET, "")},
             "ApiTokenAuthorizerFunction": set(),
             "SupabaseAuthorizerFunction": {("secretsmanager:GetSecretValue", JWT_SECRET, "")},
@@ -80,7 +89,9 @@ CASES: dict[str, tuple[dict[str, str], dict[str, set[Grant]]]] = {
 
 
 @pytest.mark.parametrize("parameters, expected", CASES.values(), ids=CASES.keys())
-def test_each_function_has_exactly_its_permissions(parameters: dict[str, str], expected: dict[str, set[Grant]]) -> None:
+def test_each_function_has_exactly_its_permissions(
+    parameters: dict[str, str], expected: dict[str, set[Grant]]
+) -> None:
     assert permissions(parameters) == expected
 
 
@@ -107,8 +118,12 @@ def test_every_function_has_a_log_group_with_retention() -> None:
 
 
 def test_logical_ids_tooling_relies_on() -> None:
-    assert {"TokenExchangeFunction", "JwksFunction", "ApiTokenAuthorizerFunction",
-            "SupabaseAuthorizerFunction"} <= set(Template.load().functions())
+    assert {
+        "TokenExchangeFunction",
+        "JwksFunction",
+        "ApiTokenAuthorizerFunction",
+        "SupabaseAuthorizerFunction",
+    } <= set(Template.load().functions())
 
 
 def test_routes_and_authorizers_come_from_the_template(tmp_path: Path) -> None:
