@@ -25,12 +25,12 @@ def main() -> int:
     wrong += [p for p in objects if "cpython-" in p.name and "cpython-313-aarch64" not in p.name]
     for path in wrong:
         print(f"not built for python3.13 arm64: {path}", file=sys.stderr)
-    print(
-        f"layer: {len(objects)} shared objects, all aarch64 / CPython 3.13 compatible"
-        if not wrong
-        else ""
-    )
-    return 1 if wrong else 0
+    if wrong:
+        return 1
+    bytecode = len(list(LAYER.rglob("*.cpython-313.pyc")))
+    print(f"layer: {len(objects)} shared objects, all aarch64 / CPython 3.13 compatible;")
+    print(f"       {bytecode} modules precompiled for CPython 3.13")
+    return 0
 
 
 if __name__ == "__main__":

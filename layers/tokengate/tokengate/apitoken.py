@@ -5,8 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .claims import MAX_LEEWAY_SECONDS, check_audience, check_issuer, check_times, optional_string
 from .errors import ConfigurationError, InvalidTokenError, Reason
@@ -20,11 +19,13 @@ ACCESS_TOKEN_TYPE = "at+jwt"
 MIN_TTL, MAX_TTL = 60, 3600
 
 
-@dataclass(frozen=True)
-class IssuedToken:
+class IssuedToken(NamedTuple):
     token: str
     expires_in: int
-    claims: dict[str, Any] = field(repr=False)
+    claims: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(jti={self.claims.get('jti')!r}, expires_in={self.expires_in})"
 
 
 class ApiTokenIssuer:
@@ -93,14 +94,13 @@ class StaticKeySet:
             raise InvalidTokenError(Reason.UNKNOWN_KEY, "kid is not one of ours") from None
 
 
-@dataclass(frozen=True)
-class ApiTokenClaims:
+class ApiTokenClaims(NamedTuple):
     sub: str
     scopes: tuple[str, ...]
     client_id: str
     jti: str
     sid: str
-    claims: dict[str, Any] = field(repr=False)
+    claims: dict[str, Any]
 
 
 class ApiTokenVerifier:

@@ -9,10 +9,10 @@ can replay it for any route without leaking an Allow or a spurious Deny.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigurationError, TokenGateError
 
@@ -24,6 +24,25 @@ _METHOD_ARN = re.compile(
 CONTEXT_VALUE = str | int | float | bool
 
 
+logger = logging.getLogger("tokengate.authorizer")
+
+
+def log_decision(decision: str, reason: str, principal: Principal | None) -> None:
+    """Refusals at INFO with their reason code; allows at DEBUG (API Gateway's access log already
+    records each allowed principal, and a log line costs more than the decision itself)."""
+    if decision == "allow":
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "authorizer decision",
+                extra={"decision": decision, "sub": principal and principal.sub},
+            )
+        return
+    fields: dict[str, Any] = {"decision": decision, "reason": reason}
+    if principal is not None:
+        fields |= {"sub": principal.sub, "jti": principal.context.get("jti")}
+    logger.info("authorizer decision", extra=fields)
+
+
 class Unauthorized(Exception):
     """Raised for a missing or invalid token on REST APIs: API Gateway answers 401."""
 
@@ -31,17 +50,15 @@ class Unauthorized(Exception):
         super().__init__("Unauthorized")
 
 
-@dataclass(frozen=True)
-class Principal:
+class Principal(NamedTuple):
     """A verified caller, as every authorizer sees it."""
 
     sub: str
     scopes: frozenset[str]
-    context: dict[str, CONTEXT_VALUE] = field(default_factory=dict)
+    context: dict[str, CONTEXT_VALUE]
 
 
-@dataclass(frozen=True)
-class AuthRequest:
+class AuthRequest(NamedTuple):
     kind: str  # "TOKEN", "REQUEST" or "HTTP2"
     token: str | None
     arn_base: str | None  # arn:aws:execute-api:region:account:api/stage
@@ -133,7 +150,7 @@ class Authorizer:
     ) -> None:
         self._verify = verify
         self._routes = routes
-        self._on_decision = on_decision or (lambda decision, reason, principal: None)
+        self._on_decision = on_decision or log_decision
 
     def decide(self, event: dict[str, Any]) -> dict[str, Any]:
         request = parse_event(event)

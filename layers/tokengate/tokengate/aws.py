@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .errors import ConfigurationError, DependencyUnavailableError
@@ -48,8 +47,10 @@ def _translated(what: str, call: Callable[[], Any]) -> Any:
 
 def kms_public_key(kms: Any, key_id: str) -> tuple[str, PublicKey]:
     """(key ARN, public key) of a KMS signing key."""
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
     answer = _translated("kms", lambda: kms.get_public_key(KeyId=key_id))
-    public_key = serialization.load_der_public_key(answer["PublicKey"])
+    public_key = load_der_public_key(answer["PublicKey"])
     if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
         raise ConfigurationError(f"KMS key {key_id} is not an RSA or EC key")
     return str(answer["KeyId"]), public_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from .apitoken import ApiTokenIssuer
@@ -38,14 +38,16 @@ def _invalid(description: str) -> RequestError:
     return RequestError("invalid_request", description)
 
 
-@dataclass(frozen=True)
-class TokenRequest:
+class TokenRequest(NamedTuple):
     """A syntactically valid token-exchange request."""
 
-    subject_token: str = field(repr=False)
+    subject_token: str
     audiences: tuple[str, ...] = ()
     resources: tuple[str, ...] = ()
     scopes: tuple[str, ...] | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"TokenRequest(audiences={self.audiences!r}, scopes={self.scopes!r})"
 
 
 def _form_pairs(body: bytes) -> list[tuple[str, str]]:
@@ -180,10 +182,12 @@ class ExchangePolicy:
         return list(dict.fromkeys(request.scopes))
 
 
-@dataclass(frozen=True)
-class ExchangeResult:
-    body: dict[str, Any] = field(repr=False)
-    claims: dict[str, Any] = field(repr=False)
+class ExchangeResult(NamedTuple):
+    body: dict[str, Any]
+    claims: dict[str, Any]
+
+    def __repr__(self) -> str:  # never the token
+        return f"ExchangeResult(jti={self.claims.get('jti')!r})"
 
 
 class TokenExchangeService:

@@ -13,8 +13,7 @@ import binascii
 import json
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InvalidTokenError, Reason
 
@@ -31,21 +30,34 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_INDEX = {char: value for value, char in enumerate(_ALPHABET)}
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# With 2 (3) characters in the last quantum, the low 4 (2) bits of the last one are unused.
+_UNUSED_BITS = {2: 0b1111, 3: 0b11}
+
+
 def b64url_decode(segment: str) -> bytes:
     """Decode canonical unpadded base64url; anything else raises ``ValueError``.
 
-    Canonical means re-encoding gives the same text back, so unused trailing bits must be zero
-    and two spellings of one value cannot both pass.
+    Canonical means the unused trailing bits are zero, so two spellings of one value cannot both
+    pass (re-encoding the result gives the same text back).
     """
-    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+    if not _B64URL.fullmatch(segment):
         raise ValueError("not canonical base64url")
+    return _decode_checked(segment)
+
+
+def _decode_checked(segment: str) -> bytes:
+    """``b64url_decode`` for text already known to be in the base64url alphabet."""
+    rest = len(segment) % 4
+    if rest == 1 or (rest and _INDEX[segment[-1]] & _UNUSED_BITS[rest]):
+        raise ValueError("not canonical base64url")
+    padded = segment.encode("ascii").translate(_TO_STANDARD) + b"=" * (-len(segment) % 4)
     try:
-        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return binascii.a2b_base64(padded, strict_mode=True)
     except binascii.Error as exc:
         raise ValueError("not base64url") from exc
-    if b64url_encode(data) != segment:
-        raise ValueError("not canonical base64url")
-    return data
 
 
 def _reject_constant(name: str) -> Any:
@@ -66,16 +78,15 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+_STRICT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_members, parse_constant=_reject_constant, parse_float=_finite_float
+)
+
+
 def strict_json_object(data: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object; duplicates, NaN and Infinity are refused."""
     try:
-        text = data.decode("utf-8")
-        value = json.loads(
-            text,
-            object_pairs_hook=_unique_members,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-        )
+        value = _STRICT_DECODER.decode(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError("not strict JSON") from exc
     if not isinstance(value, dict):
@@ -83,8 +94,7 @@ def strict_json_object(data: bytes) -> dict[str, Any]:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class UnverifiedToken:
+class UnverifiedToken(NamedTuple):
     """A compact JWS split and decoded, signature not yet checked."""
 
     header: dict[str, Any]
@@ -110,18 +120,34 @@ def parse_compact(token: object) -> UnverifiedToken:
         raise InvalidTokenError(Reason.MALFORMED, "not three base64url segments")
     header_b64, payload_b64, signature_b64 = token.split(".")
     try:
-        header = strict_json_object(b64url_decode(header_b64))
-        claims = strict_json_object(b64url_decode(payload_b64))
-        signature = b64url_decode(signature_b64)
+        header = _header(header_b64)
+        claims = strict_json_object(_decode_checked(payload_b64))
+        signature = _decode_checked(signature_b64)
     except ValueError as exc:
         raise InvalidTokenError(Reason.MALFORMED, str(exc)) from exc
-    _check_header(header)
     return UnverifiedToken(
-        header=header,
+        header=dict(header),
         unverified_claims=claims,
         signing_input=f"{header_b64}.{payload_b64}".encode("ascii"),
         signature=signature,
     )
+
+
+_HEADER_CACHE: dict[str, dict[str, Any]] = {}
+_HEADER_CACHE_SIZE = 64
+
+
+def _header(segment: str) -> dict[str, Any]:
+    """Decode and check a protected header. Headers repeat across tokens (same alg, typ and
+    kid), so checked ones are memoized by their exact text; a bounded dict, cleared when full."""
+    header = _HEADER_CACHE.get(segment)
+    if header is None:
+        header = strict_json_object(_decode_checked(segment))
+        _check_header(header)
+        if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+            _HEADER_CACHE.clear()
+        _HEADER_CACHE[segment] = header
+    return header
 
 
 def _check_header(header: dict[str, Any]) -> None:

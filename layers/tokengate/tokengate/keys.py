@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
@@ -44,34 +43,39 @@ class VerificationKey(Protocol):
     def verify(self, signing_input: bytes, signature: bytes) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
 class HmacKey:
     """The Supabase legacy shared secret, used as its raw bytes."""
 
-    secret: bytes = field(repr=False)
-    kid: str | None = None
-    alg: str = "HS256"
+    __slots__ = ("kid", "secret")
+    alg = "HS256"
 
-    def __post_init__(self) -> None:
-        if len(self.secret) < MIN_HMAC_SECRET_BYTES:
+    def __init__(self, secret: bytes, kid: str | None = None) -> None:
+        if len(secret) < MIN_HMAC_SECRET_BYTES:
             raise ConfigurationError(
                 f"the HS256 secret must be at least {MIN_HMAC_SECRET_BYTES} bytes"
             )
+        self.secret = secret
+        self.kid = kid
+
+    def __repr__(self) -> str:  # never the secret
+        return f"HmacKey(kid={self.kid!r})"
 
     def verify(self, signing_input: bytes, signature: bytes) -> bool:
-        expected = hmac.new(self.secret, signing_input, hashlib.sha256).digest()
-        return hmac.compare_digest(expected, signature)
+        return hmac.compare_digest(hmac.digest(self.secret, signing_input, "sha256"), signature)
 
 
-@dataclass(frozen=True, slots=True)
 class RsaKey:
-    public_key: rsa.RSAPublicKey
-    kid: str | None = None
-    alg: str = "RS256"
+    __slots__ = ("kid", "public_key")
+    alg = "RS256"
 
-    def __post_init__(self) -> None:
-        if self.public_key.key_size < MIN_RSA_BITS:
+    def __init__(self, public_key: rsa.RSAPublicKey, kid: str | None = None) -> None:
+        if public_key.key_size < MIN_RSA_BITS:
             raise ValueError("RSA key under 2048 bits")
+        self.public_key = public_key
+        self.kid = kid
+
+    def __repr__(self) -> str:
+        return f"RsaKey(kid={self.kid!r})"
 
     def verify(self, signing_input: bytes, signature: bytes) -> bool:
         if len(signature) != (self.public_key.key_size + 7) // 8:
@@ -83,15 +87,18 @@ class RsaKey:
         return True
 
 
-@dataclass(frozen=True, slots=True)
 class EcKey:
-    public_key: ec.EllipticCurvePublicKey
-    kid: str | None = None
-    alg: str = "ES256"
+    __slots__ = ("kid", "public_key")
+    alg = "ES256"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.public_key.curve, ec.SECP256R1):
+    def __init__(self, public_key: ec.EllipticCurvePublicKey, kid: str | None = None) -> None:
+        if not isinstance(public_key.curve, ec.SECP256R1):
             raise ValueError("EC key not on P-256")
+        self.public_key = public_key
+        self.kid = kid
+
+    def __repr__(self) -> str:
+        return f"EcKey(kid={self.kid!r})"
 
     def verify(self, signing_input: bytes, signature: bytes) -> bool:
         # JOSE form only (RFC 7518 §3.4): 32-byte r then 32-byte s, each in [1, n-1].

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
@@ -55,8 +55,10 @@ class LocalKeySigner:
 
     @classmethod
     def from_pem(cls, pem: bytes) -> LocalKeySigner:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
         try:
-            key = serialization.load_pem_private_key(pem, password=None)
+            key = load_pem_private_key(pem, password=None)
         except (ValueError, TypeError) as exc:
             raise ConfigurationError("the signing key is not an unencrypted PEM key") from exc
         if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):

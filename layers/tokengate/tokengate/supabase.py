@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from .claims import (
     MAX_LEEWAY_SECONDS,
@@ -86,8 +86,7 @@ class SupabasePolicy:
         )
 
 
-@dataclass(frozen=True)
-class SupabaseIdentity:
+class SupabaseIdentity(NamedTuple):
     """A verified Supabase user. ``user_metadata`` is deliberately not lifted out of ``claims``:
     it is user-editable and must never grant anything."""
 
@@ -96,8 +95,8 @@ class SupabaseIdentity:
     exp: float
     aal: str
     client_id: str | None
-    app_metadata: dict[str, Any] = field(repr=False)
-    claims: dict[str, Any] = field(repr=False)
+    app_metadata: dict[str, Any]
+    claims: dict[str, Any]
 
 
 class SupabaseTokenVerifier:

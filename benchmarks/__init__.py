@@ -1,0 +1,1 @@
+"""`make bench`: medians and ratios against baselines measured in the same run."""
