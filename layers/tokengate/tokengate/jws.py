@@ -94,6 +94,31 @@ def strict_json_object(data: bytes) -> dict[str, Any]:
     return value
 
 
+class UnverifiedJws(NamedTuple):
+    """A compact JWS split and decoded, signature not yet checked; the payload is bytes."""
+
+    header: dict[str, Any]
+    payload: bytes
+    signing_input: bytes
+    signature: bytes
+
+
+def parse_jws(token: object) -> UnverifiedJws:
+    """Split and decode a compact JWS (any payload), refusing anything outside the strict profile."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidTokenError(Reason.MALFORMED, "not a string of acceptable size")
+    if not _COMPACT.fullmatch(token):
+        raise InvalidTokenError(Reason.MALFORMED, "not three base64url segments")
+    header_b64, payload_b64, signature_b64 = token.split(".")
+    try:
+        header = _header(header_b64)
+        payload = _decode_checked(payload_b64)
+        signature = _decode_checked(signature_b64)
+    except ValueError as exc:
+        raise InvalidTokenError(Reason.MALFORMED, str(exc)) from exc
+    return UnverifiedJws(dict(header), payload, f"{header_b64}.{payload_b64}".encode("ascii"), signature)
+
+
 class UnverifiedToken(NamedTuple):
     """A compact JWS split and decoded, signature not yet checked."""
 
@@ -113,24 +138,13 @@ class UnverifiedToken(NamedTuple):
 
 
 def parse_compact(token: object) -> UnverifiedToken:
-    """Split and decode a compact JWS, refusing anything outside the strict profile."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidTokenError(Reason.MALFORMED, "not a string of acceptable size")
-    if not _COMPACT.fullmatch(token):
-        raise InvalidTokenError(Reason.MALFORMED, "not three base64url segments")
-    header_b64, payload_b64, signature_b64 = token.split(".")
+    """A JWT: a strict compact JWS whose payload is a strict JSON object."""
+    jws = parse_jws(token)
     try:
-        header = _header(header_b64)
-        claims = strict_json_object(_decode_checked(payload_b64))
-        signature = _decode_checked(signature_b64)
+        claims = strict_json_object(jws.payload)
     except ValueError as exc:
         raise InvalidTokenError(Reason.MALFORMED, str(exc)) from exc
-    return UnverifiedToken(
-        header=dict(header),
-        unverified_claims=claims,
-        signing_input=f"{header_b64}.{payload_b64}".encode("ascii"),
-        signature=signature,
-    )
+    return UnverifiedToken(jws.header, claims, jws.signing_input, jws.signature)
 
 
 _HEADER_CACHE: dict[str, dict[str, Any]] = {}
