@@ -7,8 +7,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from tokengate import aws as tokengate_aws
-
 from .gateway import Gateway, serve
 from .moto_aws import LocalAws, Provisioned, point_boto3_at, provision
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
@@ -47,7 +45,6 @@ def deploy(
         os.environ.update(template.environment(function))
     os.environ["API_JWKS_URL"] = f"{issuer}/.well-known/jwks.json"
     os.environ.update(environment or {})
-    tokengate_aws.client.cache_clear()
     return template, provisioned
 
 

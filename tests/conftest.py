@@ -11,11 +11,11 @@ import pytest
 from moto import mock_aws
 
 from devstack.gateway import Gateway
-from devstack.moto_aws import Provisioned
-from devstack.stack import deploy, load_handlers
+from devstack.moto_aws import Provisioned, free_port
+from devstack.stack import LocalStack, deploy, load_handlers
 from devstack.template import Template
 from tests.factories import HS_SECRET, SUPABASE_URL, KeyPair, ec_pair, rsa_pair
-from tokengate import aws as tokengate_aws
+from tests.jwks_server import JwksServer
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
 
@@ -93,9 +93,10 @@ class InProcessApi:
     def __init__(self, template: Template, provisioned: Provisioned) -> None:
         self.provisioned = provisioned
         self.aws_calls: list[str] = []
-        # Count from the very first call: the handlers read secrets when they load.
-        for service in ("kms", "secretsmanager"):
-            tokengate_aws.client(service).meta.events.register("before-call", self._count)
+        # Count from the very first call (the handlers read secrets when they load): clients
+        # made after this, from boto3's default session, report every call here.
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("before-call", self._count)  # type: ignore[union-attr]
         self.gateway = Gateway(template, load_handlers(template))
 
     def _count(self, model: Any, **_: Any) -> None:
@@ -144,3 +145,21 @@ def make_api(aws_env: None, restore_environ: None) -> Iterator[Callable[..., InP
             return InProcessApi(template, provisioned)
 
         yield build
+
+
+@pytest.fixture(scope="session")
+def supabase_server(ec_key: KeyPair, rsa_key: KeyPair) -> Iterator[JwksServer]:
+    """The Supabase project on loopback: its JWKS serves an ES256 and an RS256 key."""
+    with JwksServer({"keys": [ec_key.jwk(), rsa_key.jwk()]}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def local_stack(supabase_server: JwksServer) -> Iterator[LocalStack]:
+    """One local stack (moto server + HTTP on loopback) shared by the HTTP tests."""
+    saved = dict(os.environ)
+    running = LocalStack(free_port(), supabase_server.base_url, HS_SECRET).start()
+    yield running
+    running.stop()
+    os.environ.clear()
+    os.environ.update(saved)

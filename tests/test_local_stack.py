@@ -9,10 +9,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import jwt
 import pytest
@@ -30,66 +28,27 @@ from tests.factories import (
     key_token,
     supabase_claims,
 )
+from tests.http_client import Client, http
 from tests.jwks_server import JwksServer
-from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE, INVALID_SUBJECT
+from tokengate.exchange import INVALID_SUBJECT
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def http(
-    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], Any]:
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=20) as response:
-            status, head, raw = response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        status, head, raw = error.code, dict(error.headers), error.read()
-    return status, head, json.loads(raw) if raw else None
-
-
-class Client:
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-
-    def get(self, path: str, token: str | None = None) -> tuple[int, dict[str, str], Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return http("GET", self.base_url + path, headers=headers)
-
-    def exchange(self, subject_token: str, **params: str) -> tuple[int, dict[str, str], Any]:
-        form = {
-            "grant_type": GRANT_TYPE,
-            "subject_token": subject_token,
-            "subject_token_type": ACCESS_TOKEN,
-        } | params
-        return http(
-            "POST",
-            self.base_url + "/token",
-            urlencode(form).encode(),
-            {"Content-Type": "application/x-www-form-urlencoded"},
-        )
-
-
-@pytest.fixture(scope="module")
-def supabase(ec_key: KeyPair) -> Iterator[JwksServer]:
-    with JwksServer({"keys": [ec_key.jwk()]}) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(supabase: JwksServer) -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    running = LocalStack(free_port(), supabase.base_url, HS_SECRET).start()
-    yield running
-    running.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+@pytest.fixture
+def supabase(supabase_server: JwksServer) -> JwksServer:
+    return supabase_server
 
 
 @pytest.fixture
-def client(stack: LocalStack) -> Client:
-    return Client(stack.base_url)
+def stack(local_stack: LocalStack) -> LocalStack:
+    return local_stack
+
+
+@pytest.fixture
+def client(local_stack: LocalStack) -> Client:
+    return Client(local_stack.base_url)
 
 
 def claims_for(supabase: JwksServer, **overrides: Any) -> dict[str, Any]:

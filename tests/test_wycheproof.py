@@ -96,7 +96,9 @@ def group_key(group: dict[str, Any]) -> Any:
         if jwk.get("use", "sig") != "sig" or jwk.get("alg", "HS256") != "HS256":
             raise ValueError("key")
         return HmacKey(b64url_decode(jwk["k"]))
-    return key_from_jwk({k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")})
+    return key_from_jwk(
+        {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
+    )
 
 
 def verify_jws(token: str, key: Any) -> bool:
@@ -134,7 +136,9 @@ def test_whole_jws_vectors_with_each_groups_key() -> None:
     results: list[tuple[str, bool]] = []
     stricter: Counter[str] = Counter()
     for group in load("json_web_signature_test.json")["testGroups"]:
-        valid_texts = {t["jws"] for t in group["tests"] if t["result"] == "valid" and isinstance(t["jws"], str)}
+        valid_texts = {
+            t["jws"] for t in group["tests"] if t["result"] == "valid" and isinstance(t["jws"], str)
+        }
         for test in group["tests"]:
             token, error, accepted = test["jws"], None, False
             try:
@@ -149,16 +153,24 @@ def test_whole_jws_vectors_with_each_groups_key() -> None:
             if test["result"] == "invalid":
                 assert not accepted, f"accepted invalid vector {test['tcId']} ({test['comment']})"
             elif not accepted:
-                why = "encoding" if not isinstance(token, str) else why_stricter(token, group, error)
-                assert why in STRICTER, f"valid vector {test['tcId']} ({test['comment']}) rejected: {error!r}"
+                why = (
+                    "encoding" if not isinstance(token, str) else why_stricter(token, group, error)
+                )
+                assert why in STRICTER, (
+                    f"valid vector {test['tcId']} ({test['comment']}) rejected: {error!r}"
+                )
                 stricter[why] += 1
     assert len(results) == 401
     counts = outcome_counts(results)
     # Locked, so any change in behaviour shows: no invalid vector accepted; the valid ones we
     # reject are 26 outside the algorithm allow-list (RS384/512, PS*, ES512, HS512 figures) and 3
     # lenient decodings (a stray '?' that permissive base64 decoders skip).
-    assert dict(counts) == {"valid->accept": 17, "invalid->reject": 353, "valid->reject": 29,
-                            "duplicate->accept": 2}
+    assert dict(counts) == {
+        "valid->accept": 17,
+        "invalid->reject": 353,
+        "valid->reject": 29,
+        "duplicate->accept": 2,
+    }
     assert dict(stricter) == {"algorithm": 26, "encoding": 3}
 
 

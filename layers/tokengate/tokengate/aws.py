@@ -7,7 +7,7 @@ authorizers never Allow.
 
 from __future__ import annotations
 
-import functools
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,10 +21,8 @@ from .signing import LocalKeySigner, der_to_jose
 KMS_ALGORITHMS = {"RS256": "RSASSA_PKCS1_V1_5_SHA_256", "ES256": "ECDSA_SHA_256"}
 
 
-@functools.cache
-def client(service: str) -> Any:
-    """A boto3 client (one per service and process) with explicit, short timeouts and bounded
-    retries. boto3 is imported on first use: it costs ~200 ms and warm paths never need it."""
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """A boto3 client with explicit, short timeouts and bounded retries."""
     import boto3
     from botocore.config import Config
 
@@ -33,7 +31,26 @@ def client(service: str) -> Any:
         read_timeout=3,
         retries={"mode": "standard", "total_max_attempts": 2},
     )
-    return boto3.client(service, config=config)
+    return boto3.client(service, config=config, endpoint_url=endpoint_url)
+
+
+class LazyClient:
+    """A boto3 client made on first use: boto3 costs ~200 ms to import and warm paths never
+    need it. The endpoint is fixed when the holder is built, so a collaborator keeps talking to
+    the AWS it was configured for."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._endpoint_url = os.environ.get("AWS_ENDPOINT_URL") or None
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = client(self._service, self._endpoint_url)
+        return getattr(self._client, name)
 
 
 def _translated(what: str, call: Callable[[], Any]) -> Any:
@@ -75,7 +92,7 @@ class KmsSigner:
             raise ConfigurationError(f"KMS signing supports {sorted(KMS_ALGORITHMS)}")
         if not key_id:
             raise ConfigurationError("SIGNING_KEY_ID is required")
-        self._kms = kms
+        self._kms = kms if kms is not None else LazyClient("kms")
         self._key_id = key_id
         self.alg = alg
         self._lock = threading.Lock()
@@ -85,8 +102,6 @@ class KmsSigner:
         if self._loaded is None:
             with self._lock:
                 if self._loaded is None:
-                    if self._kms is None:
-                        self._kms = client("kms")
                     arn, public_key = kms_public_key(self._kms, self._key_id)
                     if algorithm_for(public_key) != self.alg:
                         raise ConfigurationError(f"KMS key {self._key_id} cannot sign {self.alg}")
@@ -123,7 +138,9 @@ class KmsSigner:
 
 def local_signer_from_secret(secret_id: str, alg: str, secrets: Any = None) -> LocalKeySigner:
     """The Secrets Manager signing mode: a PEM private key read from a secret."""
-    signer = LocalKeySigner.from_pem(secret_bytes(secrets or client("secretsmanager"), secret_id))
+    signer = LocalKeySigner.from_pem(
+        secret_bytes(secrets or LazyClient("secretsmanager"), secret_id)
+    )
     if signer.alg != alg:
         raise ConfigurationError(f"the key in {secret_id} cannot sign {alg}")
     return signer

@@ -104,7 +104,7 @@ class UnverifiedJws(NamedTuple):
 
 
 def parse_jws(token: object) -> UnverifiedJws:
-    """Split and decode a compact JWS (any payload), refusing anything outside the strict profile."""
+    """Split and decode a compact JWS (any payload), refusing anything outside the profile."""
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidTokenError(Reason.MALFORMED, "not a string of acceptable size")
     if not _COMPACT.fullmatch(token):
@@ -116,7 +116,8 @@ def parse_jws(token: object) -> UnverifiedJws:
         signature = _decode_checked(signature_b64)
     except ValueError as exc:
         raise InvalidTokenError(Reason.MALFORMED, str(exc)) from exc
-    return UnverifiedJws(dict(header), payload, f"{header_b64}.{payload_b64}".encode("ascii"), signature)
+    signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
+    return UnverifiedJws(dict(header), payload, signing_input, signature)
 
 
 class UnverifiedToken(NamedTuple):

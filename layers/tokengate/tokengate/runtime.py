@@ -35,8 +35,9 @@ def hmac_key_source(settings: Settings) -> Callable[[], HmacKey | None] | None:
     arn = settings.supabase_jwt_secret_arn
     if not arn:
         return None
+    secrets = aws.LazyClient("secretsmanager")
     cached = CachedValue(
-        lambda: HmacKey(aws.secret_bytes(aws.client("secretsmanager"), arn)),
+        lambda: HmacKey(aws.secret_bytes(secrets, arn)),
         max_age=SECRET_CACHE_SECONDS,
     )
     with contextlib.suppress(DependencyUnavailableError):
@@ -73,8 +74,10 @@ class SecretsManagerSigner:
 
     def __init__(self, secret_id: str, alg: str) -> None:
         self.alg = alg
+        secrets = aws.LazyClient("secretsmanager")
         self._signer = CachedValue(
-            lambda: aws.local_signer_from_secret(secret_id, alg), max_age=SECRET_CACHE_SECONDS
+            lambda: aws.local_signer_from_secret(secret_id, alg, secrets),
+            max_age=SECRET_CACHE_SECONDS,
         )
 
     @property
@@ -90,7 +93,7 @@ class SecretsManagerSigner:
 
 def signer_for(settings: Settings, key_id: str) -> Signer:
     if settings.signing_mode == "kms":
-        return aws.KmsSigner(key_id, settings.signing_alg)
+        return aws.KmsSigner(key_id, settings.signing_alg, aws.LazyClient("kms"))
     return SecretsManagerSigner(key_id, settings.signing_alg)
 
 

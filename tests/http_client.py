@@ -1,0 +1,51 @@
+"""A small HTTP client for the local stack over loopback."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlencode
+
+from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
+
+Answer = tuple[int, dict[str, str], Any]
+
+
+def http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> Answer:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            status, head, raw = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        status, head, raw = error.code, dict(error.headers), error.read()
+    return status, head, json.loads(raw) if raw else None
+
+
+class Client:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def get(self, path: str, token: str | None = None, authorization: str | None = None) -> Answer:
+        headers = (
+            {"Authorization": authorization or f"Bearer {token}"}
+            if (token or authorization)
+            else {}
+        )
+        return http("GET", self.base_url + path, headers=headers)
+
+    def exchange(self, subject_token: str, **params: str) -> Answer:
+        form = {
+            "grant_type": GRANT_TYPE,
+            "subject_token": subject_token,
+            "subject_token_type": ACCESS_TOKEN,
+        } | params
+        return http(
+            "POST",
+            self.base_url + "/token",
+            urlencode(form).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
