@@ -25,7 +25,7 @@ from .template import Authorizer, Handler, Route, Template
 
 ACCOUNT = "123456789012"
 API_ID = "local"
-MAX_BODY = 1024 * 1024
+MAX_BODY = 10 * 1024 * 1024  # API Gateway REST payload limit
 
 
 class LambdaContext:

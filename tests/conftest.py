@@ -154,9 +154,10 @@ def supabase_server(ec_key: KeyPair, rsa_key: KeyPair) -> Iterator[JwksServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_stack(supabase_server: JwksServer) -> Iterator[LocalStack]:
-    """One local stack (moto server + HTTP on loopback) shared by the HTTP tests."""
+    """A local stack (moto server + HTTP on loopback) for one test module. Not wider: moto keeps
+    its state in-process, and an in-process ``mock_aws`` test in another module resets it."""
     saved = dict(os.environ)
     running = LocalStack(free_port(), supabase_server.base_url, HS_SECRET).start()
     yield running
