@@ -248,10 +248,9 @@ def test_api_token_surfaces_refuse_their_battery(
     verifier = ApiTokenVerifier(
         StaticKeySet([key_from_jwk(signer.public_jwk())]), local_stack.base_url, "api"
     )
-    for name, token in attacks.items():
+    for token in attacks.values():
         with pytest.raises(InvalidTokenError):
             verifier.verify(token)
-            pytest.fail(name)
     out, err = capfd.readouterr()
     assert secrets_in(out + err + caplog.text, list(attacks.values())) == []
 
