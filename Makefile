@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run test lint bench build deploy invoke lock clean
+.PHONY: help run test lint bench build deploy invoke rotate lock clean
 
 help:
 	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
@@ -19,6 +19,7 @@ help:
 	@echo "make build   sam build (no Docker)"
 	@echo "make deploy  sam deploy (guided the first time)"
 	@echo "make invoke FN=TokenExchangeFunction EVENT=events/<file>.json   run a handler on an event"
+	@echo "make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<arn>]   rotate the signing key"
 
 # The virtual environment is rebuilt whenever the pinned requirements change.
 $(STAMP): requirements/dev.txt layers/tokengate/requirements.txt
@@ -53,6 +54,11 @@ build: $(SAM)
 
 deploy: build
 	if [ -f samconfig.toml ] && grep -q '^stack_name' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+
+# Key rotation, one step at a time (SECURITY.md): STEP=create|publish|switch|retire STACK=name [NEXT=arn]
+rotate: $(STAMP)
+	@test -n "$(STEP)" -a -n "$(STACK)" || { echo "usage: make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<key arn>]"; exit 2; }
+	$(PY) scripts/rotate_signing_key.py $(STEP) --stack $(STACK) $(if $(NEXT),--next $(NEXT))
 
 invoke: $(STAMP)
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }

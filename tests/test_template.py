@@ -68,6 +68,39 @@ CASES: dict[str, tuple[dict[str, str], dict[str, set[Grant]]]] = {
             "WhoamiFunction": set(),
         },
     ),
+    "rotation: signing with the next key, previous published": (
+        {
+            "SigningKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-2222-3333-4444-555566667777",
+            "PublishedKeyIds": OLD_KEY,
+            "SupabaseJwtSecretArn": JWT_SECRET,
+        },
+        {
+            "TokenExchangeFunction": {
+                (
+                    "kms:Sign",
+                    "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-2222-3333-4444-555566667777",
+                    SIGN_RS,
+                ),
+                (
+                    "kms:GetPublicKey",
+                    "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-2222-3333-4444-555566667777",
+                    "",
+                ),
+                ("secretsmanager:GetSecretValue", JWT_SECRET, ""),
+            },
+            "JwksFunction": {
+                (
+                    "kms:GetPublicKey",
+                    "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-2222-3333-4444-555566667777",
+                    "",
+                ),
+                ("kms:GetPublicKey", OLD_KEY, ""),
+            },
+            "ApiTokenAuthorizerFunction": set(),
+            "SupabaseAuthorizerFunction": {("secretsmanager:GetSecretValue", JWT_SECRET, "")},
+            "WhoamiFunction": set(),
+        },
+    ),
     "secrets manager key": (
         {
             "SigningMode": "secretsmanager",
