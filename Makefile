@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run test lint bench build deploy invoke rotate lock clean
+.PHONY: help run test lint bench load build deploy invoke rotate lock clean
 
 help:
 	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
 	@echo "make test    the whole test suite"
 	@echo "make lint    ruff, mypy and the template linter"
 	@echo "make bench   benchmarks (medians and ratios)"
+	@echo "make load    2,000 exchanges + 10,000 authorized calls on the local stack (loopback)"
 	@echo "make build   sam build (no Docker)"
 	@echo "make deploy  sam deploy (guided the first time)"
 	@echo "make invoke FN=TokenExchangeFunction EVENT=events/<file>.json   run a handler on an event"
@@ -47,6 +48,9 @@ lint: $(STAMP) $(SAM)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+load: $(STAMP)
+	$(PY) -m benchmarks.load
 
 build: $(SAM)
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build --template template.yaml
