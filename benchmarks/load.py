@@ -37,12 +37,14 @@ class Result:
     verified: int = 0
 
 
-class Connection(threading.local):
-    """One keep-alive HTTP connection per worker thread."""
+class Connections:
+    """One keep-alive HTTP connection per worker thread, all closed at the end."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.conn = HTTPConnection("127.0.0.1", port, timeout=30)
+        self._local = threading.local()
+        self._all: list[HTTPConnection] = []
+        self._lock = threading.Lock()
 
     def request(
         self,
@@ -51,14 +53,18 @@ class Connection(threading.local):
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        try:
-            self.conn.request(method, path, body=body, headers=headers or {})
-            response = self.conn.getresponse()
-            return response.status, response.read()
-        except OSError:
-            self.conn.close()
-            self.conn = HTTPConnection("127.0.0.1", self.port, timeout=30)
-            raise
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = HTTPConnection("127.0.0.1", self.port, timeout=30)
+            with self._lock:
+                self._all.append(conn)
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        for conn in self._all:
+            conn.close()
 
 
 def run(exchanges: int, calls: int, threads: int) -> Result:
@@ -66,8 +72,8 @@ def run(exchanges: int, calls: int, threads: int) -> Result:
     stack = LocalStack(free_port()).start()
     result = Result(exchanges, calls)
     lock = threading.Lock()
+    connection = Connections(stack.port)
     try:
-        connection = Connection(stack.port)
         subjects = [
             hs256_token(user_claims(stack.supabase_url), LOCAL_JWT_SECRET) for _ in range(50)
         ]
@@ -115,6 +121,7 @@ def run(exchanges: int, calls: int, threads: int) -> Result:
             jwt.decode(token, key, algorithms=["RS256"], audience="api", issuer=stack.base_url)
             result.verified += 1
     finally:
+        connection.close()
         stack.stop()
         os.environ.clear()
         os.environ.update(saved)
