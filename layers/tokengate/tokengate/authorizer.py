@@ -16,7 +16,6 @@ from typing import Any, NamedTuple
 
 from .errors import ConfigurationError, TokenGateError
 
-_BEARER = re.compile(r"Bearer ([A-Za-z0-9_.-]+)", re.IGNORECASE)
 _ROUTE_KEY = re.compile(r"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) (/\S*)")
 _METHOD_ARN = re.compile(
     r"(arn:[a-z-]+:execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+/[^/]+)/([A-Z]+)(/.*)?"
@@ -99,11 +98,14 @@ def _header(headers: Any, name: str) -> str | None:
 
 
 def bearer_token(value: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` value (RFC 6750 §2.1), or None."""
-    if value is None:
+    """The token of an ``Authorization: Bearer <token>`` value (RFC 6750 §2.1), or None.
+
+    Only the scheme and the single space are checked here; the token's alphabet is checked once,
+    by the strict JWS parser."""
+    if value is None or len(value) < 8 or value[:7].lower() != "bearer ":
         return None
-    match = _BEARER.fullmatch(value)
-    return match[1] if match else None
+    token = value[7:]
+    return None if any(c.isspace() for c in token[:1] + token[-1:]) or " " in token else token
 
 
 def parse_event(event: dict[str, Any]) -> AuthRequest:
@@ -151,6 +153,18 @@ class Authorizer:
         self._verify = verify
         self._routes = routes
         self._on_decision = on_decision or log_decision
+        self._arn_memo: dict[tuple[str, frozenset[str]], tuple[str, ...]] = {}
+
+    def _allowed_arns(self, arn_base: str, scopes: frozenset[str]) -> tuple[str, ...]:
+        """The ARNs of every route these scopes allow; memoized (few distinct scope sets)."""
+        key = (arn_base, scopes)
+        arns = self._arn_memo.get(key)
+        if arns is None:
+            if len(self._arn_memo) >= 256:
+                self._arn_memo.clear()
+            allowed = self._routes.allowed(scopes)
+            arns = self._arn_memo[key] = tuple(sorted(_route_arn(arn_base, k) for k in allowed))
+        return arns
 
     def decide(self, event: dict[str, Any]) -> dict[str, Any]:
         request = parse_event(event)
@@ -173,15 +187,11 @@ class Authorizer:
         if request.kind == "HTTP2":
             return {"isAuthorized": permitted, "context": principal.context}
         assert request.arn_base is not None
-        allowed = self._routes.allowed(principal.scopes)
-        statements = []
+        allowed = self._allowed_arns(request.arn_base, principal.scopes)
+        statements: list[dict[str, Any]] = []
         if allowed:
             statements.append(
-                {
-                    "Action": "execute-api:Invoke",
-                    "Effect": "Allow",
-                    "Resource": sorted(_route_arn(request.arn_base, key) for key in allowed),
-                }
+                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": list(allowed)}
             )
         if not permitted:
             statements.append(
