@@ -45,6 +45,25 @@ def _exchange(stack: LocalStack, subject_token: str, scope: str) -> str:
         return str(json.load(response)["access_token"])
 
 
+def expired_api_token(kms: Any, key_arn: str, issuer: str, subject: str = DEV_USER_ID) -> str:
+    """An API token signed by a deployment's KMS key that expired about 17 minutes ago."""
+    signer = KmsSigner(key_arn, "RS256", kms=kms)
+    now = int(time.time())
+    return (
+        ApiTokenIssuer(signer, clock=lambda: now - 2000)
+        .issue(
+            issuer=issuer,
+            subject=subject,
+            audiences=["api"],
+            scopes=["read"],
+            client_id="cli",
+            session_id="s",
+            not_after=now + 3600,
+        )
+        .token
+    )
+
+
 def placeholders(stack: LocalStack) -> dict[str, str]:
     """Fresh tokens for every placeholder the events use."""
     now = int(time.time())
@@ -52,16 +71,6 @@ def placeholders(stack: LocalStack) -> dict[str, str]:
     metadata = {"provider": "email", "providers": ["email"], "api_scopes": ["write"]}
     supabase = hs256_token(user_claims(url, app_metadata=metadata), secret)
     assert stack.aws is not None
-    signer = KmsSigner(stack.provisioned.signing_key_arn, "RS256", kms=stack.aws.client("kms"))
-    expired_api = ApiTokenIssuer(signer, clock=lambda: now - 2000).issue(
-        issuer=stack.base_url,
-        subject=DEV_USER_ID,
-        audiences=["api"],
-        scopes=["read"],
-        client_id="cli",
-        session_id="s",
-        not_after=now + 3600,
-    )
     return {
         "supabase_token": supabase,
         "expired_supabase_token": hs256_token(
@@ -74,7 +83,9 @@ def placeholders(stack: LocalStack) -> dict[str, str]:
         ),
         "api_token": _exchange(stack, supabase, "read"),
         "api_token_write_only": _exchange(stack, supabase, "write"),
-        "expired_api_token": expired_api.token,
+        "expired_api_token": expired_api_token(
+            stack.aws.client("kms"), stack.provisioned.signing_key_arn, stack.base_url
+        ),
     }
 
 

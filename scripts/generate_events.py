@@ -11,25 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from devstack.events import authorizer_event, request_context
+
 EVENTS = Path(__file__).resolve().parent.parent / "events"
-ARN = "arn:aws:execute-api:us-east-1:123456789012:local/v1"
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS = "urn:ietf:params:oauth:token-type:access_token"
-
-
-def context(path: str, method: str) -> dict[str, Any]:
-    return {
-        "resourcePath": path,
-        "httpMethod": method,
-        "path": f"/v1{path}",
-        "stage": "v1",
-        "apiId": "local",
-        "accountId": "123456789012",
-        "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
-        "protocol": "HTTP/1.1",
-        "domainName": "127.0.0.1",
-        "identity": {"sourceIp": "127.0.0.1"},
-    }
 
 
 def proxy(
@@ -39,7 +25,7 @@ def proxy(
     headers: dict[str, str] | None = None,
     authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    ctx = context(path, method) | ({"authorizer": authorizer} if authorizer else {})
+    ctx = request_context(path, method) | ({"authorizer": authorizer} if authorizer else {})
     return {
         "resource": path,
         "path": path,
@@ -59,48 +45,6 @@ def proxy(
 def exchange_body(token: str, **extra: str) -> str:
     params = {"grant_type": GRANT, "subject_token": token, "subject_token_type": ACCESS} | extra
     return "&".join(f"{k}={v}" for k, v in params.items())
-
-
-def authorizer_event(kind: str, token: str | None, method: str, path: str) -> dict[str, Any]:
-    value = f"Bearer {token}" if token else None
-    if kind == "token":
-        return {
-            "type": "TOKEN",
-            "authorizationToken": value or "",
-            "methodArn": f"{ARN}/{method}{path}",
-        }
-    headers = {"Authorization": value} if value else {}
-    if kind == "request":
-        return {
-            "type": "REQUEST",
-            "methodArn": f"{ARN}/{method}{path}",
-            "resource": path,
-            "path": path,
-            "httpMethod": method,
-            "headers": headers,
-            "multiValueHeaders": {k: [v] for k, v in headers.items()},
-            "queryStringParameters": {},
-            "pathParameters": {},
-            "stageVariables": {},
-            "requestContext": context(path, method),
-        }
-    return {
-        "version": "2.0",
-        "type": "REQUEST",
-        "routeArn": f"{ARN}/{method}{path}",
-        "identitySource": [value] if value else [],
-        "routeKey": f"{method} {path}",
-        "rawPath": f"/v1{path}",
-        "rawQueryString": "",
-        "headers": {k.lower(): v for k, v in headers.items()},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "local",
-            "stage": "v1",
-            "http": {"method": method, "path": f"/v1{path}", "sourceIp": "127.0.0.1"},
-            "routeKey": f"{method} {path}",
-        },
-    }
 
 
 def events() -> dict[str, dict[str, Any]]:

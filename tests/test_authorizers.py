@@ -9,13 +9,13 @@ from typing import Any
 import boto3
 import pytest
 
+from devstack.events import authorizer_event
 from devstack.gateway import LambdaContext, policy_allows
+from devstack.invoke import expired_api_token
 from tests.conftest import ISSUER, InProcessApi
 from tests.factories import USER_ID, hs_token, supabase_claims
 from tests.jwks_server import JwksServer
-from tokengate.apitoken import ApiTokenIssuer
 from tokengate.authorizer import RouteScopes, Unauthorized, parse_event
-from tokengate.aws import KmsSigner
 
 ROUTES = '{"GET /whoami": "read", "GET /supabase/whoami": "", "POST /orders/{id}": "write", "GET /admin": "admin"}'
 ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/v1"
@@ -47,52 +47,17 @@ def api_token(api: InProcessApi, scope: str = "read", **claims: Any) -> str:
     return str(body["access_token"])
 
 
-def expired_api_token(api: InProcessApi) -> str:
+def expired(api: InProcessApi) -> str:
     kms = boto3.client("kms", region_name="us-east-1")
-    signer = KmsSigner(api.provisioned.signing_key_arn, "RS256", kms=kms)
-    issuer = ApiTokenIssuer(signer, ttl=900, clock=lambda: time.time() - 2000)
-    return issuer.issue(
-        issuer=ISSUER,
-        subject=USER_ID,
-        audiences=["api"],
-        scopes=["read"],
-        client_id="cli",
-        session_id="s",
-        not_after=time.time() + 3600,
-    ).token
+    return expired_api_token(kms, api.provisioned.signing_key_arn, ISSUER, USER_ID)
 
 
 def event(
     kind: str, token: str | None, method: str = "GET", path: str = "/whoami"
 ) -> dict[str, Any]:
-    header = f"Bearer {token}" if token is not None else None
-    if kind == "TOKEN":
-        return {
-            "type": "TOKEN",
-            "authorizationToken": header or "",
-            "methodArn": f"{ARN}/{method}{path}",
-        }
-    headers = {"Authorization": header} if header else {}
-    if kind == "REQUEST":
-        return {
-            "type": "REQUEST",
-            "methodArn": f"{ARN}/{method}{path}",
-            "resource": path,
-            "path": path,
-            "httpMethod": method,
-            "headers": headers,
-            "requestContext": {"stage": "v1"},
-        }
-    return {
-        "version": "2.0",
-        "type": "REQUEST",
-        "routeArn": f"{ARN}/{method}{path}",
-        "routeKey": f"{method} {path}",
-        "rawPath": f"/v1{path}",
-        "headers": {k.lower(): v for k, v in headers.items()},
-        "identitySource": [header] if header else [],
-        "requestContext": {"http": {"method": method, "path": path}},
-    }
+    return authorizer_event(
+        {"TOKEN": "token", "REQUEST": "request", "HTTP2": "http"}[kind], token, method, path, ARN
+    )
 
 
 def decide(api: InProcessApi, function: str, payload: dict[str, Any]) -> str:
@@ -127,7 +92,7 @@ def scenarios(api: InProcessApi) -> dict[str, tuple[str, str | None, str, str, s
     return {
         "api valid": (a, api_tok, "GET", "/whoami", "allow"),
         "api missing": (a, None, "GET", "/whoami", "unauthorized"),
-        "api expired": (a, expired_api_token(api), "GET", "/whoami", "unauthorized"),
+        "api expired": (a, expired(api), "GET", "/whoami", "unauthorized"),
         "api tampered": (a, tampered, "GET", "/whoami", "unauthorized"),
         "api wrong scope": (a, write_only, "GET", "/whoami", "deny"),
         "api scope for another route": (a, write_only, "POST", "/orders/42", "allow"),

@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 import pytest
 
+from devstack.invoke import expired_api_token
 from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
 from tests.factories import (
@@ -240,22 +241,11 @@ def test_make_run_walkthrough_works_as_printed() -> None:
 # -- protected routes through the authorizers (SPEC §3.3, §7) ---------------------------------
 
 
-def expired_api_token(stack: LocalStack) -> str:
-    from tokengate.apitoken import ApiTokenIssuer
-    from tokengate.aws import KmsSigner
-
+def expired(stack: LocalStack) -> str:
     assert stack.aws is not None
-    signer = KmsSigner(stack.provisioned.signing_key_arn, "RS256", kms=stack.aws.client("kms"))
-    issuer = ApiTokenIssuer(signer, ttl=900, clock=lambda: time.time() - 2000)
-    return issuer.issue(
-        issuer=stack.base_url,
-        subject=USER_ID,
-        audiences=["api"],
-        scopes=["read"],
-        client_id="cli",
-        session_id="s",
-        not_after=time.time() + 3600,
-    ).token
+    return expired_api_token(
+        stack.aws.client("kms"), stack.provisioned.signing_key_arn, stack.base_url, USER_ID
+    )
 
 
 def test_protected_routes(client: Client, stack: LocalStack, supabase: JwksServer) -> None:
@@ -272,7 +262,7 @@ def test_protected_routes(client: Client, stack: LocalStack, supabase: JwksServe
     assert client.get("/whoami")[0] == 401
     tampered = api_token[:-6] + ("AAAAAA" if not api_token.endswith("AAAAAA") else "BBBBBB")
     assert client.get("/whoami", tampered)[0] == 401
-    assert client.get("/whoami", expired_api_token(stack))[0] == 401
+    assert client.get("/whoami", expired(stack))[0] == 401
     assert client.get("/whoami", write_only)[0] == 403
     assert client.get("/whoami", supabase_token)[0] == 401
 

@@ -1,0 +1,71 @@
+"""API Gateway authorizer events, one builder for the sample events, the tests and the tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ACCOUNT = "123456789012"
+ARN_BASE = f"arn:aws:execute-api:us-east-1:{ACCOUNT}:local/v1"
+
+
+def request_context(path: str, method: str) -> dict[str, Any]:
+    return {
+        "resourcePath": path,
+        "httpMethod": method,
+        "path": f"/v1{path}",
+        "stage": "v1",
+        "apiId": "local",
+        "accountId": ACCOUNT,
+        "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+        "protocol": "HTTP/1.1",
+        "domainName": "127.0.0.1",
+        "identity": {"sourceIp": "127.0.0.1"},
+    }
+
+
+def authorizer_event(
+    kind: str,
+    token: str | None,
+    method: str = "GET",
+    path: str = "/whoami",
+    arn_base: str = ARN_BASE,
+) -> dict[str, Any]:
+    """``kind``: ``token`` (REST TOKEN), ``request`` (REST REQUEST) or ``http`` (HTTP API 2.0)."""
+    value = f"Bearer {token}" if token is not None else None
+    arn = f"{arn_base}/{method}{path}"
+    if kind == "token":
+        return {"type": "TOKEN", "authorizationToken": value or "", "methodArn": arn}
+    headers = {"Authorization": value} if value else {}
+    if kind == "request":
+        return {
+            "type": "REQUEST",
+            "methodArn": arn,
+            "resource": path,
+            "path": path,
+            "httpMethod": method,
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": {},
+            "pathParameters": {},
+            "stageVariables": {},
+            "requestContext": request_context(path, method),
+        }
+    if kind != "http":
+        raise ValueError(f"unknown authorizer event kind {kind!r}")
+    return {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": arn,
+        "identitySource": [value] if value else [],
+        "routeKey": f"{method} {path}",
+        "rawPath": f"/v1{path}",
+        "rawQueryString": "",
+        "headers": {k.lower(): v for k, v in headers.items()},
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "local",
+            "stage": "v1",
+            "routeKey": f"{method} {path}",
+            "http": {"method": method, "path": f"/v1{path}", "sourceIp": "127.0.0.1"},
+        },
+    }
