@@ -306,3 +306,16 @@ def test_hs_secret_is_used_as_raw_bytes_not_base64(make_api: MakeApi) -> None:
     decoded_secret = base64.urlsafe_b64decode(HS_SECRET + "=" * (-len(HS_SECRET) % 4))
     assert len(decoded_secret) >= 32
     assert api.exchange(hs_token(supabase_claims(), secret=decoded_secret))[0] == 400
+
+
+def test_a_key_that_cannot_sign_the_configured_algorithm_is_a_clear_server_error(
+    make_api: MakeApi, aws_env: None
+) -> None:
+    import boto3
+
+    kms = boto3.client("kms", region_name="us-east-1")
+    ec_key = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]["Arn"]
+    api = make_api({"SigningKeyArn": ec_key, "SigningAlgorithm": "RS256"})
+    status, headers, body = api.exchange(hs_token(supabase_claims()))
+    assert (status, body) == (500, {"error": "server_error"})
+    assert headers["Cache-Control"] == "no-store"

@@ -11,7 +11,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokengate.apigw import NO_STORE, body_bytes, header, json_response
 from tokengate.config import Settings
-from tokengate.errors import DependencyUnavailableError, InvalidTokenError, RequestError
+from tokengate.errors import (
+    ConfigurationError,
+    DependencyUnavailableError,
+    InvalidTokenError,
+    RequestError,
+)
 from tokengate.exchange import INVALID_SUBJECT, parse_token_request
 from tokengate.runtime import derived_issuer, exchange_service
 
@@ -44,6 +49,14 @@ def exchange(event: dict[str, Any]) -> dict[str, Any]:
             {"error": "temporarily_unavailable", "error_description": "Try again shortly."},
             {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS},
         )
+    except ConfigurationError as exc:
+        # Found on first use (e.g. a KMS key that cannot sign the configured algorithm): the
+        # operator must fix the deployment; the caller learns nothing more than that.
+        logger.error(
+            "token exchange misconfigured", extra={"outcome": "error", "reason": exc.detail}
+        )
+        _count("error", exc.reason)
+        return json_response(500, {"error": "server_error"}, NO_STORE)
     claims = result.claims
     logger.info(
         "token issued",
