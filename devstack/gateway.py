@@ -73,6 +73,17 @@ def policy_allows(policy: dict[str, Any], method_arn: str) -> bool:
     return allowed
 
 
+def authorizer_outcome(answer: dict[str, Any], event: dict[str, Any]) -> str:
+    """What API Gateway makes of an authorizer's answer for this event's route: ``allow``,
+    ``deny`` (403) or ``unauthorized`` (401). HTTP API simple responses deny with a context and
+    refuse without one; IAM policies are evaluated against the event's method ARN."""
+    if "isAuthorized" in answer:
+        if answer["isAuthorized"]:
+            return "allow"
+        return "deny" if "context" in answer else "unauthorized"
+    return "allow" if policy_allows(answer, event.get("methodArn") or event["routeArn"]) else "deny"
+
+
 class Gateway:
     def __init__(self, template: Template, handlers: dict[str, Handler]) -> None:
         self.template = template

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from devstack.events import authorizer_event
-from devstack.gateway import LambdaContext, policy_allows
+from devstack.gateway import LambdaContext, authorizer_outcome, policy_allows
 from devstack.invoke import expired_api_token
 from tests.conftest import ISSUER, InProcessApi
 from tests.factories import USER_ID, hs_token, supabase_claims
@@ -68,13 +68,7 @@ def decide(api: InProcessApi, function: str, payload: dict[str, Any]) -> str:
         return "unauthorized"
     except Exception as exc:
         return "unauthorized" if str(exc) == "Unauthorized" else f"error {exc!r}"
-    if "isAuthorized" in answer:
-        return (
-            "allow"
-            if answer["isAuthorized"]
-            else ("deny" if "context" in answer else "unauthorized")
-        )
-    return "allow" if policy_allows(answer, payload["methodArn"]) else "deny"
+    return authorizer_outcome(answer, payload)
 
 
 FORMATS = ["TOKEN", "REQUEST", "HTTP2"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from devstack.gateway import policy_allows
+from devstack.gateway import authorizer_outcome
 from devstack.invoke import invoke, main, placeholders, render
 from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
@@ -27,13 +27,7 @@ def outcome(result: dict[str, Any], event: dict[str, Any]) -> str:
     if "statusCode" in result:
         body = json.loads(result["body"])
         return f"{result['statusCode']} {body.get('error', '')}".strip()
-    if "isAuthorized" in result:
-        return (
-            "allow"
-            if result["isAuthorized"]
-            else ("deny" if "context" in result else "unauthorized")
-        )
-    return "allow" if policy_allows(result, event["methodArn"]) else "deny"
+    return authorizer_outcome(result, event)
 
 
 EXPECTED = {
