@@ -15,12 +15,24 @@ class JwksServer:
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
         self.mode = "ok"
+        self.user_status = 200  # what GET /auth/v1/user answers (the session check)
+        self.user_requests: list[dict[str, str]] = []
         self.requests = 0
         self.paths: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path == "/auth/v1/user":
+                    outer.user_requests.append({k.lower(): v for k, v in self.headers.items()})
+                    if outer.mode == "hang":
+                        time.sleep(6)
+                    body = b'{"id":"user"}' if outer.user_status == 200 else b'{"msg":"no"}'
+                    self.send_response(outer.user_status)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 outer.requests += 1
                 outer.paths.append(self.path)
                 mode = outer.mode

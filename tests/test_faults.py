@@ -132,3 +132,62 @@ def test_refetch_storm_through_the_handler(
     for _ in range(1000):
         assert api.exchange(key_token(ec_pair(), claims_for(project)))[0] == 400
     assert project.requests - before <= 1
+
+
+# -- the optional live-session check (SPEC §5) -------------------------------------------------
+
+
+@pytest.fixture
+def session_api(make_api: MakeApi, project: JwksServer) -> InProcessApi:
+    return make_api(
+        {
+            "SupabaseUrl": project.base_url,
+            "SessionCheck": "true",
+            "SupabaseApiKey": "sb_publishable_local",
+        }
+    )
+
+
+def test_session_check_passes_a_live_session(
+    session_api: InProcessApi, project: JwksServer
+) -> None:
+    token = hs_token(claims_for(project))
+    assert session_api.exchange(token)[0] == 200
+    (sent,) = project.user_requests
+    assert sent["apikey"] == "sb_publishable_local"
+    assert sent["authorization"] == f"Bearer {token}"
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_session_check_refuses_an_ended_session(
+    session_api: InProcessApi, project: JwksServer, status: int
+) -> None:
+    project.user_status = status
+    answer = session_api.exchange(hs_token(claims_for(project)))
+    assert (answer[0], answer[2]["error"]) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize("failure", ["status 500", "status 302", "hang"])
+def test_session_check_outage_is_503(
+    session_api: InProcessApi, project: JwksServer, failure: str
+) -> None:
+    if failure == "hang":
+        project.mode = "hang"
+    else:
+        project.user_status = int(failure.split()[1])
+    started = time.monotonic()
+    assert_unavailable(session_api.exchange(hs_token(claims_for(project))))
+    assert time.monotonic() - started < 5
+
+
+def test_session_check_is_off_by_default(make_api: MakeApi, project: JwksServer) -> None:
+    api = make_api({"SupabaseUrl": project.base_url})
+    assert api.exchange(hs_token(claims_for(project)))[0] == 200
+    assert project.user_requests == []
+
+
+def test_session_check_needs_the_api_key(make_api: MakeApi, project: JwksServer) -> None:
+    from tokengate.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="SUPABASE_API_KEY"):
+        make_api({"SupabaseUrl": project.base_url, "SessionCheck": "true"})

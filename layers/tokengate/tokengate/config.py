@@ -91,6 +91,8 @@ class Settings:
     route_scopes: Mapping[str, str] = field(default_factory=dict)
     api_jwks_url: str = ""
     context_claims: tuple[str, ...] = ()
+    session_check: bool = False
+    supabase_api_key: str = field(default="", repr=False)
 
     @property
     def supabase_issuer(self) -> str:
@@ -118,6 +120,10 @@ class Settings:
             raise ConfigurationError("AUDIENCES must name at least one audience")
         scopes_supported = _list(get("SCOPES_SUPPORTED", "read"))
         issuer = get("ISSUER")
+        session_check = _bool("SESSION_CHECK", get("SESSION_CHECK", "false"))
+        api_key = get("SUPABASE_API_KEY")
+        if session_check and not api_key:
+            raise ConfigurationError("SESSION_CHECK needs SUPABASE_API_KEY (the publishable key)")
         return cls(
             supabase_url=_url("SUPABASE_URL", get("SUPABASE_URL")),
             supabase_jwt_secret_arn=get("SUPABASE_JWT_SECRET_ARN"),
@@ -154,4 +160,6 @@ class Settings:
             route_scopes=MappingProxyType(_json_object("ROUTE_SCOPES", get("ROUTE_SCOPES"))),
             api_jwks_url=get("API_JWKS_URL"),
             context_claims=_list(get("CONTEXT_CLAIMS", "aal")),
+            session_check=session_check,
+            supabase_api_key=api_key,
         )

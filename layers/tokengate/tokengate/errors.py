@@ -73,6 +73,7 @@ class Reason:
     AUDIENCE = "wrong_audience"
     SUBJECT = "bad_subject"
     SESSION = "bad_session"
+    SESSION_ENDED = "session_ended"
     ROLE = "wrong_role"
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from .apitoken import ApiTokenIssuer
@@ -36,6 +36,10 @@ INVALID_SUBJECT = "The subject token is invalid, expired or not acceptable."
 
 def _invalid(description: str) -> RequestError:
     return RequestError("invalid_request", description)
+
+
+class SessionCheck(Protocol):
+    def check(self, token: str) -> None: ...
 
 
 class TokenRequest(NamedTuple):
@@ -194,11 +198,16 @@ class TokenExchangeService:
     """Supabase access token in, API token out."""
 
     def __init__(
-        self, verifier: SupabaseTokenVerifier, issuer: ApiTokenIssuer, policy: ExchangePolicy
+        self,
+        verifier: SupabaseTokenVerifier,
+        issuer: ApiTokenIssuer,
+        policy: ExchangePolicy,
+        session_check: SessionCheck | None = None,
     ) -> None:
         self._verifier = verifier
         self._issuer = issuer
         self._policy = policy
+        self._session_check = session_check
 
     def exchange(self, request: TokenRequest, issuer_url: str) -> ExchangeResult:
         """Return the RFC 8693 §2.2.1 response body and the issued claims.
@@ -208,6 +217,8 @@ class TokenExchangeService:
         audiences = self._policy.audiences_for(request)
         identity = self._verifier.verify(request.subject_token)
         scopes = self._policy.scopes_for(request, identity)
+        if self._session_check is not None:
+            self._session_check.check(request.subject_token)
         extra = {
             name: identity.claims[name]
             for name in self._policy.passthrough_claims

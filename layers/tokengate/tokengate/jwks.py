@@ -8,14 +8,13 @@ not take the service down with it.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, DependencyUnavailableError, InvalidTokenError, Reason
+from .http import MAX_TIMEOUT_SECONDS, BoundedGet, check_url
 from .jws import strict_json_object
 from .keys import AsymmetricKey, keys_from_jwks
 
@@ -24,7 +23,6 @@ Clock = Callable[[], float]
 MAX_JWKS_BYTES = 64 * 1024
 MAX_CACHE_SECONDS = 600.0
 MIN_COOLDOWN_SECONDS = 10.0
-MAX_TIMEOUT_SECONDS = 3.0
 
 
 class JwksFetcher(Protocol):
@@ -33,75 +31,24 @@ class JwksFetcher(Protocol):
         ...
 
 
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_jwks_url(url: str) -> str:
-    """https only; plain http only to a loopback host (local development)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
-        return url
-    raise ConfigurationError(f"a JWKS URL must be https (or http on loopback): {url!r}")
+    return check_url(url, "a JWKS URL")
 
 
 class UrllibJwksFetcher:
-    """GET with a total deadline, no redirects, no proxies for loopback, and a size cap."""
+    """The JWKS over a :class:`BoundedGet`: 3 s deadline, no redirects, 64 KiB cap."""
 
     def __init__(
         self, timeout: float = MAX_TIMEOUT_SECONDS, max_bytes: int = MAX_JWKS_BYTES
     ) -> None:
-        if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
-            raise ConfigurationError("the JWKS timeout must be within (0, 3] seconds")
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self._opener: object | None = None
-
-    def _open(self, url: str):  # type: ignore[no-untyped-def]
-        # urllib is imported here: it costs tens of milliseconds and warm calls never need it.
-        import urllib.request
-
-        class _NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-                return None  # a 3xx then surfaces as an HTTPError
-
-        if self._opener is None:
-            self._opener = urllib.request.build_opener(_NoRedirect)
-        # The scheme was checked by check_jwks_url: https, or http on loopback only.
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
-        return self._opener.open(request, timeout=self.timeout)  # type: ignore[attr-defined]
+        self._get = BoundedGet(timeout, max_bytes)
 
     def fetch(self, url: str) -> bytes:
         check_jwks_url(url)
-        deadline = time.monotonic() + self.timeout
-        try:
-            with self._open(url) as response:
-                if response.status != 200:
-                    raise DependencyUnavailableError(
-                        "jwks_unavailable", f"status {response.status}"
-                    )
-                body = bytearray()
-                while len(body) <= self.max_bytes:
-                    if time.monotonic() > deadline:
-                        raise DependencyUnavailableError("jwks_unavailable", "deadline passed")
-                    chunk = response.read1(16384)
-                    if not chunk:
-                        return bytes(body)
-                    body += chunk
-                raise DependencyUnavailableError("jwks_unavailable", "response too large")
-        except DependencyUnavailableError:
-            raise
-        except Exception as exc:
-            raise DependencyUnavailableError("jwks_unavailable", type(exc).__name__) from exc
+        answer = self._get.get(url, {"Accept": "application/json"}, "jwks_unavailable")
+        if answer.status != 200:
+            raise DependencyUnavailableError("jwks_unavailable", f"status {answer.status}")
+        return answer.body
 
 
 class JwksCache:

@@ -20,6 +20,7 @@ from .errors import DependencyUnavailableError, InvalidTokenError, Reason
 from .exchange import ExchangePolicy, TokenExchangeService
 from .jwks import JwksCache, UrllibJwksFetcher
 from .keys import HmacKey
+from .session import SupabaseSessionCheck
 from .signing import Signer
 from .supabase import SupabasePolicy, SupabaseTokenVerifier
 
@@ -117,7 +118,12 @@ def exchange_service(
     issuer = ApiTokenIssuer(
         signer_for(settings, settings.signing_key_id), settings.token_ttl, clock
     )
-    return TokenExchangeService(supabase_verifier(settings, clock), issuer, policy)
+    session_check = (
+        SupabaseSessionCheck(settings.supabase_url, settings.supabase_api_key)
+        if settings.session_check
+        else None
+    )
+    return TokenExchangeService(supabase_verifier(settings, clock), issuer, policy, session_check)
 
 
 def published_signers(settings: Settings) -> list[Signer]:

@@ -1,0 +1,31 @@
+"""The optional live-session check (SPEC §5): is the Supabase session behind a token still live?
+
+Supabase does not revoke access tokens on sign-out; ``GET <SUPABASE_URL>/auth/v1/user`` answers
+200 only while the session is live (and the user exists and is not banned). Off by default: it
+costs a network round trip to the project's region on every exchange.
+"""
+
+from __future__ import annotations
+
+from .errors import DependencyUnavailableError, InvalidTokenError, Reason
+from .http import BoundedGet, check_url
+
+ENDED = frozenset({401, 403, 404})
+
+
+class SupabaseSessionCheck:
+    def __init__(self, supabase_url: str, api_key: str, get: BoundedGet | None = None) -> None:
+        self.url = check_url(f"{supabase_url}/auth/v1/user", "SUPABASE_URL")
+        self._api_key = api_key
+        self._get = get or BoundedGet()
+
+    def check(self, token: str) -> None:
+        """Return if the session is live; InvalidTokenError if it has ended;
+        DependencyUnavailableError if Supabase cannot tell us."""
+        headers = {"apikey": self._api_key, "Authorization": f"Bearer {token}"}
+        answer = self._get.get(self.url, headers, "session_check_unavailable")
+        if answer.status == 200:
+            return
+        if answer.status in ENDED:
+            raise InvalidTokenError(Reason.SESSION_ENDED, "the Supabase session has ended")
+        raise DependencyUnavailableError("session_check_unavailable", f"status {answer.status}")
