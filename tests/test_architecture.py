@@ -1,0 +1,68 @@
+"""Lines the design holds (STYLE.md): a pure core, thin handlers, no boto3 on the authorizers' path."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "layers" / "tokengate" / "tokengate"
+AWS_PACKAGES = ("boto3", "botocore", "aws_lambda_powertools")
+ADAPTERS = {"aws.py"}  # the one module that talks to AWS
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in CORE.glob("*.py")))
+def test_the_core_imports_nothing_from_aws_or_powertools(module: str) -> None:
+    found = {n for n in imported_modules(CORE / module) if n.split(".")[0] in AWS_PACKAGES}
+    if module in ADAPTERS:
+        assert found <= {"boto3", "botocore.config", "botocore.exceptions"}
+    else:
+        assert found == set()
+
+
+@pytest.mark.parametrize(
+    "function", ["api_token_authorizer", "supabase_authorizer", "token_exchange", "jwks"]
+)
+def test_handlers_import_without_boto3(function: str) -> None:
+    """boto3 costs ~200 ms of cold start: no handler imports it before it needs AWS."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "SUPABASE_URL": "https://x.supabase.co",
+        "SIGNING_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/k",
+        "AWS_REGION": "us-east-1",
+        "PYTHONPATH": str(CORE.parent),
+    }
+    code = (
+        "import importlib.util as u, sys; "
+        f"s = u.spec_from_file_location('app', {str(ROOT / 'functions' / function / 'app.py')!r}); "
+        "m = u.module_from_spec(s); s.loader.exec_module(m); "
+        "print(sorted(k for k in ('boto3', 'aws_lambda_powertools') if k in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    loaded = result.stdout.strip()
+    if "authorizer" in function:
+        assert loaded == "[]"  # neither boto3 nor Powertools in front of every API call
+    else:
+        assert loaded == "['aws_lambda_powertools']"
+
+
+def test_handlers_are_thin() -> None:
+    for app in (ROOT / "functions").glob("*/app.py"):
+        assert len(app.read_text().splitlines()) < 100, app
