@@ -18,19 +18,6 @@ JWT = "urn:ietf:params:oauth:token-type:jwt"
 SUBJECT_TOKEN_TYPES = frozenset({ACCESS_TOKEN, JWT})
 MAX_BODY_BYTES = 16 * 1024
 MULTI_VALUED = frozenset({"audience", "resource"})
-KNOWN_PARAMETERS = frozenset(
-    {
-        "grant_type",
-        "subject_token",
-        "subject_token_type",
-        "audience",
-        "resource",
-        "scope",
-        "requested_token_type",
-        "actor_token",
-        "actor_token_type",
-    }
-)
 INVALID_SUBJECT = "The subject token is invalid, expired or not acceptable."
 
 

@@ -155,12 +155,6 @@ def public_jwk(public_key: PublicKey, kid: str) -> dict[str, str]:
     }
 
 
-def key_from_public(public_key: PublicKey, kid: str) -> AsymmetricKey:
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return RsaKey(public_key, kid)
-    return EcKey(public_key, kid)
-
-
 def _b64_int(jwk: dict[str, Any], name: str, length: int | None = None) -> int:
     value = jwk.get(name)
     if not isinstance(value, str):
