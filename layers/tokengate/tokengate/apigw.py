@@ -15,9 +15,12 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 def header(event: dict[str, Any], name: str) -> str | None:
     """A request header, case-insensitively (API Gateway keeps the client's casing)."""
+    headers = event.get("headers")
+    if not isinstance(headers, dict):
+        return None
     wanted = name.lower()
-    for key, value in (event.get("headers") or {}).items():
-        if key.lower() == wanted:
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == wanted:
             return value if isinstance(value, str) else None
     return None
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from .apigw import header
 from .errors import ConfigurationError, TokenGateError
 
 _ROUTE_KEY = re.compile(r"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) (/\S*)")
@@ -88,15 +89,6 @@ class RouteScopes:
         )
 
 
-def _header(headers: Any, name: str) -> str | None:
-    if not isinstance(headers, dict):
-        return None
-    for key, value in headers.items():
-        if isinstance(key, str) and key.lower() == name and isinstance(value, str):
-            return value
-    return None
-
-
 def bearer_token(value: str | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` value (RFC 6750 §2.1), or None.
 
@@ -111,7 +103,7 @@ def bearer_token(value: str | None) -> str | None:
 def parse_event(event: dict[str, Any]) -> AuthRequest:
     if event.get("version") == "2.0" and "routeArn" in event:
         match = _METHOD_ARN.fullmatch(str(event["routeArn"]))
-        token = bearer_token(_header(event.get("headers"), "authorization"))
+        token = bearer_token(header(event, "authorization"))
         return AuthRequest(
             "HTTP2", token, match[1] if match else None, str(event.get("routeKey", ""))
         )
@@ -121,18 +113,23 @@ def parse_event(event: dict[str, Any]) -> AuthRequest:
         raw = event.get("authorizationToken")
         token = bearer_token(raw if isinstance(raw, str) else None)
         return AuthRequest("TOKEN", token, match[1] if match else None, route_key)
-    token = bearer_token(_header(event.get("headers"), "authorization"))
+    token = bearer_token(header(event, "authorization"))
     if event.get("httpMethod") and event.get("resource"):
         route_key = f"{event['httpMethod']} {event['resource']}"
     return AuthRequest("REQUEST", token, match[1] if match else None, route_key)
 
 
+def api_url(api_id: str, region: str, stage: str) -> str:
+    """The API's default base URL: the issuer and JWKS host when none is configured."""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{api_id}.execute-api.{region}.{suffix}/{stage}"
+
+
 def api_base_url(arn_base: str) -> str:
     """``arn:aws:execute-api:<region>:<acct>:<api>/<stage>`` → the API's default base URL."""
-    _, partition, _, region, _, rest = arn_base.split(":", 5)
+    region, rest = arn_base.split(":")[3], arn_base.split(":", 5)[5]
     api_id, stage = rest.split("/", 1)
-    suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
-    return f"https://{api_id}.execute-api.{region}.{suffix}/{stage}"
+    return api_url(api_id, region, stage)
 
 
 def _route_arn(arn_base: str, route_key: str) -> str:

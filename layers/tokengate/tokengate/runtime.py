@@ -13,7 +13,7 @@ from typing import Any
 
 from . import aws
 from .apitoken import ApiTokenIssuer, ApiTokenVerifier
-from .authorizer import AuthRequest, Principal, api_base_url, flat_context
+from .authorizer import AuthRequest, Principal, api_base_url, api_url, flat_context
 from .cache import CachedValue
 from .config import Settings
 from .errors import DependencyUnavailableError, InvalidTokenError, Reason
@@ -218,8 +218,6 @@ class SupabasePrincipals:
 
 
 def derived_issuer(request_context: dict[str, Any], region: str) -> str:
-    """The API's default base URL, when no ISSUER is configured."""
-    return (
-        f"https://{request_context['apiId']}.execute-api.{region}.amazonaws.com"
-        f"/{request_context['stage']}"
-    )
+    """The API's default base URL, when no ISSUER is configured (as the authorizer derives it
+    from its method ARN)."""
+    return api_url(request_context["apiId"], region, request_context["stage"])
