@@ -6,6 +6,7 @@ GetAtt, Split) so the local stack sees the same variable names and defaults a de
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import sys
@@ -16,6 +17,8 @@ from types import ModuleType
 from typing import Any
 
 import yaml
+
+from tokengate.authorizer import path_pattern
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -57,10 +60,9 @@ class Route:
     function: str
     authorizer: str | None
 
-    @property
+    @functools.cached_property
     def pattern(self) -> re.Pattern[str]:
-        regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(self.path))
-        return re.compile(regex + r"\Z")
+        return path_pattern(self.path)
 
 
 @dataclass(frozen=True)

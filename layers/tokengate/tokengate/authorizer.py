@@ -65,6 +65,22 @@ class AuthRequest(NamedTuple):
     route_key: str  # "GET /whoami"
 
 
+_PATH_PARAMETER = re.compile(r"\{[^/{}]+\}")
+
+
+def path_pattern(path: str) -> re.Pattern[str]:
+    """A route path in API Gateway syntax (``{id}``, greedy ``{proxy+}``) as a regex over
+    request paths."""
+    parts, start = [], 0
+    for match in _PATH_PARAMETER.finditer(path):
+        parts += [
+            re.escape(path[start : match.start()]),
+            ".+" if match[0].endswith("+}") else "[^/]+",
+        ]
+        start = match.end()
+    return re.compile("".join([*parts, re.escape(path[start:])]) + r"\Z")
+
+
 class RouteScopes:
     """``"METHOD /path"`` → required scope (``""``: any valid token). Unlisted routes deny."""
 
@@ -73,19 +89,21 @@ class RouteScopes:
             if not _ROUTE_KEY.fullmatch(key):
                 raise ConfigurationError(f"route {key!r} must look like 'GET /path'")
         self._table = dict(table)
-        self._patterns = {
-            key: re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(key)) + r"\Z")
-            for key in table
-        }
+        self._routes = [
+            (key.split(" ", 1)[0], path_pattern(key.split(" ", 1)[1]), scope)
+            for key, scope in table.items()
+        ]
 
     def allowed(self, scopes: frozenset[str]) -> list[str]:
         return [key for key, scope in self._table.items() if not scope or scope in scopes]
 
     def permits(self, route_key: str, scopes: frozenset[str]) -> bool:
+        method, _, path = route_key.partition(" ")
         return any(
-            self._patterns[key].match(route_key)
-            or self._patterns[key].match(f"ANY {route_key.split(' ', 1)[1]}")
-            for key in self.allowed(scopes)
+            (not scope or scope in scopes)
+            and route_method in (method, "ANY")
+            and pattern.match(path)
+            for route_method, pattern, scope in self._routes
         )
 
 
@@ -134,7 +152,7 @@ def api_base_url(arn_base: str) -> str:
 
 def _route_arn(arn_base: str, route_key: str) -> str:
     method, path = route_key.split(" ", 1)
-    path = re.sub(r"\{[^/]+?\}", "*", path)
+    path = _PATH_PARAMETER.sub("*", path)
     return f"{arn_base}/{'*' if method == 'ANY' else method}{path}"
 
 
