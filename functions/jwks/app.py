@@ -9,7 +9,6 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokengate.apigw import json_response
-from tokengate.cache import CachedValue
 from tokengate.config import Settings
 from tokengate.discovery import render_jwks, render_metadata
 from tokengate.errors import DependencyUnavailableError
@@ -17,8 +16,9 @@ from tokengate.runtime import derived_issuer, published_signers
 
 logger = Logger()
 settings = Settings.from_env(os.environ)
+# Each signer reads its public key once and keeps it (KMS) or refreshes it hourly (Secrets
+# Manager); rendering the set on each request costs microseconds.
 signers = published_signers(settings)
-jwks = CachedValue(lambda: render_jwks(signer.public_jwk() for signer in signers), max_age=3600.0)
 PUBLIC = {"Cache-Control": f"public, max-age={settings.jwks_publish_max_age}"}
 
 
@@ -26,7 +26,8 @@ def publish(event: dict[str, Any]) -> dict[str, Any]:
     path = str(event.get("resource") or event.get("path") or "")
     if path.endswith("/jwks.json"):
         try:
-            return json_response(200, jwks.get(), PUBLIC)
+            document = render_jwks(signer.public_jwk() for signer in signers)
+            return json_response(200, document, PUBLIC)
         except DependencyUnavailableError as exc:
             logger.warning("keys unavailable", extra={"reason": exc.reason})
             return json_response(503, {"error": "temporarily_unavailable"}, {"Retry-After": "5"})
