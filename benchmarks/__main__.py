@@ -181,8 +181,6 @@ def exchange_event(subject_token: str) -> dict[str, Any]:
 
 def deployment(own_jwks: JwksServer, **parameters: str) -> tuple[dict[str, Handler], str]:
     template, provisioned = deploy(
-        boto3.client("kms", region_name="us-east-1"),
-        boto3.client("secretsmanager", region_name="us-east-1"),
         supabase_url=SUPABASE_URL,
         jwt_secret=HS_SECRET,
         issuer=ISSUER,

@@ -7,15 +7,17 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import boto3
+
 from .gateway import Gateway, serve
-from .moto_aws import LocalAws, Provisioned, point_boto3_at, provision
+from .moto_aws import REGION, LocalAws, Provisioned, point_boto3_at, provision
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
 from .template import Handler, Template
 
 
 def deploy(
-    kms: Any,
-    secrets: Any,
+    kms: Any = None,
+    secrets: Any = None,
     *,
     supabase_url: str,
     jwt_secret: str,
@@ -28,6 +30,8 @@ def deploy(
     The environment is the template's own (Globals and per-function variables, evaluated with
     these parameter values), so names and defaults cannot drift from a real deployment.
     """
+    kms = kms or boto3.client("kms", region_name=REGION)  # the ambient AWS: in tests, moto
+    secrets = secrets or boto3.client("secretsmanager", region_name=REGION)
     defaults = Template.load().parameters
     alg = (parameters or {}).get("SigningAlgorithm", defaults["SigningAlgorithm"])
     provisioned = provision(kms, secrets, alg, jwt_secret)

@@ -134,8 +134,6 @@ def make_api(aws_env: None, restore_environ: None) -> Iterator[Callable[..., InP
 
         def build(parameters: dict[str, str] | None = None, **environment: str) -> InProcessApi:
             template, provisioned = deploy(
-                boto3.client("kms", region_name="us-east-1"),
-                boto3.client("secretsmanager", region_name="us-east-1"),
                 supabase_url=SUPABASE_URL,
                 jwt_secret=HS_SECRET,
                 issuer=ISSUER,
