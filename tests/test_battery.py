@@ -63,6 +63,18 @@ def sendable_as_header(token: str) -> bool:
     )
 
 
+@pytest.fixture
+def logs(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
+    """Everything logged during the test, at every level: records and the handlers' stdout."""
+    caplog.set_level(logging.DEBUG)
+
+    def captured() -> str:
+        out, err = capfd.readouterr()
+        return out + err + caplog.text
+
+    return captured
+
+
 def secrets_in(text: str, tokens: list[str]) -> list[str]:
     """Every token, and every signature segment long enough to identify one, found in ``text``."""
     found = [HS_SECRET] if HS_SECRET in text else []
@@ -131,10 +143,8 @@ def test_token_endpoint_refuses_the_whole_battery(
     attacks: dict[str, str],
     attacker: JwksServer,
     supabase_server: JwksServer,
-    capfd: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    logs: Callable[[], str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     client = Client(local_stack.base_url)
     issuer = f"{supabase_server.base_url}/auth/v1"
     control = client.exchange(
@@ -166,8 +176,7 @@ def test_token_endpoint_refuses_the_whole_battery(
         else:
             assert body["error_description"] == INVALID_SUBJECT, name
     assert attacker.requests == 0
-    out, err = capfd.readouterr()
-    logged = out + err + caplog.text
+    logged = logs()
     assert "token exchange refused" in logged
     assert secrets_in(logged, [*attacks.values(), control[2]["access_token"]]) == []
 
@@ -176,10 +185,8 @@ def test_supabase_authorizer_refuses_the_whole_battery(
     local_stack: LocalStack,
     attacks: dict[str, str],
     attacker: JwksServer,
-    capfd: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    logs: Callable[[], str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     client = Client(local_stack.base_url)
     sent = {n: t for n, t in attacks.items() if sendable_as_header(t)}
     assert len(sent) >= 150
@@ -190,8 +197,7 @@ def test_supabase_authorizer_refuses_the_whole_battery(
             wrong[name] = status
     assert wrong == {}
     assert attacker.requests == 0
-    out, err = capfd.readouterr()
-    assert secrets_in(out + err + caplog.text, list(attacks.values())) == []
+    assert secrets_in(logs(), list(attacks.values())) == []
 
 
 def kms_minter(stack: LocalStack) -> tuple[Callable[..., str], KmsSigner]:
@@ -222,10 +228,8 @@ def kms_minter(stack: LocalStack) -> tuple[Callable[..., str], KmsSigner]:
 def test_api_token_surfaces_refuse_their_battery(
     local_stack: LocalStack,
     supabase_server: JwksServer,
-    capfd: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    logs: Callable[[], str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     client = Client(local_stack.base_url)
     mint, signer = kms_minter(local_stack)
     supabase_token = jws(
@@ -251,8 +255,7 @@ def test_api_token_surfaces_refuse_their_battery(
     for token in attacks.values():
         with pytest.raises(InvalidTokenError):
             verifier.verify(token)
-    out, err = capfd.readouterr()
-    assert secrets_in(out + err + caplog.text, list(attacks.values())) == []
+    assert secrets_in(logs(), list(attacks.values())) == []
 
 
 def test_request_level_confusion(local_stack: LocalStack, supabase_server: JwksServer) -> None:
