@@ -7,11 +7,10 @@ import signal
 import sys
 import threading
 
+from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
+
 from .stack import LocalStack
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL, hs256_token, user_claims
-
-GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 
 
 def walkthrough(base_url: str, supabase_token: str) -> str:
@@ -21,13 +20,13 @@ Try it (copy-paste into a shell):
   export SUPABASE_TOKEN='{supabase_token}'
 
   curl -s {base_url}/token \\
-    -d grant_type={GRANT} \\
-    -d subject_token_type={ACCESS} \\
+    -d grant_type={GRANT_TYPE} \\
+    -d subject_token_type={ACCESS_TOKEN} \\
     --data-urlencode "subject_token=$SUPABASE_TOKEN"; echo
 
   export API_TOKEN=$(curl -s {base_url}/token \\
-    -d grant_type={GRANT} \\
-    -d subject_token_type={ACCESS} \\
+    -d grant_type={GRANT_TYPE} \\
+    -d subject_token_type={ACCESS_TOKEN} \\
     --data-urlencode "subject_token=$SUPABASE_TOKEN" \\
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 

@@ -14,35 +14,22 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
-from urllib.request import Request, urlopen
 
 from tokengate.apitoken import ApiTokenIssuer
 from tokengate.aws import KmsSigner
 
+from .client import Client
 from .gateway import LambdaContext
 from .moto_aws import free_port
 from .stack import LocalStack
 from .supabase_dev import DEV_USER_ID, hs256_token, user_claims
 
-GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS = "urn:ietf:params:oauth:token-type:access_token"
-
 
 def _exchange(stack: LocalStack, subject_token: str, scope: str) -> str:
-    form = urlencode(
-        {
-            "grant_type": GRANT,
-            "subject_token": subject_token,
-            "subject_token_type": ACCESS,
-            "scope": scope,
-        }
-    ).encode()
-    url = f"{stack.base_url}/token"  # the local stack, on loopback
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    request = Request(url, data=form, headers=headers)  # noqa: S310
-    with urlopen(request, timeout=20) as response:  # noqa: S310 - loopback
-        return str(json.load(response)["access_token"])
+    status, _, body = Client(stack.base_url).exchange(subject_token, scope=scope)
+    if status != 200:
+        raise RuntimeError(f"the local stack refused the exchange: {body}")
+    return str(body["access_token"])
 
 
 def expired_api_token(kms: Any, key_arn: str, issuer: str, subject: str = DEV_USER_ID) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devstack.client import Client
 from devstack.stack import LocalStack
 from tests.battery import api_token_attacks, supabase_attacks
 from tests.conftest import FakeClock, StaticJwksFetcher
@@ -24,7 +25,6 @@ from tests.factories import (
     key_token,
     supabase_claims,
 )
-from tests.http_client import Client
 from tests.jwks_server import JwksServer
 from tokengate.apitoken import ApiTokenVerifier, StaticKeySet
 from tokengate.aws import KmsSigner
@@ -260,7 +260,7 @@ def test_api_token_surfaces_refuse_their_battery(
 
 def test_request_level_confusion(local_stack: LocalStack, supabase_server: JwksServer) -> None:
     """F-26: wrong grant_type / token types, repeated parameters, oversized bodies, content types."""
-    from tests.http_client import http
+    from devstack.client import http
 
     client = Client(local_stack.base_url)
     token = jws(

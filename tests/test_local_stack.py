@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 import pytest
 
+from devstack.client import Client, http
 from devstack.invoke import expired_api_token
 from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
@@ -29,7 +30,6 @@ from tests.factories import (
     key_token,
     supabase_claims,
 )
-from tests.http_client import Client, http
 from tests.jwks_server import JwksServer
 from tokengate.exchange import INVALID_SUBJECT
 
