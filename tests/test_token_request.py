@@ -124,6 +124,11 @@ CASES = {
         "application/json",
         "invalid_request",
     ),
+    "json repeated member": (
+        b'{"grant_type": "x", "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange"}',
+        "application/json",
+        "invalid_request",
+    ),
     "json list for single": (
         json.dumps({"grant_type": [GRANT_TYPE]}).encode(),
         "application/json",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -10,6 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .apitoken import ApiTokenIssuer
 from .errors import ConfigurationError, RequestError
+from .jws import strict_json_object
 from .supabase import SupabaseIdentity, SupabaseTokenVerifier
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -54,12 +54,12 @@ def _form_pairs(body: bytes) -> list[tuple[str, str]]:
 
 
 def _json_pairs(body: bytes) -> list[tuple[str, str]]:
+    # The tokens' strict JSON: a member given twice is a repeated parameter, not a silent
+    # last-one-wins.
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _invalid("The request body is not valid JSON.") from exc
-    if not isinstance(document, dict):
-        raise _invalid("The request body must be a JSON object.")
+        document = strict_json_object(body)
+    except ValueError as exc:
+        raise _invalid("The request body must be a JSON object without repeated members.") from exc
     pairs: list[tuple[str, str]] = []
     for name, value in document.items():
         values = value if isinstance(value, list) and name in MULTI_VALUED else [value]
