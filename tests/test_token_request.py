@@ -125,7 +125,7 @@ CASES = {
         "invalid_request",
     ),
     "json repeated member": (
-        b'{"grant_type": "x", "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange"}',
+        f'{{"grant_type": "{GRANT_TYPE}", "subject_token": "a", "subject_token": "b", "subject_token_type": "{ACCESS_TOKEN}"}}'.encode(),
         "application/json",
         "invalid_request",
     ),
