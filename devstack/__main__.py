@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
@@ -36,6 +35,22 @@ Try it (copy-paste into a shell):
 """
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Stopped(Exception):
+    """Raised in the main thread by the first stop signal."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    # The handler takes no lock: it runs between two bytecodes of the main thread, which may be
+    # holding any lock at that moment (a threading.Event set here deadlocks when a second signal,
+    # as make forwards one, lands inside Event.wait). Later signals are ignored while stopping.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise _Stopped
+
+
 def main() -> int:
     port = int(os.environ.get("PORT") or 3000)
     supabase_url = os.environ.get("SUPABASE_URL") or LOCAL_SUPABASE_URL
@@ -56,14 +71,17 @@ def main() -> int:
         guard = f"  [{route.authorizer}]" if route.authorizer else ""
         print(f"  {route.method:5} {stack.base_url}{route.path}{guard}")
     print(walkthrough(stack.base_url, token))
-    print("Ctrl-C stops everything.", flush=True)
-
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    stopped.wait()
-    stack.stop()
-    print("stopped.")
+    try:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _stop)
+        print("Ctrl-C stops everything.", flush=True)
+        while True:
+            signal.pause()
+    except _Stopped:
+        pass
+    finally:
+        stack.stop()
+    print("stopped.", flush=True)
     return 0
 
 

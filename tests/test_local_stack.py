@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -230,10 +231,19 @@ def test_make_run_walkthrough_works_as_printed() -> None:
         assert whoami["scope"] == "read"
         assert jwks["keys"]
     finally:
+        # The whole group gets SIGTERM and make forwards it too: the stack sees it twice.
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-        if process.stdout is not None:
-            process.stdout.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            pytest.fail("make run did not stop within 30 s of SIGTERM")
+        finally:
+            rest = process.stdout.read() if process.stdout is not None else ""
+            if process.stdout is not None:
+                process.stdout.close()
+    assert rest.rstrip().endswith("stopped."), rest[-2000:]
     with pytest.raises(urllib.error.URLError):
         http("GET", f"http://127.0.0.1:{port}/.well-known/jwks.json")
 
@@ -277,3 +287,34 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
     assert status == 401
     assert body == {"message": "Unauthorized"}
     assert headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
+    """Ctrl-C pressed twice, or make forwarding the signal the terminal already sent, must stop
+    the stack, never hang it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUPABASE_"))}
+    env["PORT"] = str(free_port())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    with process.stdout:
+        for line in process.stdout:
+            if line.startswith("Ctrl-C stops everything"):
+                break
+        for number in range(200):
+            process.send_signal(signal.SIGTERM if number % 2 else signal.SIGINT)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail("the stack hung on repeated stop signals")
+        rest = process.stdout.read()
+    assert code == 0, rest[-2000:]
+    assert rest.rstrip().endswith("stopped."), rest[-2000:]
