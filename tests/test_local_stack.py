@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,15 +187,20 @@ def test_kms_unavailable_is_503_without_a_token(supabase: JwksServer) -> None:
         os.environ.update(saved)
 
 
-def test_make_run_walkthrough_works_as_printed() -> None:
-    """`make run` starts and prints a walkthrough that works verbatim; SIGTERM stops it."""
+READY = "Ctrl-C stops everything"
+
+
+@contextlib.contextmanager
+def served(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], int, str]]:
+    """The local stack started by ``command`` on a free port, in its own process group, with what
+    it printed up to the ready line. Nothing it starts outlives the test, even when the test fails."""
     port = free_port()
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUPABASE_", "SIGNING_"))
     }
     env["PORT"] = str(port)
     process = subprocess.Popen(
-        ["make", "--no-print-directory", "run"],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -201,27 +208,44 @@ def test_make_run_walkthrough_works_as_printed() -> None:
         text=True,
         start_new_session=True,
     )
-    lines: list[str] = []
+    assert process.stdout is not None
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("Ctrl-C stops everything"):
-                break
-        output = "".join(lines)
+        with process.stdout:
+            lines: list[str] = []
+            for line in process.stdout:
+                lines.append(line)
+                if line.startswith(READY):
+                    break
+            yield process, port, "".join(lines)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def output_after_stop(process: subprocess.Popen[str]) -> str:
+    """Waits for the stack to exit after a stop signal and returns the rest of what it printed."""
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the local stack did not stop within 30 s of a stop signal")
+    assert process.stdout is not None
+    return process.stdout.read()
+
+
+def test_make_run_walkthrough_works_as_printed() -> None:
+    """`make run` starts and prints a walkthrough that works verbatim; SIGTERM stops it."""
+    with served(["make", "--no-print-directory", "run"]) as (process, port, output):
         assert f"http://127.0.0.1:{port}" in output, output
         ready = http("GET", f"http://127.0.0.1:{port}/.well-known/openid-configuration")
         assert ready[0] == 200
-        script = output.split("Try it (copy-paste into a shell):", 1)[1].split(
-            "Ctrl-C stops everything", 1
-        )[0]
+        script = output.split("Try it (copy-paste into a shell):", 1)[1].split(READY, 1)[0]
         result = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             capture_output=True,
             text=True,
             timeout=60,
             cwd=ROOT,
-            env=env,
         )
         assert result.returncode == 0, result.stderr
         answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
@@ -230,22 +254,24 @@ def test_make_run_walkthrough_works_as_printed() -> None:
         assert whoami["sub"] == supabase_whoami["sub"]
         assert whoami["scope"] == "read"
         assert jwks["keys"]
-    finally:
+
         # The whole group gets SIGTERM and make forwards it too: the stack sees it twice.
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            pytest.fail("make run did not stop within 30 s of SIGTERM")
-        finally:
-            rest = process.stdout.read() if process.stdout is not None else ""
-            if process.stdout is not None:
-                process.stdout.close()
+        rest = output_after_stop(process)
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
     with pytest.raises(urllib.error.URLError):
         http("GET", f"http://127.0.0.1:{port}/.well-known/jwks.json")
+
+
+def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
+    """Ctrl-C pressed twice, or make forwarding the signal the terminal already sent, must stop
+    the stack, never hang it."""
+    with served([sys.executable, "-m", "devstack"]) as (process, _, _):
+        for number in range(200):
+            process.send_signal(signal.SIGTERM if number % 2 else signal.SIGINT)
+        rest = output_after_stop(process)
+    assert process.returncode == 0, rest[-2000:]
+    assert rest.rstrip().endswith("stopped."), rest[-2000:]
 
 
 # -- protected routes through the authorizers (SPEC §3.3, §7) ---------------------------------
@@ -287,34 +313,3 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
     assert status == 401
     assert body == {"message": "Unauthorized"}
     assert headers["WWW-Authenticate"].startswith("Bearer")
-
-
-def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
-    """Ctrl-C pressed twice, or make forwarding the signal the terminal already sent, must stop
-    the stack, never hang it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUPABASE_"))}
-    env["PORT"] = str(free_port())
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devstack"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    with process.stdout:
-        for line in process.stdout:
-            if line.startswith("Ctrl-C stops everything"):
-                break
-        for number in range(200):
-            process.send_signal(signal.SIGTERM if number % 2 else signal.SIGINT)
-        try:
-            code = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail("the stack hung on repeated stop signals")
-        rest = process.stdout.read()
-    assert code == 0, rest[-2000:]
-    assert rest.rstrip().endswith("stopped."), rest[-2000:]
