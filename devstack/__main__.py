@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 
+from tokengate.errors import ConfigurationError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
 from .stack import LocalStack
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL, hs256_token, user_claims
+from .template import ParameterError
 
 
 def walkthrough(base_url: str, supabase_token: str) -> str:
@@ -52,7 +55,30 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def main() -> int:
-    port = int(os.environ.get("PORT") or 3000)
+    try:
+        stack = start()
+    except (ConfigurationError, ParameterError) as error:
+        print(f"make run: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        port = port_from_env()
+        print(f"make run: port {port} is in use; try PORT={port + 1} make run", file=sys.stderr)
+        return 2
+    serve_until_stopped(stack)
+    return 0
+
+
+def port_from_env() -> int:
+    value = os.environ.get("PORT") or "3000"
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ConfigurationError(f"PORT={value!r} must be a TCP port number (1-65535)")
+    return int(value)
+
+
+def start() -> LocalStack:
+    port = port_from_env()
     supabase_url = os.environ.get("SUPABASE_URL") or LOCAL_SUPABASE_URL
     secret = os.environ.get("SUPABASE_JWT_SECRET") or LOCAL_JWT_SECRET
     parameters = {
@@ -60,8 +86,12 @@ def main() -> int:
         for var, name in (("SIGNING_MODE", "SigningMode"), ("SIGNING_ALG", "SigningAlgorithm"))
         if os.environ.get(var)
     }
-    stack = LocalStack(port, supabase_url, secret, parameters).start()
+    return LocalStack(port, supabase_url, secret, parameters).start()
+
+
+def serve_until_stopped(stack: LocalStack) -> None:
     assert stack.aws is not None
+    secret = stack.jwt_secret
     token = hs256_token(user_claims(stack.supabase_url), secret)
     issuer = f"{stack.supabase_url}/auth/v1"
     print(f"tokengate local stack on {stack.base_url}")
@@ -82,7 +112,6 @@ def main() -> int:
     finally:
         stack.stop()
     print("stopped.", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -32,8 +32,7 @@ def deploy(
     """
     kms = kms or boto3.client("kms", region_name=REGION)  # the ambient AWS: in tests, moto
     secrets = secrets or boto3.client("secretsmanager", region_name=REGION)
-    defaults = Template.load().parameters
-    alg = (parameters or {}).get("SigningAlgorithm", defaults["SigningAlgorithm"])
+    alg = Template.load(parameters).parameters["SigningAlgorithm"]  # the values checked first
     provisioned = provision(kms, secrets, alg, jwt_secret)
     values = {
         "SupabaseUrl": supabase_url.rstrip("/"),
@@ -77,10 +76,18 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         self.aws = LocalAws().start()
-        point_boto3_at(self.aws.endpoint)
+        try:
+            self._deploy_and_serve(self.aws)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _deploy_and_serve(self, aws: LocalAws) -> None:
+        point_boto3_at(aws.endpoint)
         template, self.provisioned = deploy(
-            self.aws.client("kms"),
-            self.aws.client("secretsmanager"),
+            aws.client("kms"),
+            aws.client("secretsmanager"),
             supabase_url=self.supabase_url,
             jwt_secret=self.jwt_secret,
             issuer=self.base_url,
@@ -90,7 +97,6 @@ class LocalStack:
         self.gateway = Gateway(template, load_handlers(template))
         self._server = serve(self.gateway, self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
 
     def stop_aws(self) -> None:
         """Stop the moto server alone (to see the service fail closed)."""

@@ -75,6 +75,30 @@ class Authorizer:
     ttl: int
 
 
+class ParameterError(ValueError):
+    """A parameter value CloudFormation would refuse at deploy time."""
+
+
+def check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
+    """The constraints CloudFormation applies to a supplied value: AllowedValues, AllowedPattern
+    (matched against the whole value) and, for numbers, MinValue/MaxValue."""
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in [str(v) for v in allowed]:
+        choices = ", ".join(str(v) for v in allowed)
+        raise ParameterError(f"{name}={value!r} is not allowed: choose one of {choices}")
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        raise ParameterError(f"{name}={value!r} does not match {pattern}")
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise ParameterError(f"{name}={value!r} is not a number") from None
+        low, high = spec.get("MinValue"), spec.get("MaxValue")
+        if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+            raise ParameterError(f"{name}={value!r} is outside {low}..{high}")
+
+
 @dataclass
 class Template:
     document: dict[str, Any]
@@ -84,11 +108,13 @@ class Template:
     @classmethod
     def load(cls, overrides: Mapping[str, str] | None = None, path: Path = TEMPLATE) -> Template:
         document = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
-        params = {
-            name: str(spec.get("Default", ""))
-            for name, spec in document.get("Parameters", {}).items()
-        }
-        params.update(overrides or {})
+        specs = document.get("Parameters", {})
+        params = {name: str(spec.get("Default", "")) for name, spec in specs.items()}
+        for name, value in (overrides or {}).items():
+            if name not in specs:
+                raise ParameterError(f"{name} is not a parameter of {path.name}")
+            check_parameter(name, specs[name], value)
+            params[name] = value
         return cls(document, params)
 
     # -- intrinsic functions ------------------------------------------------------------

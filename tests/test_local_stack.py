@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -313,3 +314,40 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
     assert status == 401
     assert body == {"message": "Unauthorized"}
     assert headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"PORT": "abc"}, "PORT='abc' must be a TCP port number"),
+        ({"PORT": "70000"}, "PORT='70000' must be a TCP port number"),
+        ({"SIGNING_ALG": "PS256"}, "SigningAlgorithm='PS256' is not allowed"),
+        ({"SIGNING_MODE": "hsm"}, "SigningMode='hsm' is not allowed"),
+        ({"SUPABASE_URL": "ftp://example.com"}, "SupabaseUrl='ftp://example.com' does not match"),
+        ({"SUPABASE_JWT_SECRET": "too-short"}, "secret must be at least 32 bytes"),
+        ({}, "is in use; try PORT="),
+    ],
+)
+def test_make_run_explains_a_bad_setting_in_one_line(
+    variables: dict[str, str], message: str
+) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUPABASE_", "SIGNING_"))
+    }
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env["PORT"] = str(taken.getsockname()[1])  # in use, unless the case sets its own PORT
+        env.update(variables)
+        result = subprocess.run(
+            [sys.executable, "-m", "devstack"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("make run: "), result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # no stack trace

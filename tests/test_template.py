@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from devstack.gateway import Gateway
-from devstack.template import TEMPLATE, Template
+from devstack.template import TEMPLATE, ParameterError, Template
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/current"
 JWT_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt"
@@ -184,3 +184,37 @@ def test_globals_use_a_current_runtime_on_arm64_with_json_logs() -> None:
     assert glob["Runtime"] == "python3.13"
     assert glob["Architectures"] == ["arm64"]
     assert glob["LoggingConfig"]["LogFormat"] == "JSON"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"SigningAlgorithm": "PS256"}, "choose one of RS256, ES256"),
+        ({"SigningMode": "KMS"}, "choose one of kms, secretsmanager"),
+        ({"SupabaseUrl": "https://x.supabase.co/auth/v1"}, "does not match"),
+        ({"SupabaseUrl": "ftp://x.supabase.co"}, "does not match"),
+        ({"SigningKeyArn": "arn:aws:kms:us-east-1:123456789012:alias/x"}, "does not match"),
+        ({"TokenTtlSeconds": "59"}, "outside 60..3600"),
+        ({"TokenTtlSeconds": "3601"}, "outside 60..3600"),
+        ({"LeewaySeconds": "ten"}, "is not a number"),
+        ({"LogRetentionDays": "2"}, "choose one of"),
+        ({"SigningAlgoritm": "ES256"}, "is not a parameter"),
+    ],
+)
+def test_parameter_values_cloudformation_refuses_are_refused(
+    overrides: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ParameterError, match=message):
+        Template.load(overrides)
+
+
+def test_parameter_values_within_the_constraints_are_taken() -> None:
+    values = {
+        "SigningAlgorithm": "ES256",
+        "SupabaseUrl": "http://127.0.0.1:54321",
+        "TokenTtlSeconds": "60",
+        "LeewaySeconds": "0",
+        "LogRetentionDays": "365",
+        "SigningKeyArn": "",
+    }
+    assert Template.load(values).parameters.items() >= values.items()
