@@ -191,15 +191,18 @@ def test_kms_unavailable_is_503_without_a_token(supabase: JwksServer) -> None:
 READY = "Ctrl-C stops everything"
 
 
+def stack_env(**variables: str) -> dict[str, str]:
+    """This environment without any AWS, Supabase or signing setting of the caller's, plus these."""
+    prefixes = ("AWS_", "SUPABASE_", "SIGNING_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)} | variables
+
+
 @contextlib.contextmanager
 def served(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], int, str]]:
     """The local stack started by ``command`` on a free port, in its own process group, with what
     it printed up to the ready line. Nothing it starts outlives the test, even when the test fails."""
     port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUPABASE_", "SIGNING_"))
-    }
-    env["PORT"] = str(port)
+    env = stack_env(PORT=str(port))
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -331,14 +334,11 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
 def test_make_run_explains_a_bad_setting_in_one_line(
     variables: dict[str, str], message: str
 ) -> None:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SUPABASE_", "SIGNING_"))
-    }
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        env["PORT"] = str(taken.getsockname()[1])  # in use, unless the case sets its own PORT
-        env.update(variables)
+        # The port is in use, unless the case sets its own PORT.
+        env = stack_env(PORT=str(taken.getsockname()[1])) | variables
         result = subprocess.run(
             [sys.executable, "-m", "devstack"],
             cwd=ROOT,
