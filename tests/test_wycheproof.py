@@ -40,10 +40,17 @@ def outcome_counts(results: list[tuple[str, bool]]) -> Counter[str]:
     return Counter(f"{expected}->{'accept' if got else 'reject'}" for expected, got in results)
 
 
-def test_ecdsa_p256_sha256_in_jose_form() -> None:
+@pytest.mark.parametrize(
+    ("name", "key_type", "count"),
+    [
+        ("ecdsa_secp256r1_sha256_p1363_test.json", EcKey, 262),  # ES256: JOSE r||s form
+        ("rsa_signature_2048_sha256_test.json", RsaKey, 259),  # RS256
+    ],
+)
+def test_public_key_signatures(name: str, key_type: type[EcKey | RsaKey], count: int) -> None:
     results = []
-    for group in load("ecdsa_secp256r1_sha256_p1363_test.json")["testGroups"]:
-        key = EcKey(load_der_public_key(bytes.fromhex(group["publicKeyDer"])))  # type: ignore[arg-type]
+    for group in load(name)["testGroups"]:
+        key = key_type(load_der_public_key(bytes.fromhex(group["publicKeyDer"])))  # type: ignore[arg-type]
         for test in group["tests"]:
             accepted = key.verify(bytes.fromhex(test["msg"]), bytes.fromhex(test["sig"]))
             results.append((test["result"], accepted))
@@ -51,22 +58,8 @@ def test_ecdsa_p256_sha256_in_jose_form() -> None:
                 assert accepted, test["tcId"]
             if test["result"] == "invalid":
                 assert not accepted, test["tcId"]
-    assert len(results) == 262
+    assert len(results) == count
     assert outcome_counts(results)["invalid->accept"] == 0
-
-
-def test_rsa_pkcs1_2048_sha256() -> None:
-    results = []
-    for group in load("rsa_signature_2048_sha256_test.json")["testGroups"]:
-        key = RsaKey(load_der_public_key(bytes.fromhex(group["publicKeyDer"])))  # type: ignore[arg-type]
-        for test in group["tests"]:
-            accepted = key.verify(bytes.fromhex(test["msg"]), bytes.fromhex(test["sig"]))
-            results.append((test["result"], accepted))
-            if test["result"] == "invalid":
-                assert not accepted, test["tcId"]
-            if test["result"] == "valid":
-                assert accepted, test["tcId"]
-    assert len(results) == 259
 
 
 def test_hmac_sha256() -> None:
