@@ -7,6 +7,7 @@ authorizers never Allow.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from .cache import CachedValue
 from .errors import ConfigurationError, DependencyUnavailableError
 from .keys import PublicKey, algorithm_for, public_jwk, thumbprint
 from .signing import LocalKeySigner, der_to_jose
@@ -95,29 +97,24 @@ class KmsSigner:
         self._kms = kms if kms is not None else LazyClient("kms")
         self._key_id = key_id
         self.alg = alg
-        self._lock = threading.Lock()
-        self._loaded: tuple[str, str, dict[str, str]] | None = None
+        self._key = CachedValue(self._read_public_key, max_age=math.inf)
 
-    def _load(self) -> tuple[str, str, dict[str, str]]:
-        if self._loaded is None:
-            with self._lock:
-                if self._loaded is None:
-                    arn, public_key = kms_public_key(self._kms, self._key_id)
-                    if algorithm_for(public_key) != self.alg:
-                        raise ConfigurationError(f"KMS key {self._key_id} cannot sign {self.alg}")
-                    kid = thumbprint(public_key)
-                    self._loaded = (arn, kid, public_jwk(public_key, kid))
-        return self._loaded
+    def _read_public_key(self) -> tuple[str, str, dict[str, str]]:
+        arn, public_key = kms_public_key(self._kms, self._key_id)
+        if algorithm_for(public_key) != self.alg:
+            raise ConfigurationError(f"KMS key {self._key_id} cannot sign {self.alg}")
+        kid = thumbprint(public_key)
+        return arn, kid, public_jwk(public_key, kid)
 
     @property
     def kid(self) -> str:
-        return self._load()[1]
+        return self._key.get()[1]
 
     def public_jwk(self) -> dict[str, str]:
-        return dict(self._load()[2])
+        return dict(self._key.get()[2])
 
     def sign(self, signing_input: bytes) -> bytes:
-        arn = self._load()[0]
+        arn = self._key.get()[0]
         answer = _translated(
             "kms",
             lambda: self._kms.sign(
