@@ -15,7 +15,9 @@ from devstack.invoke import expired_api_token
 from tests.conftest import ISSUER, InProcessApi
 from tests.factories import USER_ID, hs_token, supabase_claims
 from tests.jwks_server import JwksServer
-from tokengate.authorizer import RouteScopes, Unauthorized, parse_event
+from tokengate.authorizer import RouteScopes, Unauthorized, api_base_url, parse_event
+from tokengate.config import Settings
+from tokengate.runtime import issuer_for
 
 ROUTES = '{"GET /whoami": "read", "GET /supabase/whoami": "", "POST /orders/{id}": "write", "GET /admin": "admin"}'
 ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/v1"
@@ -226,3 +228,17 @@ def test_jwks_outage_never_allows(make_api: MakeApi) -> None:
     token = api_token(api)
     for kind in FORMATS:
         assert decide(api, "ApiTokenAuthorizerFunction", event(kind, token)) == "unauthorized"
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "cn-north-1"])
+def test_without_issuer_the_exchange_and_the_authorizer_derive_the_same_one(region: str) -> None:
+    """A deployment without ISSUER: the exchange names the API's default URL from its event, the
+    API-token authorizer from its method ARN; they must agree or no token would ever verify."""
+    settings = Settings.from_env({"SUPABASE_URL": "https://x.supabase.co", "AWS_REGION": region})
+    exchange_event = {"requestContext": {"apiId": "abc123", "stage": "v1"}}
+    partition = "aws-cn" if region.startswith("cn-") else "aws"
+    arn_base = f"arn:{partition}:execute-api:{region}:123456789012:abc123/v1"
+    assert issuer_for(settings, exchange_event) == api_base_url(arn_base)
+    assert issuer_for(settings, exchange_event).startswith(f"https://abc123.execute-api.{region}.")
+    configured = Settings.from_env({"SUPABASE_URL": "https://x.supabase.co", "ISSUER": ISSUER})
+    assert issuer_for(configured, exchange_event) == ISSUER

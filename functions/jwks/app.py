@@ -12,7 +12,7 @@ from tokengate.apigw import json_response
 from tokengate.config import Settings
 from tokengate.discovery import render_jwks, render_metadata
 from tokengate.errors import DependencyUnavailableError
-from tokengate.runtime import derived_issuer, published_signers
+from tokengate.runtime import issuer_for, published_signers
 
 logger = Logger()
 settings = Settings.from_env(os.environ)
@@ -32,9 +32,7 @@ def publish(event: dict[str, Any]) -> dict[str, Any]:
             logger.warning("keys unavailable", extra={"reason": exc.reason})
             return json_response(503, {"error": "temporarily_unavailable"}, {"Retry-After": "5"})
     if path.endswith(("/openid-configuration", "/oauth-authorization-server")):
-        issuer = settings.issuer or derived_issuer(
-            event["requestContext"], os.environ.get("AWS_REGION", "")
-        )
+        issuer = issuer_for(settings, event)
         metadata = render_metadata(issuer, [settings.signing_alg], settings.scopes_supported)
         return json_response(200, metadata, PUBLIC)
     return json_response(404, {"error": "not_found"})

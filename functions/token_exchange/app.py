@@ -18,7 +18,7 @@ from tokengate.errors import (
     RequestError,
 )
 from tokengate.exchange import INVALID_SUBJECT, parse_token_request
-from tokengate.runtime import derived_issuer, exchange_service
+from tokengate.runtime import exchange_service, issuer_for
 
 logger = Logger()
 metrics = Metrics()
@@ -31,9 +31,7 @@ def exchange(event: dict[str, Any]) -> dict[str, Any]:
     """Event in, response out; the one place where errors become HTTP answers."""
     try:
         request = parse_token_request(body_bytes(event), header(event, "content-type"))
-        issuer = settings.issuer or derived_issuer(
-            event["requestContext"], os.environ.get("AWS_REGION", "")
-        )
+        issuer = issuer_for(settings, event)
         result = service.exchange(request, issuer)
     except InvalidTokenError as exc:
         return _refused("invalid_request", INVALID_SUBJECT, exc.reason)

@@ -93,6 +93,7 @@ class Settings:
     context_claims: tuple[str, ...] = ()
     session_check: bool = False
     supabase_api_key: str = field(default="", repr=False)
+    region: str = ""  # AWS_REGION, which Lambda sets: for the API's default URL
 
     @property
     def supabase_issuer(self) -> str:
@@ -162,4 +163,5 @@ class Settings:
             context_claims=_list(get("CONTEXT_CLAIMS", "aal")),
             session_check=session_check,
             supabase_api_key=api_key,
+            region=get("AWS_REGION"),
         )

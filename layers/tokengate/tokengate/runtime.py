@@ -217,7 +217,10 @@ class SupabasePrincipals:
         return Principal(identity.sub, scopes, context)
 
 
-def derived_issuer(request_context: dict[str, Any], region: str) -> str:
-    """The API's default base URL, when no ISSUER is configured (as the authorizer derives it
-    from its method ARN)."""
-    return api_url(request_context["apiId"], region, request_context["stage"])
+def issuer_for(settings: Settings, event: dict[str, Any]) -> str:
+    """The API tokens' ``iss``: ISSUER, else the API's default base URL (as the authorizer
+    derives it from its method ARN)."""
+    if settings.issuer:
+        return settings.issuer
+    context = event["requestContext"]
+    return api_url(context["apiId"], settings.region, context["stage"])
