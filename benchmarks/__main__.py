@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from moto import mock_aws
 
+from devstack.events import exchange_body, proxy_event
 from devstack.gateway import LambdaContext
 from devstack.moto_aws import FAKE_CREDENTIALS
 from devstack.stack import deploy, load_handlers
@@ -163,20 +164,8 @@ def supabase_verification(table: Table, rsa_key: KeyPair, ec_key: KeyPair) -> No
 
 
 def exchange_event(subject_token: str) -> dict[str, Any]:
-    body = (
-        "grant_type=urn:ietf:params:oauth:grant-type:token-exchange"
-        "&subject_token_type=urn:ietf:params:oauth:token-type:access_token"
-        f"&subject_token={subject_token}"
-    )
-    return {
-        "resource": "/token",
-        "path": "/token",
-        "httpMethod": "POST",
-        "headers": {"Content-Type": "application/x-www-form-urlencoded"},
-        "requestContext": {"apiId": "a", "stage": "v1"},
-        "body": body,
-        "isBase64Encoded": False,
-    }
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    return proxy_event("POST", "/token", exchange_body(subject_token), form)
 
 
 def deployment(own_jwks: JwksServer, **parameters: str) -> tuple[dict[str, Handler], str]:

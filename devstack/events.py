@@ -1,8 +1,11 @@
-"""API Gateway authorizer events, one builder for the sample events, the tests and the tools."""
+"""API Gateway events (REST proxy requests and authorizer events): one builder for the sample
+events, the tests and the tools."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
 ACCOUNT = "123456789012"
 ARN_BASE = f"arn:aws:execute-api:us-east-1:{ACCOUNT}:local/v1"
@@ -21,6 +24,40 @@ def request_context(path: str, method: str) -> dict[str, Any]:
         "domainName": "127.0.0.1",
         "identity": {"sourceIp": "127.0.0.1"},
     }
+
+
+def proxy_event(
+    method: str,
+    path: str,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+    authorizer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    ctx = request_context(path, method) | ({"authorizer": authorizer} if authorizer else {})
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers or {},
+        "multiValueHeaders": {k: [v] for k, v in (headers or {}).items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": ctx,
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def exchange_body(token: str, **extra: str) -> str:
+    """A form-encoded RFC 8693 request body (values as given: the samples hold placeholders)."""
+    params = {
+        "grant_type": GRANT_TYPE,
+        "subject_token": token,
+        "subject_token_type": ACCESS_TOKEN,
+    } | extra
+    return "&".join(f"{k}={v}" for k, v in params.items())
 
 
 def authorizer_event(

@@ -11,66 +11,37 @@ import json
 from pathlib import Path
 from typing import Any
 
-from devstack.events import authorizer_event, request_context
+from devstack.events import authorizer_event, exchange_body, proxy_event
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
-GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS = "urn:ietf:params:oauth:token-type:access_token"
-
-
-def proxy(
-    method: str,
-    path: str,
-    body: str | None = None,
-    headers: dict[str, str] | None = None,
-    authorizer: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    ctx = request_context(path, method) | ({"authorizer": authorizer} if authorizer else {})
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers or {},
-        "multiValueHeaders": {k: [v] for k, v in (headers or {}).items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": ctx,
-        "body": body,
-        "isBase64Encoded": False,
-    }
-
-
-def exchange_body(token: str, **extra: str) -> str:
-    params = {"grant_type": GRANT, "subject_token": token, "subject_token_type": ACCESS} | extra
-    return "&".join(f"{k}={v}" for k, v in params.items())
 
 
 def events() -> dict[str, dict[str, Any]]:
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     out: dict[str, dict[str, Any]] = {
-        "TokenExchangeFunction-valid": proxy(
+        "TokenExchangeFunction-valid": proxy_event(
             "POST", "/token", exchange_body("{{supabase_token}}"), form
         ),
-        "TokenExchangeFunction-expired": proxy(
+        "TokenExchangeFunction-expired": proxy_event(
             "POST", "/token", exchange_body("{{expired_supabase_token}}"), form
         ),
-        "TokenExchangeFunction-anon-key": proxy(
+        "TokenExchangeFunction-anon-key": proxy_event(
             "POST", "/token", exchange_body("{{anon_key}}"), form
         ),
-        "TokenExchangeFunction-wrong-grant-type": proxy(
+        "TokenExchangeFunction-wrong-grant-type": proxy_event(
             "POST", "/token", exchange_body("{{supabase_token}}", grant_type="password"), form
         ),
-        "TokenExchangeFunction-invalid-scope": proxy(
+        "TokenExchangeFunction-invalid-scope": proxy_event(
             "POST", "/token", exchange_body("{{supabase_token}}", scope="admin"), form
         ),
-        "JwksFunction-jwks": proxy("GET", "/.well-known/jwks.json"),
-        "JwksFunction-openid-configuration": proxy("GET", "/.well-known/openid-configuration"),
-        "JwksFunction-oauth-authorization-server": proxy(
+        "JwksFunction-jwks": proxy_event("GET", "/.well-known/jwks.json"),
+        "JwksFunction-openid-configuration": proxy_event(
+            "GET", "/.well-known/openid-configuration"
+        ),
+        "JwksFunction-oauth-authorization-server": proxy_event(
             "GET", "/.well-known/oauth-authorization-server"
         ),
-        "WhoamiFunction-valid": proxy(
+        "WhoamiFunction-valid": proxy_event(
             "GET",
             "/whoami",
             authorizer={
