@@ -8,7 +8,8 @@ from typing import Any
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
 ACCOUNT = "123456789012"
-ARN_BASE = f"arn:aws:execute-api:us-east-1:{ACCOUNT}:local/v1"
+API_ID = "local"
+ARN_BASE = f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{API_ID}/v1"
 
 
 def request_context(path: str, method: str) -> dict[str, Any]:
@@ -17,7 +18,7 @@ def request_context(path: str, method: str) -> dict[str, Any]:
         "httpMethod": method,
         "path": f"/v1{path}",
         "stage": "v1",
-        "apiId": "local",
+        "apiId": API_ID,
         "accountId": ACCOUNT,
         "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
         "protocol": "HTTP/1.1",
@@ -100,7 +101,7 @@ def authorizer_event(
         "headers": {k.lower(): v for k, v in headers.items()},
         "requestContext": {
             "accountId": ACCOUNT,
-            "apiId": "local",
+            "apiId": API_ID,
             "stage": "v1",
             "routeKey": f"{method} {path}",
             "http": {"method": method, "path": f"/v1{path}", "sourceIp": "127.0.0.1"},

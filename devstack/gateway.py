@@ -22,10 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tokengate.apigw import header
+
+from .events import ACCOUNT, API_ID
 from .template import Authorizer, Handler, Route, Template
 
-ACCOUNT = "123456789012"
-API_ID = "local"
 MAX_BODY = 10 * 1024 * 1024  # API Gateway REST payload limit
 
 
@@ -172,10 +173,7 @@ class Gateway:
         unauthorized = _gateway_error(
             401, "Unauthorized", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         )
-        identity = next(
-            (v for k, v in (event["headers"] or {}).items() if k.lower() == auth.header.lower()),
-            None,
-        )
+        identity = header(event, auth.header)
         if not identity or (auth.validation and not re.fullmatch(auth.validation, identity)):
             return unauthorized
         method_arn = self.method_arn(event["httpMethod"], event["path"])
