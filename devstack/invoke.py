@@ -22,7 +22,7 @@ from .client import Client
 from .gateway import LambdaContext
 from .moto_aws import free_port
 from .stack import LocalStack
-from .supabase_dev import DEV_USER_ID, hs256_token, user_claims
+from .supabase_dev import DEV_USER_ID, hs256_token, project_api_key_claims, user_claims
 
 
 def _exchange(stack: LocalStack, subject_token: str, scope: str) -> str:
@@ -63,11 +63,7 @@ def placeholders(stack: LocalStack) -> dict[str, str]:
         "expired_supabase_token": hs256_token(
             user_claims(url, iat=now - 7200, exp=now - 3600), secret
         ),
-        "anon_key": hs256_token(
-            {"iss": "supabase", "ref": "local", "role": "anon", "iat": now, "exp": now + 315360000},
-            secret,
-            kid=None,
-        ),
+        "anon_key": hs256_token(project_api_key_claims("anon", now=now), secret, kid=None),
         "api_token": _exchange(stack, supabase, "read"),
         "api_token_write_only": _exchange(stack, supabase, "write"),
         "expired_api_token": expired_api_token(

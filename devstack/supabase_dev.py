@@ -39,6 +39,15 @@ def user_claims(supabase_url: str, lifetime: int = 3600, **overrides: Any) -> di
     return claims
 
 
+def project_api_key_claims(
+    role: str = "anon", ref: str = "local", now: float | None = None
+) -> dict[str, Any]:
+    """A project's legacy API keys (anon, service_role): HS256 JWTs signed with the project's
+    secret, with iss "supabase", a ref and no sub, valid for ten years."""
+    issued = int(now if now is not None else time.time())
+    return {"iss": "supabase", "ref": ref, "role": role, "iat": issued, "exp": issued + 315360000}
+
+
 def hs256_token(claims: dict[str, Any], secret: str, kid: str | None = "0TRLgU4IVDYEpL98") -> str:
     header: dict[str, Any] = {"alg": "HS256", "typ": "JWT"}
     if kid is not None:

@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from devstack.supabase_dev import project_api_key_claims
 from tokengate.jws import b64url_encode
 from tokengate.keys import public_jwk, thumbprint
 from tokengate.signing import der_to_jose
@@ -120,11 +121,4 @@ def key_token(pair: KeyPair, claims: dict[str, Any], **header: Any) -> str:
 
 def anon_key_claims(now: float | None = None, role: str = "anon") -> dict[str, Any]:
     """The project's legacy API keys: HS256 JWTs with iss 'supabase', a ref, no sub."""
-    issued = int(now if now is not None else time.time())
-    return {
-        "iss": "supabase",
-        "ref": "abcdefghijklmnopqrst",
-        "role": role,
-        "iat": issued,
-        "exp": issued + 10 * 365 * 86400,
-    }
+    return project_api_key_claims(role, "abcdefghijklmnopqrst", now)
