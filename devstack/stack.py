@@ -32,7 +32,8 @@ def deploy(
     """
     kms = kms or boto3.client("kms", region_name=REGION)  # the ambient AWS: in tests, moto
     secrets = secrets or boto3.client("secretsmanager", region_name=REGION)
-    alg = Template.load(parameters).parameters["SigningAlgorithm"]  # the values checked first
+    requested = Template.load(parameters)  # the caller's values checked before anything is made
+    alg = requested.parameters["SigningAlgorithm"]
     provisioned = provision(kms, secrets, alg, jwt_secret)
     values = {
         "SupabaseUrl": supabase_url.rstrip("/"),
@@ -42,7 +43,7 @@ def deploy(
     values.update(parameters or {})
     if values.get("SigningMode") == "secretsmanager":
         values.setdefault("SigningKeySecretArn", provisioned.signing_key_secret_arn)
-    template = Template.load(values)
+    template = requested.with_parameters(values)
     template.attributes["SigningKey.Arn"] = provisioned.signing_key_arn
     for function in template.functions():
         os.environ.update(template.environment(function))

@@ -109,13 +109,20 @@ class Template:
     def load(cls, overrides: Mapping[str, str] | None = None, path: Path = TEMPLATE) -> Template:
         document = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
         specs = document.get("Parameters", {})
-        params = {name: str(spec.get("Default", "")) for name, spec in specs.items()}
-        for name, value in (overrides or {}).items():
+        defaults = {name: str(spec.get("Default", "")) for name, spec in specs.items()}
+        return cls(document, defaults).with_parameters(overrides or {})
+
+    def with_parameters(self, overrides: Mapping[str, str]) -> Template:
+        """The same template deployed with these parameter values, checked as CloudFormation
+        checks them (the document is parsed once and shared)."""
+        specs = self.document.get("Parameters", {})
+        params = dict(self.parameters)
+        for name, value in overrides.items():
             if name not in specs:
-                raise ParameterError(f"{name} is not a parameter of {path.name}")
+                raise ParameterError(f"{name} is not a parameter of the template")
             check_parameter(name, specs[name], value)
             params[name] = value
-        return cls(document, params)
+        return Template(self.document, params)
 
     # -- intrinsic functions ------------------------------------------------------------
     def condition(self, name: str) -> bool:
