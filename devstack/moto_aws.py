@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from moto.server import ThreadedMotoServer
 
+from tokengate.aws import KMS_KEY_SPECS
+
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -22,7 +24,6 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }
-KEY_SPECS = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
 
 
 def free_port() -> int:
@@ -81,7 +82,7 @@ def provision(kms: Any, secrets: Any, alg: str, jwt_secret: str) -> Provisioned:
     # Names carry a suffix: stacks started in one process share moto's in-memory backend.
     suffix = uuid.uuid4().hex[:8]
     key = kms.create_key(
-        KeyUsage="SIGN_VERIFY", KeySpec=KEY_SPECS[alg], Description="tokengate local"
+        KeyUsage="SIGN_VERIFY", KeySpec=KMS_KEY_SPECS[alg], Description="tokengate local"
     )
     arn = key["KeyMetadata"]["Arn"]
     kms.create_alias(AliasName=f"alias/tokengate-local-signing-{suffix}", TargetKeyId=arn)

@@ -20,7 +20,8 @@ import subprocess
 import sys
 from typing import Any
 
-KEY_SPECS = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
+from tokengate.aws import KMS_KEY_SPECS
+
 ROTATION_PARAMETERS = ("SigningKeyArn", "PublishedKeyIds")
 
 
@@ -59,7 +60,7 @@ def create_key(kms: Any, alg: str, stack: str) -> str:
     """A new signing key like the stack's (SIGN_VERIFY, same key spec)."""
     key = kms.create_key(
         KeyUsage="SIGN_VERIFY",
-        KeySpec=KEY_SPECS[alg],
+        KeySpec=KMS_KEY_SPECS[alg],
         Description=f"{stack} API token signing key (rotation)",
     )
     return str(key["KeyMetadata"]["Arn"])

@@ -11,13 +11,11 @@ from moto import mock_aws
 
 from devstack.moto_aws import new_private_key_pem
 from tokengate.apitoken import ApiTokenIssuer
-from tokengate.aws import KmsSigner, local_signer_from_secret
+from tokengate.aws import KMS_KEY_SPECS, KmsSigner, local_signer_from_secret
 from tokengate.errors import ConfigurationError, DependencyUnavailableError
 from tokengate.jws import b64url_decode
 from tokengate.keys import key_from_jwk
 from tokengate.signing import LocalKeySigner
-
-KEY_SPECS = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
 
 
 @pytest.fixture
@@ -27,7 +25,7 @@ def kms(aws_env: None):  # type: ignore[no-untyped-def]
 
 
 def kms_key(kms, alg: str) -> str:  # type: ignore[no-untyped-def]
-    return kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec=KEY_SPECS[alg])["KeyMetadata"]["Arn"]
+    return kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec=KMS_KEY_SPECS[alg])["KeyMetadata"]["Arn"]
 
 
 def issue(signer, n: int = 1) -> list[str]:  # type: ignore[no-untyped-def]

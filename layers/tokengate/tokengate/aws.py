@@ -21,6 +21,8 @@ from .keys import PublicKey, algorithm_for, public_jwk, thumbprint
 from .signing import LocalKeySigner, der_to_jose
 
 KMS_ALGORITHMS = {"RS256": "RSASSA_PKCS1_V1_5_SHA_256", "ES256": "ECDSA_SHA_256"}
+# The KMS key spec that signs each algorithm (as template.yaml creates the stack's key).
+KMS_KEY_SPECS = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
 
 
 def client(service: str, endpoint_url: str | None = None) -> Any:
