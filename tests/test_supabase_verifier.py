@@ -24,7 +24,13 @@ from tests.factories import (
     rsa_pair,
     supabase_claims,
 )
-from tokengate.errors import DependencyUnavailableError, InvalidTokenError, Reason
+from tokengate.apitoken import ApiTokenVerifier, StaticKeySet
+from tokengate.errors import (
+    ConfigurationError,
+    DependencyUnavailableError,
+    InvalidTokenError,
+    Reason,
+)
 from tokengate.jwks import JwksCache
 from tokengate.jws import b64url_encode
 from tokengate.keys import HmacKey
@@ -433,3 +439,11 @@ def test_a_new_project_key_is_picked_up_after_rotation(
     fetcher.document["keys"].append(new_key.jwk())
     clock.advance(10)  # past the refetch cooldown
     assert verifier.verify(token).sub == USER_ID
+
+
+@pytest.mark.parametrize("leeway", [-1, 61])
+def test_a_leeway_outside_0_to_60_seconds_refuses_to_build_a_verifier(leeway: int) -> None:
+    with pytest.raises(ConfigurationError, match="leeway"):
+        SupabasePolicy(issuer=SUPABASE_ISSUER, leeway=leeway)
+    with pytest.raises(ConfigurationError, match="leeway"):
+        ApiTokenVerifier(StaticKeySet([]), "https://api.example.com", "api", leeway=leeway)

@@ -7,7 +7,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, Protocol
 
-from .claims import MAX_LEEWAY_SECONDS, check_audience, check_issuer, check_times, optional_string
+from .claims import (
+    check_audience,
+    check_issuer,
+    check_times,
+    checked_leeway,
+    optional_string,
+)
 from .errors import ConfigurationError, InvalidTokenError, Reason
 from .jws import b64url_encode, encode_compact, parse_compact
 from .keys import AsymmetricKey
@@ -117,12 +123,10 @@ class ApiTokenVerifier:
     ) -> None:
         if not issuer or not audience:
             raise ConfigurationError("the issuer and the audience are required")
-        if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
-            raise ConfigurationError("the leeway must be within 0-60 seconds")
         self._keys = keys
         self.issuer = issuer
         self.audience = audience
-        self._leeway = leeway
+        self._leeway = checked_leeway(leeway)
         self._max_lifetime = max_lifetime
         self._clock = clock
 

@@ -9,10 +9,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import InvalidTokenError, Reason
+from .errors import ConfigurationError, InvalidTokenError, Reason
 
 MAX_LEEWAY_SECONDS = 60
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def checked_leeway(leeway: int) -> int:
+    """A clock-skew allowance a verifier may be built with: 0-60 s (SPEC §5)."""
+    if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+        raise ConfigurationError(f"the leeway must be within 0-{MAX_LEEWAY_SECONDS} seconds")
+    return leeway
 
 
 def _number(claims: dict[str, Any], name: str) -> float | None:

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .claims import (
-    MAX_LEEWAY_SECONDS,
     check_audience,
     check_issuer,
     check_times,
     check_uuid_subject,
+    checked_leeway,
     optional_string,
 )
 from .errors import ConfigurationError, InvalidTokenError, Reason
@@ -46,8 +46,7 @@ class SupabasePolicy:
     max_lifetime: int = SUPABASE_MAX_LIFETIME
 
     def __post_init__(self) -> None:
-        if not 0 <= self.leeway <= MAX_LEEWAY_SECONDS:
-            raise ConfigurationError("the leeway must be within 0-60 seconds")
+        checked_leeway(self.leeway)
         if self.min_aal not in AAL_LEVELS:
             raise ConfigurationError("the minimum aal must be aal1 or aal2")
 
