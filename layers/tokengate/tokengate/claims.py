@@ -83,3 +83,13 @@ def optional_string(claims: dict[str, Any], name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise InvalidTokenError(Reason.CLAIM, f"{name} is not a string")
     return value
+
+
+def scalar_claims(claims: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The named claims whose values are a string, number or boolean (objects, lists and nulls
+    are left out): what may be copied into an API token or an authorizer context."""
+    return {
+        name: claims[name]
+        for name in names
+        if isinstance(claims.get(name), (str, int, float, bool))
+    }

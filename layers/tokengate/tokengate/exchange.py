@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from .apitoken import ApiTokenIssuer
+from .claims import scalar_claims
 from .errors import ConfigurationError, RequestError
 from .jws import strict_json_object
 from .supabase import SupabaseIdentity, SupabaseTokenVerifier
@@ -206,12 +207,7 @@ class TokenExchangeService:
         scopes = self._policy.scopes_for(request, identity)
         if self._session_check is not None:
             self._session_check.check(request.subject_token)
-        extra = {
-            name: identity.claims[name]
-            for name in self._policy.passthrough_claims
-            if name in identity.claims
-            and isinstance(identity.claims[name], (str, int, float, bool))
-        }
+        extra = scalar_claims(identity.claims, self._policy.passthrough_claims)
         issued = self._issuer.issue(
             issuer=issuer_url,
             subject=identity.sub,

@@ -15,6 +15,7 @@ from . import aws
 from .apitoken import ApiTokenIssuer, ApiTokenVerifier
 from .authorizer import AuthRequest, Principal, api_base_url, api_url, flat_context
 from .cache import CachedValue
+from .claims import scalar_claims
 from .config import Settings
 from .errors import DependencyUnavailableError, InvalidTokenError, Reason
 from .exchange import ExchangePolicy, TokenExchangeService
@@ -132,14 +133,6 @@ def published_signers(settings: Settings) -> list[Signer]:
     return [signer_for(settings, key_id) for key_id in key_ids if key_id]
 
 
-def _scalar_claims(claims: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        name: claims[name]
-        for name in names
-        if isinstance(claims.get(name), (str, int, float, bool))
-    }
-
-
 class ApiTokenPrincipals:
     """Verifies API tokens for the API-token authorizer.
 
@@ -181,7 +174,7 @@ class ApiTokenPrincipals:
     def __call__(self, token: str, request: AuthRequest) -> Principal:
         verified = self._verifier(request).verify(token)
         context = flat_context(
-            _scalar_claims(verified.claims, self._settings.context_claims)
+            scalar_claims(verified.claims, self._settings.context_claims)
             | {
                 "sub": verified.sub,
                 "scope": " ".join(verified.scopes),
@@ -206,7 +199,7 @@ class SupabasePrincipals:
         identity = self._verifier.verify(token)
         scopes = frozenset(self._policy.user_scopes(identity))
         context = flat_context(
-            _scalar_claims(identity.claims, self._settings.context_claims)
+            scalar_claims(identity.claims, self._settings.context_claims)
             | {
                 "sub": identity.sub,
                 "scope": " ".join(sorted(scopes)),
