@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.factories import HS_SECRET, b64json, hs256, jws, supabase_claims
 from tokengate.errors import InvalidTokenError, Reason
-from tokengate.jws import b64url_decode, b64url_encode, parse_compact
+from tokengate.jws import b64url_decode, b64url_encode, parse_compact, strict_json_object
 
 HEADER = b64json({"alg": "HS256", "typ": "JWT"})
 PAYLOAD = b64json({"sub": "x"})
@@ -116,3 +122,75 @@ def test_base64url_decode_refuses_non_canonical_text(segment: str) -> None:
         return
     with pytest.raises(ValueError, match="base64url"):
         b64url_decode(segment)
+
+
+def _oracle_b64url(segment: str) -> bytes | None:
+    """Canonical unpadded base64url, by the definition: only the URL-safe alphabet, and the text
+    is exactly what encoding the decoded bytes gives back."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", segment) or len(segment) % 4 == 1:
+        return None
+    data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    return data if base64.urlsafe_b64encode(data).rstrip(b"=").decode() == segment else None
+
+
+SEGMENT_TEXT = st.text(
+    alphabet=st.sampled_from(
+        [*"ABCDQgwAEIMQYcgkosw048xyz_-", "+", "/", "=", " ", "\n", ".", "é", "\x00"]
+    ),
+    max_size=12,
+)
+
+
+@given(SEGMENT_TEXT)
+def test_base64url_decode_accepts_exactly_the_canonical_text(segment: str) -> None:
+    expected = _oracle_b64url(segment)
+    if expected is None:
+        with pytest.raises(ValueError, match="base64url"):
+            b64url_decode(segment)
+    else:
+        assert b64url_decode(segment) == expected
+
+
+@given(st.binary(max_size=64))
+def test_every_encoding_decodes_back(data: bytes) -> None:
+    encoded = b64url_encode(data)
+    assert (b64url_decode(encoded) if encoded else b"") == data
+
+
+@given(SEGMENT_TEXT, SEGMENT_TEXT, st.sampled_from(["", ".", ".."]))
+def test_a_token_parses_only_when_every_segment_is_canonical(
+    payload: str, signature: str, extra: str
+) -> None:
+    token = f"{HEADER}.{payload}.{signature}{extra}"
+    payload_bytes, signature_bytes = _oracle_b64url(payload), _oracle_b64url(signature)
+    ok = not extra and payload_bytes is not None and signature_bytes is not None
+    if ok:
+        try:
+            expected_claims = json.loads(payload_bytes or b"")
+        except ValueError:
+            ok = False
+        else:
+            ok = isinstance(expected_claims, dict)
+    if not ok:
+        with pytest.raises(InvalidTokenError) as caught:
+            parse_compact(token)
+        assert caught.value.reason == Reason.MALFORMED
+        return
+    parsed = parse_compact(token)
+    assert parsed.unverified_claims == expected_claims
+    assert parsed.signature == signature_bytes
+    assert parsed.signing_input == f"{HEADER}.{payload}".encode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'{"a":1}', b' {"a":1}', b'{"a":1} ', b'\t{"a":[1,{"b":2}]}\n', b'{"a":"}"}', b"{}"],
+)
+def test_objects_with_and_without_surrounding_whitespace_parse(text: bytes) -> None:
+    assert strict_json_object(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", [b'{"a":1}}', b'{"a":1}{}', b'{"a":1} }', b"{", b"}", b"{}x}"])
+def test_text_after_the_object_is_refused(text: bytes) -> None:
+    with pytest.raises(ValueError, match="JSON"):
+        strict_json_object(text)

@@ -12,7 +12,6 @@ import base64
 import binascii
 import json
 import math
-import re
 from typing import Any, NamedTuple
 
 from .errors import InvalidTokenError, Reason
@@ -21,9 +20,6 @@ MAX_TOKEN_LENGTH = 8192
 ALLOWED_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
 MAX_KID_LENGTH = 256
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
-_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-
 
 def b64url_encode(data: bytes) -> str:
     """Unpadded base64url (RFC 7515 §2)."""
@@ -31,10 +27,17 @@ def b64url_encode(data: bytes) -> str:
 
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_INDEX = {char: value for value, char in enumerate(_ALPHABET)}
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-# With 2 (3) characters in the last quantum, the low 4 (2) bits of the last one are unused.
-_UNUSED_BITS = {2: 0b1111, 3: 0b11}
+# base64url -> standard base64 for binascii, with the standard alphabet's own "+", "/" and "="
+# mapped to "!", which binascii's strict mode refuses: one C pass checks the alphabet and decodes.
+_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
+# With 2 (3) characters in the last quantum, the low 4 (2) bits of the last one are unused and
+# must be zero: the last character is then one of these.
+_CANONICAL_LAST = {
+    0: _ALPHABET,
+    2: "".join(c for i, c in enumerate(_ALPHABET) if not i & 0b1111),
+    3: "".join(c for i, c in enumerate(_ALPHABET) if not i & 0b11),
+}
+_PADDING = {0: b"", 2: b"==", 3: b"="}
 
 
 def b64url_decode(segment: str) -> bytes:
@@ -43,21 +46,15 @@ def b64url_decode(segment: str) -> bytes:
     Canonical means the unused trailing bits are zero, so two spellings of one value cannot both
     pass (re-encoding the result gives the same text back).
     """
-    if not _B64URL.fullmatch(segment):
+    rest = len(segment) & 3
+    if not segment or rest == 1 or segment[-1] not in _CANONICAL_LAST[rest]:
         raise ValueError("not canonical base64url")
-    return _decode_checked(segment)
-
-
-def _decode_checked(segment: str) -> bytes:
-    """``b64url_decode`` for text already known to be in the base64url alphabet."""
-    rest = len(segment) % 4
-    if rest == 1 or (rest and _INDEX[segment[-1]] & _UNUSED_BITS[rest]):
-        raise ValueError("not canonical base64url")
-    padded = segment.encode("ascii").translate(_TO_STANDARD) + b"=" * (-len(segment) % 4)
     try:
-        return binascii.a2b_base64(padded, strict_mode=True)
-    except binascii.Error as exc:
-        raise ValueError("not base64url") from exc
+        return binascii.a2b_base64(
+            segment.encode("ascii").translate(_TO_STANDARD) + _PADDING[rest], strict_mode=True
+        )
+    except (UnicodeEncodeError, binascii.Error) as exc:
+        raise ValueError("not canonical base64url") from exc
 
 
 def _reject_constant(name: str) -> Any:
@@ -81,13 +78,22 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _STRICT_DECODER = json.JSONDecoder(
     object_pairs_hook=_unique_members, parse_constant=_reject_constant, parse_float=_finite_float
 )
+_SCAN = _STRICT_DECODER.scan_once
 
 
 def strict_json_object(data: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object; duplicates, NaN and Infinity are refused."""
     try:
-        value = _STRICT_DECODER.decode(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        text = data.decode("utf-8")
+        if text[:1] == "{" and text[-1:] == "}":
+            # The common case, without the decoder's whitespace regexes around the value:
+            # a value that starts and ends with a brace has to end exactly at the last one.
+            value, end = _SCAN(text, 0)
+            if end != len(text):
+                raise ValueError("extra data")
+        else:
+            value = _STRICT_DECODER.decode(text)
+    except (UnicodeDecodeError, ValueError, RecursionError, StopIteration) as exc:
         raise ValueError("not strict JSON") from exc
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
@@ -103,21 +109,39 @@ class UnverifiedJws(NamedTuple):
     signature: bytes
 
 
-def parse_jws(token: object) -> UnverifiedJws:
-    """Split and decode a compact JWS (any payload), refusing anything outside the profile."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+def _split(token: object) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+    """(checked header, payload, signing input, signature) of a compact JWS. The header is the
+    memoized one: callers copy it before handing it out."""
+    if type(token) is not str or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidTokenError(Reason.MALFORMED, "not a string of acceptable size")
-    if not _COMPACT.fullmatch(token):
+    first = token.find(".")
+    second = token.find(".", first + 1)
+    if first < 1 or second < first + 2 or token.find(".", second + 1) >= 0:
         raise InvalidTokenError(Reason.MALFORMED, "not three base64url segments")
-    header_b64, payload_b64, signature_b64 = token.split(".")
     try:
-        header = _header(header_b64)
-        payload = _decode_checked(payload_b64)
-        signature = _decode_checked(signature_b64)
+        header = _HEADER_CACHE.get(token[:first]) or _header(token[:first])
+        payload = b64url_decode(token[first + 1 : second])
+        signature = b64url_decode(token[second + 1 :])
     except ValueError as exc:
         raise InvalidTokenError(Reason.MALFORMED, str(exc)) from exc
-    signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
+    return header, payload, token[:second].encode("ascii"), signature
+
+
+def parse_jws(token: object) -> UnverifiedJws:
+    """Split and decode a compact JWS (any payload), refusing anything outside the profile."""
+    header, payload, signing_input, signature = _split(token)
     return UnverifiedJws(dict(header), payload, signing_input, signature)
+
+
+def jwt_parts(token: object) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """``parse_compact`` for the verifiers' hot path: the same checks, as a plain tuple whose
+    header is shared with the parser's memo (read it, never change it)."""
+    header, payload, signing_input, signature = _split(token)
+    try:
+        claims = strict_json_object(payload)
+    except ValueError as exc:
+        raise InvalidTokenError(Reason.MALFORMED, str(exc)) from exc
+    return header, claims, signing_input, signature
 
 
 class UnverifiedToken(NamedTuple):
@@ -140,12 +164,8 @@ class UnverifiedToken(NamedTuple):
 
 def parse_compact(token: object) -> UnverifiedToken:
     """A JWT: a strict compact JWS whose payload is a strict JSON object."""
-    jws = parse_jws(token)
-    try:
-        claims = strict_json_object(jws.payload)
-    except ValueError as exc:
-        raise InvalidTokenError(Reason.MALFORMED, str(exc)) from exc
-    return UnverifiedToken(jws.header, claims, jws.signing_input, jws.signature)
+    header, claims, signing_input, signature = jwt_parts(token)
+    return UnverifiedToken(dict(header), claims, signing_input, signature)
 
 
 _HEADER_CACHE: dict[str, dict[str, Any]] = {}
@@ -155,13 +175,11 @@ _HEADER_CACHE_SIZE = 64
 def _header(segment: str) -> dict[str, Any]:
     """Decode and check a protected header. Headers repeat across tokens (same alg, typ and
     kid), so checked ones are memoized by their exact text; a bounded dict, cleared when full."""
-    header = _HEADER_CACHE.get(segment)
-    if header is None:
-        header = strict_json_object(_decode_checked(segment))
-        _check_header(header)
-        if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
-            _HEADER_CACHE.clear()
-        _HEADER_CACHE[segment] = header
+    header = strict_json_object(b64url_decode(segment))
+    _check_header(header)
+    if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+        _HEADER_CACHE.clear()
+    _HEADER_CACHE[segment] = header
     return header
 
 

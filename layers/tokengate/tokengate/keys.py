@@ -64,7 +64,7 @@ class HmacKey:
 
 
 class RsaKey:
-    __slots__ = ("kid", "public_key")
+    __slots__ = ("_signature_length", "kid", "public_key")
     alg = "RS256"
 
     def __init__(self, public_key: rsa.RSAPublicKey, kid: str | None = None) -> None:
@@ -72,12 +72,13 @@ class RsaKey:
             raise ValueError("RSA key under 2048 bits")
         self.public_key = public_key
         self.kid = kid
+        self._signature_length = (public_key.key_size + 7) // 8
 
     def __repr__(self) -> str:
         return f"RsaKey(kid={self.kid!r})"
 
     def verify(self, signing_input: bytes, signature: bytes) -> bool:
-        if len(signature) != (self.public_key.key_size + 7) // 8:
+        if len(signature) != self._signature_length:
             return False
         try:
             self.public_key.verify(signature, signing_input, _PKCS1, _SHA256)

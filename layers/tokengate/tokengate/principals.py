@@ -83,16 +83,19 @@ class ApiTokenPrincipals:
 
     def __call__(self, token: str, request: AuthRequest) -> Principal:
         verified = self._verifier(request).verify(token)
-        context = flat_context(
-            scalar_claims(verified.claims, self._context_claims)
-            | {
-                "sub": verified.sub,
-                "scope": " ".join(verified.scopes),
-                "client_id": verified.client_id,
-                "jti": verified.jti,
-                "sid": verified.sid,
-            }
-        )
+        # flat_context(scalar_claims(...) | {...}), spelled out: the five values are strings
+        # already, so only the configured claims need the scalar test.
+        claims = verified.claims
+        context: dict[str, CONTEXT_VALUE] = {}
+        for name in self._context_claims:
+            value = claims.get(name)
+            if isinstance(value, (str, int, float, bool)):
+                context[name] = value
+        context["sub"] = verified.sub
+        context["scope"] = " ".join(verified.scopes)
+        context["client_id"] = verified.client_id
+        context["jti"] = verified.jti
+        context["sid"] = verified.sid
         return Principal(verified.sub, frozenset(verified.scopes), context)
 
 
