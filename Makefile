@@ -15,7 +15,7 @@ help:
 	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
 	@echo "make test    the whole test suite"
 	@echo "make lint    ruff, mypy and the template linter"
-	@echo "make bench   benchmarks (medians and ratios)"
+	@echo "make bench   benchmarks: same-run ratios against peers, cold starts [COUNT=instructions] [QUICK=1]"
 	@echo "make load    2,000 exchanges + 10,000 authorized calls on the local stack (loopback)"
 	@echo "make build   sam build (no Docker)"
 	@echo "make deploy  sam deploy (guided the first time)"
@@ -46,8 +46,13 @@ lint: $(STAMP) $(SAM)
 	$(VENV)/bin/mypy
 	$(SAM) validate --lint --template template.yaml
 
+# make bench [COUNT=instructions] [QUICK=1] [OUT=docs/performance.md]
 bench: $(STAMP)
-	$(PY) -m benchmarks
+	@if [ "$(COUNT)" = instructions ] && ! command -v valgrind >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y valgrind || { apt-get update -qq && apt-get install -y valgrind; }; \
+		else echo "COUNT=instructions needs valgrind: sudo apt-get install -y valgrind"; exit 2; fi; \
+	fi
+	COUNT=$(COUNT) QUICK=$(QUICK) $(PY) -m benchmarks $(if $(OUT),--write $(OUT))
 
 load: $(STAMP)
 	$(PY) -m benchmarks.load

@@ -78,7 +78,7 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _STRICT_DECODER = json.JSONDecoder(
     object_pairs_hook=_unique_members, parse_constant=_reject_constant, parse_float=_finite_float
 )
-_SCAN = _STRICT_DECODER.scan_once
+_SCAN = _STRICT_DECODER.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__
 
 
 def strict_json_object(data: bytes) -> dict[str, Any]:
