@@ -66,3 +66,62 @@ def test_handlers_import_without_boto3(function: str) -> None:
 def test_handlers_are_thin() -> None:
     for app in (ROOT / "functions").glob("*/app.py"):
         assert len(app.read_text().splitlines()) < 100, app
+
+
+# What each handler may load at its cold start (before its first request): the authorizers sit in
+# front of every API call, so they load neither the exchange's side nor AWS's, nor dataclasses.
+COLD_START_FORBIDDEN = {
+    "api_token_authorizer": {
+        "boto3",
+        "botocore",
+        "dataclasses",
+        "secrets",
+        "tokengate.aws",
+        "tokengate.session",
+        "tokengate.cache",
+    },
+    "supabase_authorizer": {
+        "boto3",
+        "botocore",
+        "dataclasses",
+        "secrets",
+        "tokengate.aws",
+        "tokengate.session",
+    },
+}
+
+
+@pytest.mark.parametrize("function", sorted(COLD_START_FORBIDDEN))
+def test_authorizers_load_only_what_they_use(function: str) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "SUPABASE_URL": "https://x.supabase.co",
+        "ISSUER": "https://api.example.com",
+        "AWS_REGION": "us-east-1",
+        "PYTHONPATH": str(CORE.parent),
+    }
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'functions' / function)!r}); import app; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    loaded = set(result.stdout.split())
+    assert "app" in loaded
+    assert loaded & COLD_START_FORBIDDEN[function] == set()
+
+
+def test_settings_never_show_the_supabase_api_key() -> None:
+    from tokengate.config import Settings
+
+    settings = Settings.from_env(
+        {
+            "SUPABASE_URL": "https://x.supabase.co",
+            "SESSION_CHECK": "true",
+            "SUPABASE_API_KEY": "sb_publishable_secretish",
+        }
+    )
+    assert settings.supabase_api_key == "sb_publishable_secretish"
+    assert "sb_publishable_secretish" not in repr(settings)
+    assert "supabase_url='https://x.supabase.co'" in repr(settings)

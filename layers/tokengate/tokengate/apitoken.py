@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
@@ -60,6 +59,8 @@ class ApiTokenIssuer:
     ) -> IssuedToken:
         """Sign a token living ``ttl`` seconds, cut short at ``not_after`` (the subject token's
         ``exp``), so an exchange never extends a session."""
+        import secrets  # minting only: verifiers (the authorizers) never load it
+
         now = int(self._clock())
         exp = min(now + self._ttl, int(not_after))
         if exp <= now:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .apitoken import DEFAULT_TTL, MAX_TTL, MIN_TTL
@@ -76,9 +75,12 @@ def _url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every setting, read and checked once by :meth:`from_env` (the only constructor)."""
+class Settings(NamedTuple):
+    """Every setting, read and checked once by :meth:`from_env` (the only constructor).
+
+    An immutable named tuple rather than a frozen dataclass: every function builds one at its
+    cold start, and ``dataclasses`` (with ``inspect``) costs milliseconds to import.
+    """
 
     supabase_url: str
     supabase_jwt_secret_arn: str
@@ -108,8 +110,12 @@ class Settings:
     api_jwks_url: str
     context_claims: tuple[str, ...]
     session_check: bool
-    supabase_api_key: str = field(repr=False)
+    supabase_api_key: str  # never in repr()
     region: str  # AWS_REGION, which Lambda sets: for the API's default URL
+
+    def __repr__(self) -> str:
+        shown = (f"{name}={value!r}" for name, value in zip(self._fields, self, strict=True))
+        return f"Settings({', '.join(s for s in shown if not s.startswith('supabase_api_key='))})"
 
     @property
     def supabase_issuer(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -119,18 +118,41 @@ def parse_token_request(body: bytes, content_type: str | None) -> TokenRequest:
     )
 
 
-@dataclass(frozen=True)
-class ExchangePolicy:
-    """Which audiences and resources may be requested, and what an issued token carries besides
-    its scopes (those come from :class:`~tokengate.scopes.ScopePolicy`)."""
-
+class _ExchangePolicyFields(NamedTuple):
     audiences: frozenset[str]
     default_audience: str
-    resources: Mapping[str, str] = field(default_factory=dict)
-    default_client_id: str = DEFAULT_CLIENT_ID
-    passthrough_claims: tuple[str, ...] = DEFAULT_PASSTHROUGH_CLAIMS
+    resources: Mapping[str, str]
+    default_client_id: str
+    passthrough_claims: tuple[str, ...]
 
-    def __post_init__(self) -> None:
+
+class ExchangePolicy(_ExchangePolicyFields):
+    """Which audiences and resources may be requested, and what an issued token carries besides
+    its scopes (those come from :class:`~tokengate.scopes.ScopePolicy`). Immutable and checked
+    when made."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        audiences: frozenset[str],
+        default_audience: str,
+        resources: Mapping[str, str] | None = None,
+        default_client_id: str = DEFAULT_CLIENT_ID,
+        passthrough_claims: tuple[str, ...] = DEFAULT_PASSTHROUGH_CLAIMS,
+    ) -> ExchangePolicy:
+        self = super().__new__(
+            cls,
+            audiences,
+            default_audience,
+            resources if resources is not None else {},
+            default_client_id,
+            passthrough_claims,
+        )
+        self._check()
+        return self
+
+    def _check(self) -> None:
         if self.default_audience not in self.audiences:
             raise ConfigurationError("the default audience must be in the audience allow-list")
         for resource, audience in self.resources.items():

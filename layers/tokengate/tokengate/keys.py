@@ -8,8 +8,6 @@ non-JOSE signature shapes (DER ECDSA, short RSA signatures) before any arithmeti
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Any, Protocol
 
@@ -45,22 +43,28 @@ class VerificationKey(Protocol):
 class HmacKey:
     """The Supabase legacy shared secret, used as its raw bytes."""
 
-    __slots__ = ("kid", "secret")
+    __slots__ = ("_compare", "_digest", "kid", "secret")
     alg = "HS256"
 
     def __init__(self, secret: bytes, kid: str | None = None) -> None:
+        # hmac (and OpenSSL's hashlib behind it) is loaded by the first HS256 key, not by every
+        # function that imports this module.
+        from hmac import compare_digest, digest
+
         if len(secret) < MIN_HMAC_SECRET_BYTES:
             raise ConfigurationError(
                 f"the HS256 secret must be at least {MIN_HMAC_SECRET_BYTES} bytes"
             )
         self.secret = secret
         self.kid = kid
+        self._digest = digest
+        self._compare = compare_digest
 
     def __repr__(self) -> str:  # never the secret
         return f"HmacKey(kid={self.kid!r})"
 
     def verify(self, signing_input: bytes, signature: bytes) -> bool:
-        return hmac.compare_digest(hmac.digest(self.secret, signing_input, "sha256"), signature)
+        return self._compare(self._digest(self.secret, signing_input, "sha256"), signature)
 
 
 class RsaKey:
@@ -139,6 +143,8 @@ def public_jwk_members(public_key: PublicKey) -> dict[str, str]:
 
 def thumbprint(public_key: PublicKey) -> str:
     """RFC 7638 JWK thumbprint (SHA-256), the stable ``kid`` of our own keys."""
+    import hashlib
+
     canonical = json.dumps(public_jwk_members(public_key), separators=(",", ":"), sort_keys=True)
     return b64url_encode(hashlib.sha256(canonical.encode()).digest())
 

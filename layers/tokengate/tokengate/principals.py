@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .apitoken import ApiTokenVerifier
 from .authorizer import CONTEXT_VALUE, AuthRequest, Principal
@@ -17,8 +17,10 @@ from .claims import scalar_claims
 from .errors import InvalidTokenError, Reason
 from .issuer import api_base_url
 from .jwks import JwksCache, UrllibJwksFetcher
-from .scopes import ScopePolicy
-from .supabase import SupabaseTokenVerifier
+
+if TYPE_CHECKING:  # the API-token authorizer never loads the Supabase side
+    from .scopes import ScopePolicy
+    from .supabase import SupabaseTokenVerifier
 
 
 def flat_context(values: Mapping[str, Any]) -> dict[str, CONTEXT_VALUE]:

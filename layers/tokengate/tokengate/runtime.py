@@ -1,7 +1,9 @@
 """Wiring: build the core's collaborators from :class:`Settings` for the Lambda functions.
 
 Not part of the pure core: it chooses the AWS adapters. Handlers build what they use here once, at
-module scope, and reuse it across invocations; each builds only what it uses.
+module scope, and reuse it across invocations; each builds only what it uses, and imports only
+what it builds: every builder imports its own collaborators, so an authorizer's cold start never
+loads the exchange, the AWS adapters or the Supabase side it does not use.
 """
 
 from __future__ import annotations
@@ -9,20 +11,17 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from . import aws
-from .apitoken import ApiTokenIssuer
-from .cache import CachedValue
 from .config import Settings
-from .errors import DependencyUnavailableError
-from .exchange import ExchangePolicy, TokenExchangeService
-from .jwks import JwksCache, UrllibJwksFetcher
-from .keys import HmacKey
-from .principals import ApiTokenPrincipals, SupabasePrincipals
-from .scopes import ScopePolicy
-from .session import SupabaseSessionCheck
-from .signing import Signer
-from .supabase import SupabasePolicy, SupabaseTokenVerifier
+
+if TYPE_CHECKING:
+    from .exchange import TokenExchangeService
+    from .keys import HmacKey
+    from .principals import ApiTokenPrincipals, SupabasePrincipals
+    from .scopes import ScopePolicy
+    from .signing import Signer
+    from .supabase import SupabaseTokenVerifier
 
 SECRET_CACHE_SECONDS = 3600.0
 
@@ -36,6 +35,11 @@ def hmac_key_source(settings: Settings) -> Callable[[], HmacKey | None] | None:
     arn = settings.supabase_jwt_secret_arn
     if not arn:
         return None
+    from . import aws
+    from .cache import CachedValue
+    from .errors import DependencyUnavailableError
+    from .keys import HmacKey
+
     secrets = aws.LazyClient("secretsmanager")
     cached = CachedValue(
         lambda: HmacKey(aws.secret_bytes(secrets, arn)),
@@ -49,6 +53,9 @@ def hmac_key_source(settings: Settings) -> Callable[[], HmacKey | None] | None:
 def supabase_verifier(
     settings: Settings, clock: Callable[[], float] = time.time
 ) -> SupabaseTokenVerifier:
+    from .jwks import JwksCache, UrllibJwksFetcher
+    from .supabase import SupabasePolicy, SupabaseTokenVerifier
+
     jwks = (
         JwksCache(
             settings.supabase_jwks_url,
@@ -71,12 +78,16 @@ def supabase_verifier(
 
 
 def signer_for(settings: Settings, key_id: str) -> Signer:
+    from . import aws
+
     if settings.signing_mode == "kms":
         return aws.KmsSigner(key_id, settings.signing_alg, aws.LazyClient("kms"))
     return aws.SecretsManagerSigner(key_id, settings.signing_alg)
 
 
 def scope_policy(settings: Settings) -> ScopePolicy:
+    from .scopes import ScopePolicy
+
     return ScopePolicy(
         scopes_supported=settings.scopes_supported,
         default_scopes=settings.default_scopes,
@@ -87,6 +98,10 @@ def scope_policy(settings: Settings) -> ScopePolicy:
 def exchange_service(
     settings: Settings, clock: Callable[[], float] = time.time
 ) -> TokenExchangeService:
+    from .apitoken import ApiTokenIssuer
+    from .exchange import ExchangePolicy, TokenExchangeService
+    from .session import SupabaseSessionCheck
+
     policy = ExchangePolicy(
         audiences=frozenset(settings.audiences),
         default_audience=settings.default_audience,
@@ -116,6 +131,8 @@ def published_signers(settings: Settings) -> list[Signer]:
 def api_token_principals(
     settings: Settings, clock: Callable[[], float] = time.time
 ) -> ApiTokenPrincipals:
+    from .principals import ApiTokenPrincipals
+
     return ApiTokenPrincipals(
         issuer=settings.issuer,
         audience=settings.default_audience,
@@ -129,6 +146,8 @@ def api_token_principals(
 def supabase_principals(
     settings: Settings, clock: Callable[[], float] = time.time
 ) -> SupabasePrincipals:
+    from .principals import SupabasePrincipals
+
     return SupabasePrincipals(
         supabase_verifier(settings, clock), scope_policy(settings), settings.context_claims
     )

@@ -8,23 +8,36 @@ API knows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import ConfigurationError, RequestError
-from .supabase import SupabaseIdentity
+
+if TYPE_CHECKING:
+    from .supabase import SupabaseIdentity
 
 DEFAULT_SCOPES_CLAIM = "api_scopes"
 
 
-@dataclass(frozen=True)
-class ScopePolicy:
+class _ScopePolicyFields(NamedTuple):
     scopes_supported: tuple[str, ...]
     default_scopes: tuple[str, ...]
-    scopes_claim: str | None = DEFAULT_SCOPES_CLAIM
+    scopes_claim: str | None
 
-    def __post_init__(self) -> None:
-        if not set(self.default_scopes) <= set(self.scopes_supported):
+
+class ScopePolicy(_ScopePolicyFields):
+    """Immutable and checked when made (a named tuple: no ``dataclasses`` import at cold start)."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        scopes_supported: tuple[str, ...],
+        default_scopes: tuple[str, ...],
+        scopes_claim: str | None = DEFAULT_SCOPES_CLAIM,
+    ) -> ScopePolicy:
+        if not set(default_scopes) <= set(scopes_supported):
             raise ConfigurationError("default scopes must be among the supported scopes")
+        return super().__new__(cls, scopes_supported, default_scopes, scopes_claim)
 
     def user_scopes(self, identity: SupabaseIdentity) -> set[str]:
         """Default scopes plus extras from ``app_metadata[scopes_claim]`` (a list or a

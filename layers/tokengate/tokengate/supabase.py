@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .claims import (
@@ -36,21 +35,36 @@ DEFAULT_MIN_AAL = "aal1"
 SUPABASE_MAX_LIFETIME = 7 * 24 * 3600
 
 
-@dataclass(frozen=True)
-class SupabasePolicy:
-    """What a Supabase token must satisfy beyond a valid signature."""
-
+class _SupabasePolicyFields(NamedTuple):
     issuer: str
-    leeway: int = DEFAULT_LEEWAY_SECONDS
-    allow_anonymous: bool = False
-    allowed_client_ids: frozenset[str] = frozenset()
-    min_aal: str = DEFAULT_MIN_AAL
-    max_lifetime: int = SUPABASE_MAX_LIFETIME
+    leeway: int
+    allow_anonymous: bool
+    allowed_client_ids: frozenset[str]
+    min_aal: str
+    max_lifetime: int
 
-    def __post_init__(self) -> None:
-        checked_leeway(self.leeway)
-        if self.min_aal not in AAL_LEVELS:
+
+class SupabasePolicy(_SupabasePolicyFields):
+    """What a Supabase token must satisfy beyond a valid signature. Immutable and checked when
+    made (a named tuple: no ``dataclasses`` import at cold start)."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        issuer: str,
+        leeway: int = DEFAULT_LEEWAY_SECONDS,
+        allow_anonymous: bool = False,
+        allowed_client_ids: frozenset[str] = frozenset(),
+        min_aal: str = DEFAULT_MIN_AAL,
+        max_lifetime: int = SUPABASE_MAX_LIFETIME,
+    ) -> SupabasePolicy:
+        checked_leeway(leeway)
+        if min_aal not in AAL_LEVELS:
             raise ConfigurationError("the minimum aal must be aal1 or aal2")
+        return super().__new__(
+            cls, issuer, leeway, allow_anonymous, allowed_client_ids, min_aal, max_lifetime
+        )
 
     def check(self, claims: dict[str, Any], now: float) -> SupabaseIdentity:
         if claims.get("iss") == "supabase" and "ref" in claims:
