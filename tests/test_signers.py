@@ -127,3 +127,37 @@ def test_secrets_manager_signer(aws_env: None, alg: str) -> None:
 def test_pem_that_is_not_a_key_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError):
         LocalKeySigner.from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+
+
+def _corrupted_rsa_pem() -> bytes:
+    """An RSA key whose private exponent does not invert the public one (its CRT values agree
+    with the wrong exponent): what a corrupted secret could hold."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    good = rsa.generate_private_key(65537, 2048).private_numbers()
+    d = good.d + 2
+    broken = rsa.RSAPrivateNumbers(
+        good.p, good.q, d, d % (good.p - 1), d % (good.q - 1), good.iqmp, good.public_numbers
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    return broken.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def test_our_own_key_skips_the_full_check_but_not_the_self_test() -> None:
+    pem = _corrupted_rsa_pem()
+    with pytest.raises(ConfigurationError, match="valid signatures"):
+        LocalKeySigner.from_pem(pem, own_key=True)
+    with pytest.raises(ConfigurationError, match="PEM"):
+        LocalKeySigner.from_pem(pem)  # any other key: OpenSSL's full check refuses it
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_our_own_key_signs_tokens_anyone_can_verify(alg: str) -> None:
+    signer = LocalKeySigner.from_pem(new_private_key_pem(alg), own_key=True)
+    (token,) = issue(signer)
+    public = jwt.PyJWK(signer.public_jwk()).key
+    assert jwt.decode(token, public, algorithms=[alg], audience="api")["scope"] == "read"

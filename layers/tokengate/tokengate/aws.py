@@ -138,7 +138,7 @@ class KmsSigner:
 def local_signer_from_secret(secret_id: str, alg: str, secrets: Any = None) -> LocalKeySigner:
     """The Secrets Manager signing mode: a PEM private key read from a secret."""
     signer = LocalKeySigner.from_pem(
-        secret_bytes(secrets or LazyClient("secretsmanager"), secret_id)
+        secret_bytes(secrets or LazyClient("secretsmanager"), secret_id), own_key=True
     )
     if signer.alg != alg:
         raise ConfigurationError(f"the key in {secret_id} cannot sign {alg}")
