@@ -114,7 +114,7 @@ def test_a_quick_run_produces_every_row() -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     for row in (
-        "## Targets",
+        "### Targets",
         "ours: authorizer, whole Lambda handler",
         "authlib.jose decode + validate",
         "joserfc jwt.decode + claims registry",
@@ -129,3 +129,17 @@ def test_a_quick_run_produces_every_row() -> None:
     ):
         assert row in run.stdout
     assert "AuthlibDeprecationWarning" not in run.stderr
+
+
+def test_writing_keeps_the_hand_written_rest_of_the_page(tmp_path: Path) -> None:
+    from benchmarks.__main__ import BEGIN, END, write_between_markers
+
+    page = tmp_path / "performance.md"
+    write_between_markers(page, "first")
+    assert page.read_text() == f"{BEGIN}\nfirst\n{END}\n"
+    page.write_text(f"# Title\n\nintro\n\n{BEGIN}\nold table\n{END}\n\n## Decisions\n\nkept\n")
+    write_between_markers(page, "new table")
+    assert (
+        page.read_text()
+        == f"# Title\n\nintro\n\n{BEGIN}\nnew table\n{END}\n\n## Decisions\n\nkept\n"
+    )
