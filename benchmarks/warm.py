@@ -123,6 +123,23 @@ def token_event(token: str) -> dict[str, Any]:
     return {"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": METHOD_ARN}
 
 
+class LambdaContext:
+    """What Lambda passes a handler, as far as our handlers read it (the invocation's time budget
+    comes from ``get_remaining_time_in_millis``)."""
+
+    function_name = "bench"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 3000
+
+
+CONTEXT = LambdaContext()
+
+
 def _load(path: Path, name: str) -> Any:
     import importlib.util
 
@@ -148,9 +165,9 @@ def ours_authorizer(fixture: Fixture, alg: str) -> Case:
     events = itertools.cycle(
         [token_event(t) for t in (fixture.rs256_tokens if alg == "RS256" else fixture.es256_tokens)]
     ).__next__
-    answer = handler.lambda_handler(events(), None)
+    answer = handler.lambda_handler(events(), CONTEXT)
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
-    return lambda: handler.lambda_handler(events(), None)
+    return lambda: handler.lambda_handler(events(), CONTEXT)
 
 
 def _public_pem(fixture: Fixture, alg: str) -> bytes:
@@ -298,9 +315,9 @@ def naive_authorizer(fixture: Fixture, alg: str) -> Case:
     os.environ.update(authorizer_environment(fixture.jwks_url))
     handler = _load(naive_authorizer_path(), "bench_naive_authorizer")
     events = itertools.cycle([token_event(t) for t in _tokens(fixture, alg)]).__next__
-    answer = handler.lambda_handler(events(), None)
+    answer = handler.lambda_handler(events(), CONTEXT)
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
-    return lambda: handler.lambda_handler(events(), None)
+    return lambda: handler.lambda_handler(events(), CONTEXT)
 
 
 def floor_verify(fixture: Fixture, alg: str) -> Case:
