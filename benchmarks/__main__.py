@@ -159,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings(quick=os.environ.get("QUICK", "") not in ("", "0"))
     counting = os.environ.get("COUNT", "") == "instructions"
-    sys.path.insert(0, str(warm.ROOT))
     from tests.jwks_server import JwksServer
 
     started = time.monotonic()

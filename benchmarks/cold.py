@@ -147,7 +147,6 @@ def base_environment() -> dict[str, str]:
 def cold_scenarios(fixture: Fixture, jwks_document: dict[str, Any]) -> Iterator[list[Scenario]]:
     """The scenarios, with their loopback JWKS and moto server running."""
 
-    sys.path.insert(0, str(ROOT))
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from devstack.events import exchange_body, proxy_event

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -72,7 +71,6 @@ def make_fixture(jwks_url: str, count: int = TOKENS_PER_KIND) -> Fixture:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    sys.path.insert(0, str(ROOT))
     from tests.factories import hs_token, supabase_claims
 
     def pem(key: Any) -> bytes:
