@@ -23,10 +23,11 @@ help:
 	@echo "make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<arn>]   rotate the signing key"
 
 # The virtual environment is rebuilt whenever the pinned requirements change.
-$(STAMP): requirements/dev.txt layers/tokengate/requirements.txt
+$(STAMP): requirements/dev.txt layers/tokengate/requirements.txt client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'tokengate-dev.pth').write_text('\n'.join(str(pathlib.Path(p).resolve()) for p in ('layers/tokengate', '.')) + '\n')"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e ./client
+	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], '00-tokengate-dev.pth').write_text('\n'.join(str(pathlib.Path(p).resolve()) for p in ('layers/tokengate', '.')) + '\n')"
 	touch $(STAMP)
 
 $(SAM): requirements/sam.txt
