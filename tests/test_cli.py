@@ -1,0 +1,241 @@
+"""The ``tokengate`` CLI end to end: the local stack (moto + the real handlers over HTTP), the
+Supabase Auth stand-in on loopback, and the CLI as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.moto_aws import free_port
+from devstack.stack import LocalStack
+from devstack.supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
+from devstack.supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET
+from tests.cli_support import TIMEOUT, Cli, ExchangeCounter, one_line_error, token_lifetime
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def stand_in() -> Iterator[SupabaseAuthStandIn]:
+    with SupabaseAuthStandIn(LOCAL_JWT_SECRET) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stack(stand_in: SupabaseAuthStandIn) -> Iterator[LocalStack]:
+    saved = dict(os.environ)
+    running = LocalStack(
+        free_port(), stand_in.url, LOCAL_JWT_SECRET, parameters={"Audiences": "api,other"}
+    ).start()
+    yield running
+    running.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def exchanges(stack: LocalStack) -> ExchangeCounter:
+    return ExchangeCounter(stack)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, stack: LocalStack, stand_in: SupabaseAuthStandIn) -> Cli:
+    return Cli(tmp_path / "home", stack, stand_in)
+
+
+def login(cli: Cli) -> None:
+    result = cli.run("login", "--email", DEV_EMAIL, "--password-stdin", input=DEV_PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    assert f"as {DEV_EMAIL}" in result.stdout
+
+
+def session_file(cli: Cli) -> dict[str, object]:
+    return json.loads((cli.home / "session.json").read_text())
+
+
+def test_login_token_and_call_whoami(cli: Cli, exchanges: ExchangeCounter) -> None:
+    login(cli)
+    before = exchanges.count
+    token = cli.run("token")
+    assert token.returncode == 0, token.stderr
+    lines = token.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].count(".") == 2
+    assert token.stderr == ""
+
+    call = cli.run("call", "GET", "/whoami")
+    assert call.returncode == 0, call.stderr
+    whoami = json.loads(call.stdout)
+    assert whoami["sub"] == DEV_USER_ID
+    assert whoami["scope"] == "read"
+    assert exchanges.count == before + 1  # call reused the token `token` cached
+
+
+def test_the_cached_token_is_reused(cli: Cli, exchanges: ExchangeCounter) -> None:
+    login(cli)
+    before = exchanges.count
+    first = cli.run("token").stdout
+    second = cli.run("token").stdout
+    assert first == second
+    assert exchanges.count == before + 1
+
+
+def test_a_token_with_less_than_min_ttl_left_is_exchanged_again(
+    cli: Cli, exchanges: ExchangeCounter, stand_in: SupabaseAuthStandIn
+) -> None:
+    login(cli)
+    first = cli.run("token").stdout
+    before, refreshes = exchanges.count, stand_in.counts["refresh_token"]
+    # The API's tokens live 900 s: asking for 1000 s left re-exchanges; the session (an hour
+    # left) needs no refresh for that.
+    again = cli.run("token", "--min-ttl", "1000")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout != first
+    assert exchanges.count == before + 1
+    assert stand_in.counts["refresh_token"] == refreshes
+    assert cli.run("token", "--min-ttl", "30").stdout == again.stdout  # the new one is cached
+
+
+def test_concurrent_processes_refresh_the_session_once(
+    cli: Cli, exchanges: ExchangeCounter, stand_in: SupabaseAuthStandIn
+) -> None:
+    with token_lifetime(stand_in, 30):  # less than --min-ttl (60 s): the session runs out first
+        login(cli)
+    refreshes, before = stand_in.counts["refresh_token"], exchanges.count
+    processes = [cli.popen("token") for _ in range(5)]
+    outputs = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+        assert process.returncode == 0, stderr
+        outputs.append(stdout)
+    assert stand_in.counts["refresh_token"] == refreshes + 1
+    assert exchanges.count == before + 1
+    assert len(set(outputs)) == 1
+    # The session survived (no refresh-token reuse ended it) and is the refreshed one.
+    assert session_file(cli)["expires_at"] > time.time() + 600
+    assert cli.run("call", "GET", "/whoami").returncode == 0
+
+
+def test_logout_ends_the_session_at_supabase_and_deletes_local_state(
+    cli: Cli, stand_in: SupabaseAuthStandIn
+) -> None:
+    login(cli)
+    assert cli.run("token").returncode == 0
+    session_id = _session_id(session_file(cli))
+    assert session_id in stand_in.sessions
+
+    result = cli.run("logout")
+    assert result.returncode == 0, result.stderr
+    assert "Signed out" in result.stdout
+    assert session_id not in stand_in.sessions
+    assert sorted(p.name for p in cli.home.iterdir()) == ["lock"]
+    after = cli.run("token")
+    assert after.returncode == 3
+    assert "tokengate login" in one_line_error(after)
+
+
+def test_logout_offline_deletes_local_state_and_warns(tmp_path: Path, stack: LocalStack) -> None:
+    with SupabaseAuthStandIn(LOCAL_JWT_SECRET) as elsewhere:
+        cli = Cli(tmp_path / "home", stack, elsewhere)
+        login(cli)
+    result = cli.run("logout")  # that Supabase is gone now
+    assert result.returncode == 0
+    assert "warning" in one_line_error(result) and "could not be reached" in result.stderr
+    assert sorted(p.name for p in cli.home.iterdir()) == ["lock"]
+
+
+def test_a_session_revoked_at_supabase_asks_to_sign_in_again(
+    cli: Cli, stand_in: SupabaseAuthStandIn
+) -> None:
+    with token_lifetime(stand_in, 30):
+        login(cli)
+    stand_in.end_user_sessions(DEV_EMAIL)  # "sign out everywhere", e.g. from another device
+    result = cli.run("token")
+    assert result.returncode == 3
+    error = one_line_error(result)
+    assert "sign in again" in error and "tokengate login" in error
+    assert not (cli.home / "session.json").exists()
+
+
+def test_an_unreachable_api_is_one_line_and_exit_4(cli: Cli) -> None:
+    login(cli)
+    closed = f"http://127.0.0.1:{free_port()}"
+    result = cli.run("token", TOKENGATE_API_URL=closed)
+    assert result.returncode == 4
+    assert "could not be reached" in one_line_error(result)
+
+
+def test_an_unreachable_supabase_is_one_line_and_exit_4(cli: Cli) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    result = cli.run(
+        "login", "--email", DEV_EMAIL, "--password-stdin", input="x\n", SUPABASE_URL=closed
+    )
+    assert result.returncode == 4
+    assert "Supabase" in one_line_error(result)
+
+
+def test_wrong_password_is_one_line_and_exit_3(cli: Cli) -> None:
+    result = cli.run("login", "--email", DEV_EMAIL, "--password-stdin", input="wrong\n")
+    assert result.returncode == 3
+    assert "invalid_credentials" in one_line_error(result)
+    assert not (cli.home / "session.json").exists()
+
+
+def test_usage_errors_are_one_line_and_exit_2(cli: Cli) -> None:
+    for args in (("token", "--min-ttl", "99999"), ("call", "GET", "whoami"), ("frobnicate",)):
+        result = cli.run(*args)
+        assert result.returncode == 2, args
+        one_line_error(result)
+
+
+def test_state_is_private(cli: Cli) -> None:
+    cli.home.mkdir(mode=0o755)
+    login(cli)
+    assert cli.run("token").returncode == 0
+    assert stat.S_IMODE(cli.home.stat().st_mode) == 0o700
+    for name in ("session.json", "tokens.json", "config.json", "lock"):
+        assert stat.S_IMODE((cli.home / name).stat().st_mode) == 0o600, name
+    assert not [p for p in cli.home.iterdir() if p.name.startswith(".")]  # no temporary files
+
+
+def test_call_re_exchanges_once_on_401(cli: Cli, exchanges: ExchangeCounter) -> None:
+    login(cli)
+    assert cli.run("token").returncode == 0
+    tokens = json.loads((cli.home / "tokens.json").read_text())
+    for entry in tokens.values():  # a token the API no longer accepts (e.g. a retired key)
+        header, payload, _ = entry["access_token"].split(".")
+        entry["access_token"] = f"{header}.{payload}.{'A' * 342}"
+    (cli.home / "tokens.json").write_text(json.dumps(tokens))
+    before = exchanges.count
+    result = cli.run("call", "/whoami", "-i")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("HTTP/1.1 200")
+    assert exchanges.count == before + 1
+
+
+def test_call_reports_api_errors_with_exit_1(cli: Cli) -> None:
+    login(cli)
+    result = cli.run("call", "GET", "/no-such-route")
+    assert result.returncode == 1
+    assert "403" in one_line_error(result)
+
+
+def test_status_never_prints_a_token(cli: Cli) -> None:
+    login(cli)
+    token = cli.run("token").stdout.strip()
+    result = cli.run("status")
+    assert result.returncode == 0
+    assert DEV_EMAIL in result.stdout and "expires in" in result.stdout
+    secrets = [token, session_file(cli)["access_token"], session_file(cli)["refresh_token"]]
+    assert not any(str(secret) in result.stdout + result.stderr for secret in secrets)
+
+
+def _session_id(session: dict[str, object]) -> str:
+    from tokengate.jws import parse_compact
+
+    return str(parse_compact(session["access_token"]).unverified_claims["session_id"])
