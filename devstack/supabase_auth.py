@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -50,7 +51,6 @@ from .supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET, hs256_token, user_claim
 
 DEV_EMAIL = "dev@example.com"
 DEV_PASSWORD = "tokengate-dev-password"  # loopback development only, printed by ``make run``
-DEV_PROVIDER = "dev"
 REUSE_INTERVAL = 10.0
 API_VERSION_HEADER = "X-Supabase-Api-Version"
 API_VERSION_2024 = "2024-01-01"
@@ -276,8 +276,8 @@ class SupabaseAuthStandIn:
         return self._sign_in(self._user_by_id(user_id), "oauth")
 
     def authorize(self, query: dict[str, str]) -> str:
-        """The development provider: sign the seeded user in and redirect with a code."""
-        if query.get("provider") != DEV_PROVIDER:
+        """Any provider, played by the stand-in: sign the seeded user in, redirect with a code."""
+        if not re.fullmatch(r"[a-z][a-z0-9_]{1,30}", query.get("provider", "")):
             raise AuthError(
                 400, "validation_failed", "Unsupported provider: provider is not enabled"
             )
@@ -394,7 +394,8 @@ class SupabaseAuthStandIn:
                 document: Any = self.jwks()
                 answer_headers["Cache-Control"] = "public, max-age=600"
                 return 200, answer_headers, json.dumps(document).encode()
-            if headers.get("apikey") not in (self.anon_key, self.service_role_key):
+            browser = method == "GET" and path == "/authorize"  # a browser sends no apikey
+            if not browser and headers.get("apikey") not in (self.anon_key, self.service_role_key):
                 return 401, answer_headers, b'{"message":"Invalid API key"}'
             with self._lock:
                 status, document, extra = self._route(method, path, query, headers, body)

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import stat
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import requests
 
 from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
 from devstack.supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
 from devstack.supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET
 from tests.cli_support import TIMEOUT, Cli, ExchangeCounter, one_line_error, token_lifetime
+from tokengate_cli import TokenSource
 
 pytestmark = pytest.mark.stack
 
@@ -239,3 +247,121 @@ def _session_id(session: dict[str, object]) -> str:
     from tokengate.jws import parse_compact
 
     return str(parse_compact(session["access_token"]).unverified_claims["session_id"])
+
+
+def _read_url_from(process: subprocess.Popen[str]) -> str:
+    """The sign-in URL the CLI prints on stderr (bounded wait, read by a thread)."""
+    assert process.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+    stream = process.stderr
+    threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        if line.startswith("http"):
+            return line.strip()
+    raise AssertionError("no sign-in URL")
+
+
+def _finish(process: subprocess.Popen[str], stdin: str | None = None) -> tuple[int, str]:
+    try:
+        stdout, _ = process.communicate(stdin, timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=TIMEOUT)
+    return process.returncode, stdout
+
+
+def test_provider_login_with_pkce_and_a_loopback_redirect(
+    cli: Cli, stand_in: SupabaseAuthStandIn
+) -> None:
+    process = cli.popen("login", "--provider", "github", "--no-browser")
+    try:
+        url = _read_url_from(process)
+        assert url.startswith(f"{stand_in.issuer}/authorize?")
+        assert "code_challenge_method=s256" in url and "redirect_to=http%3A%2F%2F127.0.0.1" in url
+        page = httpx.get(url, follow_redirects=True, timeout=TIMEOUT)  # what the browser does
+        assert page.status_code == 200 and "Signed in" in page.text
+    finally:
+        code, stdout = _finish(process)
+    assert code == 0
+    assert f"as {DEV_EMAIL}" in stdout
+    assert cli.run("call", "GET", "/whoami").returncode == 0
+
+
+def test_login_with_an_email_one_time_code(cli: Cli, stand_in: SupabaseAuthStandIn) -> None:
+    stand_in.last_otp = None
+    process = cli.popen("login", "--email", DEV_EMAIL, "--otp")
+    deadline = time.monotonic() + TIMEOUT
+    while stand_in.last_otp is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, stdout = _finish(process, f"{stand_in.last_otp}\n")
+    assert code == 0
+    assert f"as {DEV_EMAIL}" in stdout
+
+
+def test_the_library_api_shares_the_cli_state(
+    cli: Cli, stack: LocalStack, exchanges: ExchangeCounter
+) -> None:
+    login(cli)
+    token = cli.run("token").stdout.strip()
+    source = TokenSource(home=cli.home, api_url=stack.base_url)
+    assert source.token() == token  # the same cache, no second exchange
+    before = exchanges.count
+    with httpx.Client(base_url=stack.base_url, auth=source.httpx_auth(), timeout=TIMEOUT) as web:
+        assert web.get("/whoami").json()["sub"] == DEV_USER_ID
+    with requests.Session() as session:
+        session.auth = source.requests_auth()
+        assert session.get(f"{stack.base_url}/whoami", timeout=TIMEOUT).json()["sub"] == DEV_USER_ID
+    assert exchanges.count == before
+
+
+@pytest.mark.parametrize("library", ["httpx", "requests"])
+def test_the_library_adapters_re_exchange_once_on_401(
+    cli: Cli, stack: LocalStack, exchanges: ExchangeCounter, library: str
+) -> None:
+    login(cli)
+    source = TokenSource(home=cli.home, api_url=stack.base_url)
+    refused = source.token()
+    header, payload, _ = refused.split(".")
+    tokens = source.cached_tokens()
+    for entry in tokens.values():
+        entry["access_token"] = f"{header}.{payload}.{'A' * 342}"
+    source.store.put("tokens", tokens)
+    before = exchanges.count
+    if library == "httpx":
+        with httpx.Client(auth=source.httpx_auth(), timeout=TIMEOUT) as web:
+            answer: Any = web.get(f"{stack.base_url}/whoami")
+    else:
+        answer = requests.get(
+            f"{stack.base_url}/whoami", auth=source.requests_auth(), timeout=TIMEOUT
+        )
+    assert answer.status_code == 200
+    assert exchanges.count == before + 1
+
+
+def test_a_cached_token_costs_no_heavy_import(cli: Cli) -> None:
+    login(cli)
+    assert cli.run("token").returncode == 0
+    probe = (
+        "import sys\n"
+        "from tokengate_cli.cli import main\n"
+        "code = main(['token'])\n"
+        "heavy = ('httpx', 'supabase_auth', 'pydantic', 'cryptography', 'filelock', 'keyring')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "[]"
