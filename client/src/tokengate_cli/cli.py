@@ -164,8 +164,10 @@ def cmd_call(args: argparse.Namespace) -> int:
             out.write(f"{name}: {value}\r\n".encode())
         out.write(b"\r\n")
     out.write(answer.body)
-    if answer.body and not answer.body.endswith(b"\n") and sys.stdout.isatty():
-        out.write(b"\n")
+    content_type = next((v for k, v in answer.headers if k.lower() == "content-type"), "")
+    textual = "json" in content_type or content_type.startswith("text/")
+    if answer.body and not answer.body.endswith(b"\n") and textual:
+        out.write(b"\n")  # a JSON document ends its line, so the shell prompt does not follow it
     out.flush()
     if answer.status >= 400:
         raise ApiError(f"the API answered {answer.status} {answer.reason}".rstrip())
