@@ -365,3 +365,21 @@ def test_a_cached_token_costs_no_heavy_import(cli: Cli) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == "[]"
+
+
+def test_logout_refreshes_an_expiring_session_to_end_it_at_supabase(
+    cli: Cli, stand_in: SupabaseAuthStandIn
+) -> None:
+    with token_lifetime(stand_in, 5):  # too close to expiry to sign out with
+        login(cli)
+    refreshes = stand_in.counts["refresh_token"]
+    user_sessions = {s.id for s in stand_in.sessions.values()}
+    assert cli.run("logout").returncode == 0
+    assert stand_in.counts["refresh_token"] == refreshes + 1
+    assert {s.id for s in stand_in.sessions.values()} < user_sessions  # this one ended
+
+
+def test_status_when_signed_out_is_exit_3(cli: Cli) -> None:
+    result = cli.run("status")
+    assert result.returncode == 3
+    assert "tokengate login" in one_line_error(result)

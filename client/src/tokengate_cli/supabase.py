@@ -136,7 +136,7 @@ class ProviderSignIn:
     def finish(self, auth_code: str) -> dict[str, Any]:
         with self._client, translated(self._supabase_url):
             response = self._client.exchange_code_for_session(
-                {"auth_code": auth_code, "redirect_to": self._redirect_to}  # type: ignore[typeddict-item]
+                {"auth_code": auth_code, "redirect_to": self._redirect_to}
             )
         return record(
             _session_of(response, self._supabase_url), self._supabase_url, self._supabase_key
