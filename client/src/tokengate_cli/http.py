@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from .errors import Unreachable, UsageError
+from .errors import Unreachable
+from .urls import check_url
+
+__all__ = ["Answer", "check_url", "request"]
 
 TIMEOUT_SECONDS = 10.0
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -40,17 +43,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def check_url(url: str, what: str) -> str:
-    """https, or plain http to loopback only (local development)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme == "https" and host:
-        return url.rstrip("/")
-    if parts.scheme == "http" and (host in ("localhost", "::1") or host.startswith("127.")):
-        return url.rstrip("/")
-    raise UsageError(f"{what} must be an https URL (plain http only on loopback): {url}")
 
 
 def request(

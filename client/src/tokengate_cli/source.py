@@ -160,7 +160,7 @@ class TokenSource:
     def require_api(self) -> str:
         if not self.api_url:
             raise UsageError("no API URL: pass --api URL or set TOKENGATE_API_URL (login saves it)")
-        from .http import check_url
+        from .urls import check_url
 
         return check_url(self.api_url, "the API URL")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +44,8 @@ def ensure_private_dir(path: Path) -> Path:
 
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` as 0600, atomically: readers see the old or the new file."""
+    import tempfile  # not on the cached-token path, which only reads
+
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)
