@@ -15,6 +15,7 @@ from .errors import (
     ClientError,
     ExchangeRefused,
     NotSignedIn,
+    SessionEnded,
     Unreachable,
     UsageError,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "ClientError",
     "ExchangeRefused",
     "NotSignedIn",
+    "SessionEnded",
     "TokenSource",
     "Unreachable",
     "UsageError",

@@ -365,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as error:  # the state directory: permissions, a full disk
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"{PROG}: {error.strerror or type(error).__name__}{where}", file=sys.stderr)
+        return 1
     except Exception as error:
         if os.environ.get("TOKENGATE_DEBUG"):
             raise

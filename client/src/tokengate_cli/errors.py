@@ -5,7 +5,8 @@
     ClientError                 exit_code, one-line message (never a token)
     ├── ApiError            1   the API answered an error (``call``)
     ├── UsageError          2   bad flags or configuration
-    ├── NotSignedIn         3   no session, or the session ended at Supabase: sign in again
+    ├── NotSignedIn         3   no session, or Supabase refused a sign-in
+    │   └── SessionEnded    3   the session ended at Supabase (revoked, signed out): sign in again
     ├── Unreachable         4   the API or Supabase could not be reached (or answered 5xx)
     └── ExchangeRefused     5   the token endpoint refused the exchange (``error`` inside)
 
@@ -37,6 +38,10 @@ class UsageError(ClientError):
 
 class NotSignedIn(ClientError):
     exit_code = 3
+
+
+class SessionEnded(NotSignedIn):
+    """Supabase says the session is over: the local copy is deleted."""
 
 
 class Unreachable(ClientError):

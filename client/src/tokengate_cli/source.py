@@ -32,6 +32,7 @@ from urllib.parse import urlencode, urlsplit
 from .errors import (
     ExchangeRefused,
     NotSignedIn,
+    SessionEnded,
     Unreachable,
     UsageError,
 )
@@ -229,7 +230,7 @@ class TokenSource:
 
         try:
             session = supabase.refresh(session)
-        except NotSignedIn:
+        except SessionEnded:
             self.store.delete("session")
             self.store.delete("tokens")
             raise

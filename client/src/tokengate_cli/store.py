@@ -16,8 +16,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
+
+from .errors import ClientError
 
 APP_NAME = "tokengate"
 CONFIG_FILE = "config.json"
@@ -48,7 +51,8 @@ def atomic_write(path: Path, text: str) -> None:
 
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)
+        if hasattr(os, "fchmod"):  # mkstemp makes it 0600 already; say so where modes exist
+            os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -115,7 +119,8 @@ class KeyringStore:
         self._prefix = f"{home.resolve()}:"
 
     def get(self, name: str) -> dict[str, Any] | None:
-        text = self._keyring.get_password(KEYRING_SERVICE, self._prefix + name)
+        with keyring_errors():
+            text = self._keyring.get_password(KEYRING_SERVICE, self._prefix + name)
         if not text:
             return None
         try:
@@ -125,15 +130,30 @@ class KeyringStore:
         return value if isinstance(value, dict) else None
 
     def put(self, name: str, value: dict[str, Any]) -> None:
-        self._keyring.set_password(
-            KEYRING_SERVICE, self._prefix + name, json.dumps(value, separators=(",", ":"))
-        )
+        with keyring_errors():
+            self._keyring.set_password(
+                KEYRING_SERVICE, self._prefix + name, json.dumps(value, separators=(",", ":"))
+            )
 
     def delete(self, name: str) -> None:
         from keyring.errors import PasswordDeleteError
 
-        with contextlib.suppress(PasswordDeleteError):
+        with keyring_errors(), contextlib.suppress(PasswordDeleteError):
             self._keyring.delete_password(KEYRING_SERVICE, self._prefix + name)
+
+
+@contextlib.contextmanager
+def keyring_errors() -> Iterator[None]:
+    """A keyring failure (locked, no D-Bus session, denied) is one line, with the way out."""
+    from keyring.errors import KeyringError
+
+    try:
+        yield
+    except KeyringError as exc:
+        raise ClientError(
+            f"the OS keyring refused ({type(exc).__name__}: {exc}); "
+            "set TOKENGATE_HOME to keep state in files instead"
+        ) from exc
 
 
 def keyring_available() -> bool:

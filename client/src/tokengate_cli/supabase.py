@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
-from .errors import SIGN_IN_AGAIN, ClientError, NotSignedIn, Unreachable
+from .errors import SIGN_IN_AGAIN, ClientError, NotSignedIn, SessionEnded, Unreachable
 
 # Refresh answers that mean the session is over (signed out elsewhere, revoked, reused token).
 SESSION_ENDED = frozenset(
@@ -58,8 +58,12 @@ def translated(supabase_url: str, ending: str = "") -> Iterator[None]:
     except AuthApiError as exc:
         if exc.status >= 500:
             raise Unreachable(f"Supabase at {host} answered {exc.status}") from exc
+        if exc.status == 429:
+            raise Unreachable(
+                f"Supabase at {host} is rate-limiting ({exc.code}); retry shortly"
+            ) from exc
         if ending and exc.code in SESSION_ENDED:
-            raise NotSignedIn(f"{ending} ({exc.code}); {SIGN_IN_AGAIN}") from exc
+            raise SessionEnded(f"{ending} ({exc.code}); {SIGN_IN_AGAIN}") from exc
         raise NotSignedIn(f"Supabase refused: {exc.message} ({exc.code or exc.status})") from exc
     except AuthError as exc:
         raise NotSignedIn(f"Supabase: {exc.message}") from exc
