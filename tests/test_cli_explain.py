@@ -204,3 +204,13 @@ def test_the_console_script_is_installed() -> None:
 
     script = Path(sys.executable).parent / "tokengate"
     assert script.exists()
+
+
+def test_a_tampered_api_token_fails_its_signature(cli: Cli) -> None:
+    header, payload, signature = cli.run("token").stdout.strip().split(".")
+    forged = f"{header}.{payload}.{'A' * len(signature)}"
+    code, report = explain(cli, forged)
+    assert code == 1
+    assert check(report, "key")["ok"] is True
+    assert check(report, "signature")["ok"] is False
+    assert check(report, "verdict")["ok"] is False

@@ -202,12 +202,13 @@ class Explainer:
                 f"header alg {unverified.alg}, the key's {key.alg}",
                 "the token was altered or forged",
             )
+            verified = key.alg == unverified.alg and key.verify(
+                unverified.signing_input, unverified.signature
+            )
             report.add(
                 "signature",
-                key.verify(unverified.signing_input, unverified.signature),
-                "verified with the API's published key"
-                if key.verify(unverified.signing_input, unverified.signature)
-                else "does not verify with the API's published key",
+                verified,
+                f"{'verifies' if verified else 'does not verify'} with the API's published key",
                 "the token was altered or forged: get a fresh one with `tokengate token`",
             )
         aud = claims.get("aud")
