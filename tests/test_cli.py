@@ -383,3 +383,24 @@ def test_status_when_signed_out_is_exit_3(cli: Cli) -> None:
     result = cli.run("status")
     assert result.returncode == 3
     assert "tokengate login" in one_line_error(result)
+
+
+def test_supabase_down_when_a_refresh_is_due_keeps_the_session(
+    tmp_path: Path, stack: LocalStack
+) -> None:
+    with SupabaseAuthStandIn(LOCAL_JWT_SECRET) as elsewhere:
+        cli = Cli(tmp_path / "home", stack, elsewhere)
+        with token_lifetime(elsewhere, 30):
+            login(cli)
+    result = cli.run("token")  # the session needs a refresh, and that Supabase is gone
+    assert result.returncode == 4
+    assert "Supabase" in one_line_error(result) and "could not be reached" in result.stderr
+    assert (cli.home / "session.json").exists()  # an outage is not a sign-out
+
+
+def test_a_refused_exchange_prints_the_servers_error_and_exit_5(cli: Cli) -> None:
+    login(cli)
+    result = cli.run("token", "--audience", "not-an-audience-of-this-api")
+    assert result.returncode == 5
+    error = one_line_error(result)
+    assert "refused the exchange" in error and "invalid_target" in error
