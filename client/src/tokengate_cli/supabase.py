@@ -12,6 +12,7 @@ A session record is a small dict: ``access_token``, ``refresh_token``, ``expires
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -75,10 +76,13 @@ def translated(supabase_url: str, ending: str = "") -> Iterator[None]:
 
 def record(session: Any, supabase_url: str, supabase_key: str) -> dict[str, Any]:
     user = session.user
+    # Counted on this machine's clock from expires_in, so a skewed clock cannot make a dying
+    # access token look fresh (or a fresh one look dead).
+    expires_at = int(time.time()) + int(session.expires_in) if session.expires_in else 0
     return {
         "access_token": session.access_token,
         "refresh_token": session.refresh_token,
-        "expires_at": int(session.expires_at or 0),
+        "expires_at": expires_at or int(session.expires_at or 0),
         "user": {"id": str(user.id) if user else "", "email": (user.email if user else "") or ""},
         "supabase_url": supabase_url,
         "supabase_key": supabase_key,
