@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -404,3 +405,46 @@ def test_a_refused_exchange_prints_the_servers_error_and_exit_5(cli: Cli) -> Non
     assert result.returncode == 5
     error = one_line_error(result)
     assert "refused the exchange" in error and "invalid_target" in error
+
+
+def test_login_with_only_the_api_url_when_discovery_advertises_supabase(
+    cli: Cli, stand_in: SupabaseAuthStandIn
+) -> None:
+    class Discovery(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            base = f"http://127.0.0.1:{self.server.server_address[1]}"
+            body = json.dumps(
+                {
+                    "issuer": base,
+                    "token_endpoint": f"{base}/token",
+                    "supabase_url": stand_in.url,
+                    "supabase_publishable_key": stand_in.anon_key,
+                }
+            ).encode()
+            self.send_response(200 if self.path == "/.well-known/openid-configuration" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Discovery)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = f"http://127.0.0.1:{server.server_address[1]}"
+        result = cli.run(
+            "login", "--api", api, "--email", DEV_EMAIL, "--password-stdin",
+            input=DEV_PASSWORD + "\n", TOKENGATE_API_URL="", SUPABASE_URL="", SUPABASE_ANON_KEY="",
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((cli.home / "config.json").read_text())
+    assert saved == {
+        "api_url": api,
+        "supabase_url": stand_in.url,
+        "supabase_key": stand_in.anon_key,
+        "store": "file",
+    }

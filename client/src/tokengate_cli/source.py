@@ -53,6 +53,9 @@ LOCK_TIMEOUT_SECONDS = 60.0
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 SIGN_IN_FIRST = "not signed in; run: tokengate login"
+# Product-specific discovery members an API may add to advertise its Supabase project.
+DISCOVERY_SUPABASE_URL = "supabase_url"
+DISCOVERY_SUPABASE_KEY = "supabase_publishable_key"
 
 Clock = Callable[[], float]
 
@@ -166,13 +169,26 @@ class TokenSource:
         return check_url(self.api_url, "the API URL")
 
     def require_supabase(self) -> tuple[str, str]:
+        """The Supabase project: configured, else advertised by the API's discovery document
+        (``supabase_url``, ``supabase_publishable_key``: both public), so that
+        ``tokengate login --api URL`` can need nothing else."""
+        from .http import check_url
+
+        if (not self.supabase_url or not self.supabase_key) and self.api_url:
+            advertised = self.discovery(self.require_api())
+            url, key = (
+                advertised.get(DISCOVERY_SUPABASE_URL),
+                advertised.get(DISCOVERY_SUPABASE_KEY),
+            )
+            if not self.supabase_url and isinstance(url, str):
+                self.supabase_url = url.rstrip("/")
+            if not self.supabase_key and isinstance(key, str):
+                self.supabase_key = key
         if not self.supabase_url or not self.supabase_key:
             raise UsageError(
                 "no Supabase project: pass --supabase-url and --supabase-key, or set "
                 "SUPABASE_URL and SUPABASE_ANON_KEY"
             )
-        from .http import check_url
-
         return check_url(self.supabase_url, "the Supabase URL"), self.supabase_key
 
     # -- tokens ---------------------------------------------------------------------------
@@ -290,9 +306,9 @@ class TokenSource:
             "api_url": api,
         }
 
-    def token_endpoint(self, api: str) -> str:
-        """The API's ``token_endpoint``, read from its discovery document."""
-        from .http import check_url, request
+    def discovery(self, api: str) -> dict[str, Any]:
+        """The API's discovery document; its ``issuer`` must be the API's URL exactly."""
+        from .http import request
 
         url = f"{api}/.well-known/openid-configuration"
         answer = request("GET", url, headers={"Accept": "application/json"})
@@ -307,7 +323,13 @@ class TokenSource:
         issuer = document.get("issuer")
         if issuer != api:
             raise UsageError(f"the API at {api} names its issuer {issuer!r}: use --api {issuer}")
-        return check_url(document["token_endpoint"], "the token endpoint")
+        return document
+
+    def token_endpoint(self, api: str) -> str:
+        """The API's ``token_endpoint``, read from its discovery document."""
+        from .http import check_url
+
+        return check_url(self.discovery(api)["token_endpoint"], "the token endpoint")
 
     # -- adapters for HTTP libraries --------------------------------------------------------
 
