@@ -20,7 +20,8 @@ Access tokens are ES256-signed with a key generated at start and carry the claim
 (``iss``, ``aud``, ``sub``, ``exp``, ``iat``, ``email``, ``phone``, ``app_metadata``,
 ``user_metadata``, ``role``, ``aal``, ``amr``, ``session_id``, ``is_anonymous``). The project's
 anon and service_role keys are HS256 JWTs signed with the local JWT secret, as the Supabase CLI's
-local stack issues them; every request must carry one in ``apikey``. Errors are JSON with
+local stack issues them; every request must carry one in ``apikey`` (except a browser's
+``GET /authorize`` and the JWKS). Errors are JSON with
 ``code``/``error_code``/``msg`` (or ``code``/``message`` when the client asks for API version
 2024-01-01), with Supabase's error codes.
 """
