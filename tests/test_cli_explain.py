@@ -214,3 +214,21 @@ def test_a_tampered_api_token_fails_its_signature(cli: Cli) -> None:
     assert check(report, "key")["ok"] is True
     assert check(report, "signature")["ok"] is False
     assert check(report, "verdict")["ok"] is False
+
+
+def test_an_api_token_whose_keys_cannot_be_had_gets_no_verdict(
+    tmp_path: Path, stack: LocalStack, stand_in: SupabaseAuthStandIn
+) -> None:
+    fresh = Cli(tmp_path / "home", stack, stand_in)  # no API saved by a login
+    now = int(time.time())
+    claims = {
+        "iss": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "sub": DEV_USER_ID, "aud": "api", "iat": now, "exp": now + 600, "jti": "j",
+        "scope": "read", "client_id": "cli", "sid": "s",
+    }  # fmt: skip
+    header = {"alg": "RS256", "typ": "at+jwt", "kid": "k"}
+    token = f"{_segment(header)}.{_segment(claims)}.{'A' * 342}"
+    result = fresh.run("explain", "-", input=token, TOKENGATE_API_URL="")
+    assert result.returncode == 4, result.stdout
+    assert "no verdict" in result.stdout
+    assert "The API would accept it." not in result.stdout

@@ -72,6 +72,19 @@ class Report:
     def ok(self) -> bool:
         return bool(self.checks) and all(check.ok is not False for check in self.checks)
 
+    @property
+    def accepted(self) -> bool:
+        """The API's own verifier ran and accepted it (not merely: nothing failed)."""
+        return self.ok and any(c.name == "verdict" and c.ok for c in self.checks)
+
+    @property
+    def conclusion(self) -> str:
+        if not self.ok:
+            return "The API would not accept it as an API token."
+        if self.accepted:
+            return "The API would accept it."
+        return "No check failed, but some could not be run (skip): no verdict."
+
     def add(self, name: str, ok: bool | None, detail: str, remedy: str = "") -> None:
         self.checks.append(Check(name, ok, detail, remedy if ok is not True else ""))
 
@@ -80,6 +93,8 @@ class Report:
             "kind": self.kind,
             "description": self.description,
             "ok": self.ok,
+            "accepted": self.accepted,
+            "conclusion": self.conclusion,
             "claims": self.claims,
             "checks": [asdict(check) for check in self.checks],
             "note": self.note,
@@ -464,11 +479,5 @@ def render(report: Report) -> str:
         if check.remedy:
             lines.append(f"         fix: {check.remedy}")
     lines.append("")
-    lines.append(
-        "The API would accept it."
-        if report.ok and report.kind == API_TOKEN
-        else "The API would not accept it as an API token."
-        if not report.ok
-        else "No check failed."
-    )
+    lines.append(report.conclusion)
     return "\n".join(lines)
