@@ -8,10 +8,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError
 
-from devstack.supabase_auth import DEV_EMAIL, DEV_PASSWORD, REUSE_INTERVAL, SupabaseAuthStandIn
+from devstack.supabase_auth import (
+    DEV_EMAIL,
+    DEV_PASSWORD,
+    REUSE_INTERVAL,
+    AuthError,
+    SupabaseAuthStandIn,
+)
 from devstack.supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET
 from tests.conftest import FakeClock
 from tokengate.jwks import JwksCache, UrllibJwksFetcher
@@ -193,3 +201,66 @@ def test_otp_and_pkce_sign_ins(client: SyncGoTrueClient, stand_in: SupabaseAuthS
             pkce.exchange_code_for_session(
                 {"auth_code": location.params["code"], "code_verifier": "x" * 43}  # type: ignore[typeddict-item]
             )
+
+
+# -- the refresh-token rules, against a model of them -------------------------------------------
+
+
+class RefreshModel:
+    """Supabase's rules, stated plainly: the active token rotates; the parent of the active token
+    gets the active one back; any other revoked token is tolerated for the reuse interval after
+    its revocation; beyond it, reuse ends the session. An ended session knows no token."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.alive = True
+        self.parent: dict[int, int | None] = {0: None}
+        self.revoked_at: dict[int, float] = {}
+        self.active = 0
+
+    def refresh(self, token: int, now: float) -> str | int:
+        """The outcome: an error code, or the index of the token handed back."""
+        if not self.alive:
+            return "refresh_token_not_found"
+        if token in self.revoked_at:
+            if self.parent[self.active] == token:
+                return self.active
+            if now - self.revoked_at[token] > self.interval:
+                self.alive = False
+                return "refresh_token_already_used"
+        self.revoked_at.setdefault(token, now)
+        child = len(self.parent)
+        self.parent[child] = token
+        self.active = child
+        return child
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=8), st.sampled_from([0, 1, 5, 9, 11, 30])),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_refresh_tokens_follow_the_rules(steps: list[tuple[int, int]]) -> None:
+    clock = FakeClock(1_800_000_000.0)
+    stand_in = SupabaseAuthStandIn(LOCAL_JWT_SECRET, clock=clock)
+    stand_in.url = "http://127.0.0.1:9"  # never served: the rules are called directly
+    model = RefreshModel(REUSE_INTERVAL)
+    issued = [
+        stand_in.password_grant({"email": DEV_EMAIL, "password": DEV_PASSWORD})["refresh_token"]
+    ]
+    for pick, wait in steps:
+        clock.advance(wait)
+        index = pick % len(issued)
+        expected = model.refresh(index, clock())
+        if isinstance(expected, str):
+            with pytest.raises(AuthError) as refused:
+                stand_in.refresh_grant({"refresh_token": issued[index]})
+            assert refused.value.error_code == expected
+            continue
+        answer = stand_in.refresh_grant({"refresh_token": issued[index]})
+        if expected == len(issued):
+            issued.append(answer["refresh_token"])
+        assert answer["refresh_token"] == issued[expected]
