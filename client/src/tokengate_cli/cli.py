@@ -81,8 +81,12 @@ def build_parser() -> Parser:
     _token_flags(token)
     _project_flags(token)
 
-    call = commands.add_parser("call", help="call the API with a token (re-exchanges on a 401)")
-    call.add_argument("request", nargs="+", metavar="[METHOD] PATH")
+    call = commands.add_parser(
+        "call",
+        help="call the API with a token (re-exchanges on a 401)",
+        usage='%(prog)s [METHOD] PATH [-d DATA] [-H "K: V"]... [-i] [options]',
+    )
+    call.add_argument("request", nargs="+", metavar="[METHOD] PATH", help="GET unless -d is given")
     call.add_argument("-d", "--data", help="request body; @FILE reads a file, @- standard input")
     call.add_argument(
         "-H", "--header", action="append", default=[], metavar='"K: V"', help="extra header"
