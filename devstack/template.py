@@ -1,7 +1,8 @@
 """Reads ``template.yaml``: the single source of truth for routes, authorizers and environment.
 
 A small evaluator covers the intrinsic functions the template uses (Ref, If, Equals, Not, And,
-Or, Sub, GetAtt, Split) so the local stack sees the same variable names and defaults a deployment does.
+Or, Sub, GetAtt, Split) so the local stack sees the same variable names and defaults a
+deployment does.
 """
 
 from __future__ import annotations

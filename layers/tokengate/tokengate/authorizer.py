@@ -93,6 +93,11 @@ class RouteScopes:
             for key, scope in table.items()
         ]
 
+    def missing(self, scopes: frozenset[str]) -> str:
+        """The scopes routes require that these scopes lack (space-separated): what a denied
+        caller could ask for. A function of the token alone, so a cached answer stays true."""
+        return " ".join(sorted({scope for scope in self._table.values() if scope} - scopes))
+
     def allowed(self, scopes: frozenset[str]) -> list[str]:
         return [key for key, scope in self._table.items() if not scope or scope in scopes]
 
@@ -202,8 +207,12 @@ class Authorizer:
                     "Resource": [_route_arn(request.arn_base, request.route_key)],
                 }
             )
+        context = principal.context
+        if not permitted:
+            # For API Gateway's ACCESS_DENIED answer ($context.authorizer.insufficient_scope).
+            context = {**context, "insufficient_scope": self._routes.missing(principal.scopes)}
         return {
             "principalId": principal.sub,
             "policyDocument": {"Version": "2012-10-17", "Statement": statements},
-            "context": principal.context,
+            "context": context,
         }
