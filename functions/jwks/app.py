@@ -11,6 +11,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokengate.apigw import json_response
+from tokengate.coldstart import count_cold_start
 from tokengate.config import Settings
 from tokengate.discovery import render_jwks, render_metadata
 from tokengate.errors import DependencyUnavailableError
@@ -18,6 +19,7 @@ from tokengate.issuer import issuer_for
 from tokengate.runtime import published_signers
 
 logger = Logger()
+count_cold_start(os.environ)
 settings = Settings.from_env(os.environ)
 # Each signer reads its public key once and keeps it (KMS) or refreshes it hourly (Secrets
 # Manager); rendering the set on each request costs microseconds.
