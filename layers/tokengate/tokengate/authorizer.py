@@ -49,6 +49,13 @@ class Unauthorized(Exception):
         super().__init__("Unauthorized")
 
 
+def insufficient_scope(required: frozenset[str], held: frozenset[str]) -> str:
+    """What a denied caller lacks, for API Gateway's 403 answer: every scope routes require that
+    the token does not hold (space-separated). A function of the token alone, so an answer API
+    Gateway's cache replays on another route stays true."""
+    return " ".join(sorted(required - held))
+
+
 class Principal(NamedTuple):
     """A verified caller, as every authorizer sees it."""
 
@@ -93,10 +100,9 @@ class RouteScopes:
             for key, scope in table.items()
         ]
 
-    def missing(self, scopes: frozenset[str]) -> str:
-        """The scopes routes require that these scopes lack (space-separated): what a denied
-        caller could ask for. A function of the token alone, so a cached answer stays true."""
-        return " ".join(sorted({scope for scope in self._table.values() if scope} - scopes))
+    def names(self) -> frozenset[str]:
+        """Every scope some route requires."""
+        return frozenset(scope for scope in self._table.values() if scope)
 
     def allowed(self, scopes: frozenset[str]) -> list[str]:
         return [key for key, scope in self._table.items() if not scope or scope in scopes]
@@ -210,7 +216,8 @@ class Authorizer:
         context = principal.context
         if not permitted:
             # For API Gateway's ACCESS_DENIED answer ($context.authorizer.insufficient_scope).
-            context = {**context, "insufficient_scope": self._routes.missing(principal.scopes)}
+            missing = insufficient_scope(self._routes.names(), principal.scopes)
+            context = {**context, "insufficient_scope": missing}
         return {
             "principalId": principal.sub,
             "policyDocument": {"Version": "2012-10-17", "Statement": statements},
