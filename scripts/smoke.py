@@ -43,9 +43,9 @@ def request(
     call = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
     try:
         with urllib.request.urlopen(call, timeout=TIMEOUT_SECONDS) as answer:  # noqa: S310
-            status, head, raw = answer.status, dict(answer.headers), answer.read()
+            status, head, raw = answer.status, answer.headers, answer.read()
     except urllib.error.HTTPError as error:
-        status, head, raw = error.code, dict(error.headers), error.read()
+        status, head, raw = error.code, error.headers, error.read()
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         raise CheckFailed(f"{method} {url}: {error}") from error
     try:
@@ -54,7 +54,8 @@ def request(
         raise CheckFailed(
             f"{method} {url}: answered {status} with a body that is not JSON"
         ) from None
-    return status, head, document
+    # Header names compared in lower case: proxies and HTTP/2 front ends may change their case.
+    return status, {name.lower(): value for name, value in head.items()}, document
 
 
 def expect(condition: bool, message: str) -> None:
@@ -126,8 +127,8 @@ class Smoke:
         if status != 200:
             error = body.get("error") if isinstance(body, dict) else None
             raise CheckFailed(f"POST /token answered {status} {error or ''}".rstrip())
-        expect(body.get("token_type") == "Bearer", "token_type is not Bearer")
-        expect(headers.get("Cache-Control") == "no-store", "the token answer may be cached")
+        expect(isinstance(body, dict) and body.get("token_type") == "Bearer", "not a Bearer token")
+        expect(headers.get("cache-control") == "no-store", "the token answer may be cached")
         self.api_token = str(body["access_token"])
         return f"issued, expires_in {body.get('expires_in')}, scope {body.get('scope')!r}"
 
@@ -135,7 +136,7 @@ class Smoke:
         # Only what any standard verifier knows: discovery's issuer and jwks_uri.
         try:
             key = jwt.PyJWKClient(
-                self.metadata["jwks_uri"], cache_keys=False
+                self.metadata["jwks_uri"], cache_keys=False, timeout=TIMEOUT_SECONDS
             ).get_signing_key_from_jwt(self.api_token)
             claims = jwt.decode(
                 self.api_token,
@@ -165,13 +166,13 @@ class Smoke:
             "GET", f"{self.base}/whoami", headers=self.bearer(tampered(self.api_token))
         )
         expect(status == 401, f"a tampered token got {status}, not 401")
-        expect(headers.get("WWW-Authenticate", "").startswith("Bearer"), "no Bearer challenge")
+        expect(headers.get("www-authenticate", "").startswith("Bearer"), "no Bearer challenge")
         return "401"
 
     def missing_refused(self) -> str:
         status, headers, _ = request("GET", f"{self.base}/whoami")
         expect(status == 401, f"no token got {status}, not 401")
-        expect(headers.get("WWW-Authenticate", "").startswith("Bearer"), "no Bearer challenge")
+        expect(headers.get("www-authenticate", "").startswith("Bearer"), "no Bearer challenge")
         return "401"
 
     @staticmethod

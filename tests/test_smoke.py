@@ -3,10 +3,15 @@ stops at the first failing check with a non-zero exit."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +74,94 @@ def test_smoke_refuses_to_run_without_a_token(local_stack: LocalStack) -> None:
     result = smoke(local_stack.base_url, "")
     assert result.returncode == 2
     assert "SUPABASE_TOKEN" in result.stderr
+
+
+class Documents:
+    """A loopback server answering fixed JSON documents by path (404 otherwise)."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, Any] = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                document = outer.documents.get(self.path)
+                body = json.dumps(document if document is not None else {"error": "x"}).encode()
+                self.send_response(200 if document is not None else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def documents() -> Iterator[Documents]:
+    served = Documents()
+    yield served
+    served.close()
+
+
+def metadata(issuer: str) -> dict[str, Any]:
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "token_endpoint": f"{issuer}/token",
+    }
+
+
+def serve_discovery(documents: Documents, prefix: str, oidc: Any, oauth: Any) -> None:
+    documents.documents[f"{prefix}/.well-known/openid-configuration"] = oidc
+    documents.documents[f"{prefix}/.well-known/oauth-authorization-server"] = oauth
+
+
+def first_line(documents: Documents, base_url: str) -> str:
+    result = smoke(base_url, "header.payload.signature")
+    assert result.returncode == 1  # nothing past discovery can pass against this server
+    return result.stdout.splitlines()[0]
+
+
+def test_an_issuer_with_a_path_is_checked_by_oidc_discovery_only(documents: Documents) -> None:
+    issuer = f"{documents.base_url}/v1"
+    serve_discovery(documents, "/v1", metadata(issuer), metadata(issuer))
+    line = first_line(documents, issuer)
+    assert (
+        line
+        == f"ok   discovery: issuer {issuer}; OIDC discovery only (the issuer has a path, see docs/deploy.md)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "change"),
+    [
+        ("the two discovery documents differ", lambda m: ({**m, "issuer": "https://other"}, m)),
+        ("jwks_uri not under issuer", lambda m: ({**m, "jwks_uri": "https://x/jwks"},) * 2),
+        (
+            "token_endpoint not under issuer",
+            lambda m: ({**m, "token_endpoint": "https://x/t"},) * 2,
+        ),
+    ],
+)
+def test_inconsistent_discovery_fails_the_first_check(
+    documents: Documents, case: str, change: Callable[[dict[str, Any]], tuple[Any, Any]]
+) -> None:
+    oidc, oauth = change(metadata(documents.base_url))
+    serve_discovery(documents, "", oidc, oauth)
+    assert first_line(documents, documents.base_url) == f"FAIL discovery: {case}"
+
+
+def test_a_path_less_issuer_must_answer_rfc_8414_at_the_root(documents: Documents) -> None:
+    """Served under /v1 but claiming the host as issuer: the root form is missing."""
+    serve_discovery(documents, "/v1", metadata(documents.base_url), metadata(documents.base_url))
+    line = first_line(documents, f"{documents.base_url}/v1")
+    assert line == "FAIL discovery: RFC 8414 discovery at the issuer's root"
