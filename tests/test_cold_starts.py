@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.metrics.provider.cold_start import reset_cold_start_flag
 
 from tests.conftest import InProcessApi
 from tests.factories import hs_token, supabase_claims
@@ -41,6 +42,9 @@ def cold_starts(output: str) -> list[dict[str, Any]]:
 def test_each_function_counts_its_cold_start_once(
     make_api: MakeApi, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Powertools keeps "cold" per process, and this process has loaded the exchange before:
+    # make it a fresh container again, as loading the handlers makes the others.
+    reset_cold_start_flag()
     api = make_api()
     # Loading the handlers is the cold start of the JWKS function and both authorizers.
     assert len(cold_starts(capsys.readouterr().out)) == 3

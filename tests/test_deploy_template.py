@@ -215,6 +215,7 @@ def lint(parameters: dict[str, str], tmp_path: Path) -> subprocess.CompletedProc
 
 LINT_VARIANTS = {
     "defaults": {},
+    "domain, DNS by hand": DOMAIN,
     "domain, hosted zone and SNS": DOMAIN | ZONE | {"AlarmTopicArn": TOPIC},
 }
 
