@@ -230,3 +230,20 @@ def test_cfn_lint_can_fail(tmp_path: Path) -> None:
     """The lint test's own check: a default the parameter's pattern refuses is reported."""
     result = lint({"DomainName": "Not A Domain"}, tmp_path)
     assert result.returncode != 0 and "E2015" in result.stdout
+
+
+def test_api_gateway_alarms_name_this_api_and_stage() -> None:
+    """API Gateway's metrics are keyed by the API's name: it is set to the stack's, and the
+    per-route alarm needs the stage's detailed metrics."""
+    template = rendered({"StageName": "prod"})
+    api = template.evaluate(template.api())
+    assert api["Name"] == "tokengate-local"  # the local evaluator's AWS::StackName
+    assert any(setting.get("MetricsEnabled") for setting in api["MethodSettings"])
+    for name in ("ExchangeServerErrorAlarm", "ApiServerErrorAlarm"):
+        dimensions = {d["Name"]: d["Value"] for d in alarms(template)[name]["Dimensions"]}
+        assert dimensions["ApiName"] == api["Name"]
+        assert dimensions["Stage"] == "prod"
+    route = {
+        d["Name"]: d["Value"] for d in alarms(template)["ExchangeServerErrorAlarm"]["Dimensions"]
+    }
+    assert (route["Resource"], route["Method"]) == ("/token", "POST")
