@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from devstack.template import TEMPLATE, Template
+from tests.factories import hs_token, supabase_claims
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {"SupabaseUrl": "https://x.supabase.co"}
@@ -247,3 +249,16 @@ def test_api_gateway_alarms_name_this_api_and_stage() -> None:
         d["Name"]: d["Value"] for d in alarms(template)["ExchangeServerErrorAlarm"]["Dimensions"]
     }
     assert (route["Resource"], route["Method"]) == ("/token", "POST")
+
+
+def test_a_custom_domain_is_the_issuer_the_functions_use(make_api: Any) -> None:
+    """Deployed with a custom domain and no explicit issuer, the exchange mints tokens whose iss
+    is the domain, and both discovery documents say the same."""
+    api = make_api(DOMAIN | {"Issuer": ""})
+    status, _, body = api.exchange(hs_token(supabase_claims()))
+    assert status == 200
+    assert jwt.decode(body["access_token"], options={"verify_signature": False})["iss"] == (
+        "https://auth.example.com"
+    )
+    for path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+        assert api.call("GET", path)[2]["issuer"] == "https://auth.example.com"
