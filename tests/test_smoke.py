@@ -165,3 +165,38 @@ def test_a_path_less_issuer_must_answer_rfc_8414_at_the_root(documents: Document
     serve_discovery(documents, "/v1", metadata(documents.base_url), metadata(documents.base_url))
     line = first_line(documents, f"{documents.base_url}/v1")
     assert line == "FAIL discovery: RFC 8414 discovery at the issuer's root"
+
+
+def test_make_smoke_passes_the_token_by_environment_and_never_echoes_it(
+    local_stack: LocalStack, supabase_server: JwksServer
+) -> None:
+    token = hs_token(supabase_claims(iss=f"{supabase_server.base_url}/auth/v1"))
+    root = SMOKE.parent.parent
+    result = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "smoke",
+            f"URL={local_stack.base_url}",
+            f"SUPABASE_TOKEN={token}",
+        ],
+        cwd=root,
+        env={k: v for k, v in os.environ.items() if k != "SUPABASE_TOKEN"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("\nok   ") + result.stdout.startswith("ok   ") == 7
+    assert token not in result.stdout + result.stderr
+    usage = subprocess.run(
+        ["make", "--no-print-directory", "smoke"],
+        cwd=root,
+        env={k: v for k, v in os.environ.items() if k != "SUPABASE_TOKEN"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert usage.returncode != 0 and "usage: make smoke" in usage.stdout
