@@ -4,6 +4,7 @@ the alarms with and without an SNS topic, the dashboard; and cfn-lint over each 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from devstack.template import TEMPLATE, Template
 from tests.factories import hs_token, supabase_claims
+from tokengate.authorizer import log_decision
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {"SupabaseUrl": "https://x.supabase.co"}
@@ -262,3 +264,35 @@ def test_a_custom_domain_is_the_issuer_the_functions_use(make_api: Any) -> None:
     )
     for path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
         assert api.call("GET", path)[2]["issuer"] == "https://auth.example.com"
+
+
+def filter_fields(pattern: str) -> dict[str, str]:
+    """``$.field = "value"`` terms of a CloudWatch Logs JSON filter pattern."""
+    return dict(re.findall(r'\$\.(\w+) = "([^"]*)"', pattern))
+
+
+@pytest.mark.parametrize("authorizer", ["ApiTokenAuthorizer", "SupabaseAuthorizer"])
+def test_authorizer_refusal_metrics_read_the_line_the_authorizers_write(
+    authorizer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lambda's JSON log format puts a record's message under ``message`` and its ``extra``
+    fields at the top level; the filter must name exactly what ``log_decision`` writes."""
+    template = rendered({})
+    spec = template.evaluate(template.resources[f"{authorizer}RefusalMetricFilter"]["Properties"])
+    assert (
+        spec["LogGroupName"]
+        == template.evaluate(
+            template.resources[f"{authorizer}LogGroup"]["Properties"]["LogGroupName"]
+        )
+        or spec["LogGroupName"] == f"{authorizer}LogGroup"
+    )
+    (transformation,) = spec["MetricTransformations"]
+    assert transformation["MetricName"] == f"{authorizer}Refusal"
+    with caplog.at_level(logging.INFO, logger="tokengate.authorizer"):
+        log_decision("unauthorized", "expired", None)
+    (record,) = caplog.records
+    assert filter_fields(spec["FilterPattern"]) == {"message": record.getMessage()}
+    for dimension in transformation["Dimensions"]:
+        field = dimension["Value"].removeprefix("$.")
+        assert getattr(record, field) == {"decision": "unauthorized", "reason": "expired"}[field]
+    assert '$.decision != "allow"' in spec["FilterPattern"]  # allows (DEBUG) are not refusals
