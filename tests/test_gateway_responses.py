@@ -137,3 +137,16 @@ def test_the_scope_a_denied_caller_lacks_depends_on_the_token_alone(
     missing = insufficient_scope(RouteScopes(table).names(), scopes)
     expected = sorted({scope for scope in table.values() if scope} - scopes)  # the oracle
     assert missing.split() == expected
+
+
+def test_a_throttled_request_answers_429_with_retry_after() -> None:
+    responses = Template.load({"SupabaseUrl": "https://x.supabase.co"}).api()["GatewayResponses"]
+    answer = gateway_response(responses, "THROTTLED", "Too Many Requests", {})
+    assert (answer.status, answer.headers["Retry-After"]) == (429, "1")
+    assert json.loads(answer.body)["error"] == "temporarily_unavailable"
+    too_large = gateway_response(responses, "REQUEST_TOO_LARGE", "Request Too Long", {})
+    assert too_large.status == 413
+    assert json.loads(too_large.body) == {
+        "error": "invalid_request",
+        "error_description": "Request Too Long",
+    }
