@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oidc.discovery import OpenIDProviderMetadata
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tokengate.discovery import render_metadata
 from tokengate.exchange import GRANT_TYPE
@@ -127,3 +129,28 @@ def test_the_served_documents_carry_the_product_members_when_asked(make_api: Any
         assert document["tokengate_supabase_publishable_key"] == "sb_publishable_x"
         assert document["tokengate_supabase_url"].startswith("https://")
         assert "id_token_signing_alg_values_supported" not in document
+
+
+@given(
+    host=st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z]{2,6}){1,2}", fullmatch=True),
+    path=st.sampled_from(["", "/v1", "/prod/auth"]),
+    scopes=st.lists(st.from_regex(r"[a-z][a-z:._-]{0,12}", fullmatch=True), unique=True),
+)
+def test_any_issuer_gives_a_document_every_verifier_can_follow(
+    host: str, path: str, scopes: list[str]
+) -> None:
+    issuer = f"https://{host}{path}"
+    document = render_metadata(issuer, scopes)
+    # The oracle: the table above, with this issuer substituted.
+    expected = {
+        member: value for member, (_, _, value) in MEMBERS.items() if value is not ABSENT
+    } | {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "token_endpoint": f"{issuer}/token",
+        "scopes_supported": scopes,
+    }
+    assert document == expected
+    metadata = AuthorizationServerMetadata(document)
+    for member in ("issuer", "token_endpoint", "jwks_uri", "scopes_supported"):
+        getattr(metadata, f"validate_{member}")()
