@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devstack.template import ParameterError, Template
 from tests.factories import SUPABASE_URL, KeyPair, key_token, supabase_claims
 from tests.jwks_server import JwksServer
 from tokengate.config import Settings
@@ -98,3 +99,34 @@ def test_tokens_are_held_to_the_configured_issuer(
         with pytest.raises(InvalidTokenError) as refused:
             verifier.verify(token)
         assert refused.value.reason == Reason.ISSUER
+
+
+@pytest.mark.parametrize(
+    ("parameter", "variable", "value"),
+    [
+        ("SupabaseIssuer", "SUPABASE_ISSUER", "https://auth.example.com/auth/v1"),
+        ("SupabaseIssuer", "SUPABASE_ISSUER", "http://127.0.0.1:54321/auth/v1"),
+        ("SupabaseIssuer", "SUPABASE_ISSUER", "https://auth.example.com/auth/v1?x=1"),
+        ("SupabaseIssuer", "SUPABASE_ISSUER", "https://auth.example.com/#f"),
+        ("SupabaseIssuer", "SUPABASE_ISSUER", "ftp://auth.example.com"),
+        ("SupabaseIssuer", "SUPABASE_ISSUER", "auth.example.com"),
+        ("SupabaseJwksUrl", "SUPABASE_JWKS_URL", "https://keys.example.com/jwks.json"),
+        ("SupabaseJwksUrl", "SUPABASE_JWKS_URL", "https://keys.example.com/jwks.json?v=2"),
+        ("SupabaseJwksUrl", "SUPABASE_JWKS_URL", "keys.example.com/jwks.json"),
+    ],
+)
+def test_the_template_and_the_functions_accept_the_same_values(
+    parameter: str, variable: str, value: str
+) -> None:
+    """A value CloudFormation takes must not stop the functions at start, and the reverse."""
+    try:
+        Template.load({"SupabaseUrl": SUPABASE_URL, parameter: value})
+        template_accepts = True
+    except ParameterError:
+        template_accepts = False
+    try:
+        settings(**{variable: value})
+        functions_accept = True
+    except ConfigurationError:
+        functions_accept = False
+    assert template_accepts == functions_accept
