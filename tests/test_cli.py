@@ -231,7 +231,8 @@ def test_call_reports_api_errors_with_exit_1(cli: Cli) -> None:
     login(cli)
     result = cli.run("call", "GET", "/no-such-route")
     assert result.returncode == 1
-    assert "403" in one_line_error(result)
+    assert "the API answered 404" in one_line_error(result)
+    assert json.loads(result.stdout)["error"] == "not_found"  # the body still goes to stdout
 
 
 def test_status_never_prints_a_token(cli: Cli) -> None:
