@@ -25,6 +25,7 @@ from devstack.stack import LocalStack
 from devstack.supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
 from devstack.supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET
 from tests.cli_support import TIMEOUT, Cli, ExchangeCounter, one_line_error, token_lifetime
+from tokengate.discovery import render_metadata
 from tokengate_cli import TokenSource
 
 pytestmark = pytest.mark.stack
@@ -414,14 +415,14 @@ def test_login_with_only_the_api_url_when_discovery_advertises_supabase(
     class Discovery(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             base = f"http://127.0.0.1:{self.server.server_address[1]}"
-            body = json.dumps(
-                {
-                    "issuer": base,
-                    "token_endpoint": f"{base}/token",
-                    "supabase_url": stand_in.url,
-                    "supabase_publishable_key": stand_in.anon_key,
-                }
-            ).encode()
+            # The product's own discovery document, so the client reads the names it serves.
+            document = render_metadata(
+                base,
+                ["read"],
+                supabase_url=stand_in.url,
+                supabase_publishable_key=stand_in.anon_key,
+            )
+            body = json.dumps(document).encode()
             self.send_response(200 if self.path == "/.well-known/openid-configuration" else 404)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

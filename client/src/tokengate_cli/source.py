@@ -54,8 +54,8 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 SIGN_IN_FIRST = "not signed in; run: tokengate login"
 # Product-specific discovery members an API may add to advertise its Supabase project.
-DISCOVERY_SUPABASE_URL = "supabase_url"
-DISCOVERY_SUPABASE_KEY = "supabase_publishable_key"
+DISCOVERY_SUPABASE_URL = "tokengate_supabase_url"
+DISCOVERY_SUPABASE_KEY = "tokengate_supabase_publishable_key"
 
 Clock = Callable[[], float]
 
@@ -170,7 +170,7 @@ class TokenSource:
 
     def require_supabase(self) -> tuple[str, str]:
         """The Supabase project: configured, else advertised by the API's discovery document
-        (``supabase_url``, ``supabase_publishable_key``: both public), so that
+        (``tokengate_supabase_url``, ``tokengate_supabase_publishable_key``: both public), so that
         ``tokengate login --api URL`` can need nothing else."""
         from .http import check_url
 
