@@ -9,7 +9,6 @@ identity for the template's ``ReauthorizeEvery``.
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import re
 import socket
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tokengate.apigw import header
+from tokengate.routes import RouteTable
 
 from .events import ACCOUNT, API_ID
 from .template import Authorizer, Handler, Route, Template
@@ -61,13 +61,22 @@ def _gateway_error(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
+def iam_pattern_matches(pattern: str, arn: str) -> bool:
+    """An IAM resource pattern: ``*`` any characters (``/`` included), ``?`` any one; nothing
+    else is special (unlike fnmatch, ``[`` is a plain character)."""
+    regex = "".join(
+        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
+    )
+    return re.fullmatch(regex, arn, re.DOTALL) is not None
+
+
 def policy_allows(policy: dict[str, Any], method_arn: str) -> bool:
     """IAM evaluation as API Gateway applies it: an explicit Deny wins, then any Allow."""
     allowed = False
     for statement in policy.get("policyDocument", {}).get("Statement", []):
         resources = statement.get("Resource", [])
         resources = [resources] if isinstance(resources, str) else resources
-        if any(fnmatch.fnmatchcase(method_arn, pattern) for pattern in resources):
+        if any(iam_pattern_matches(pattern, method_arn) for pattern in resources):
             if statement.get("Effect") == "Deny":
                 return False
             allowed = allowed or statement.get("Effect") == "Allow"
@@ -90,6 +99,8 @@ class Gateway:
         self.template = template
         self.stage = template.stage()
         self.routes = template.routes()
+        self._table = RouteTable(route.key for route in self.routes)
+        self._by_key = {route.key: route for route in self.routes}
         self.authorizers = template.authorizers()
         self.handlers = handlers
         self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
@@ -97,10 +108,9 @@ class Gateway:
         self.clock: Callable[[], float] = time.monotonic
 
     def _route(self, method: str, path: str) -> Route | None:
-        for route in self.routes:
-            if route.method in (method, "ANY") and route.pattern.match(path):
-                return route
-        return None
+        """The route API Gateway selects (tokengate.routes: the most specific match)."""
+        selected = self._table.select(method, path)
+        return None if selected is None else self._by_key[selected.key]
 
     def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes, peer: str
@@ -177,7 +187,10 @@ class Gateway:
         if not identity or (auth.validation and not re.fullmatch(auth.validation, identity)):
             return unauthorized
         method_arn = self.method_arn(event["httpMethod"], event["path"])
-        key = (auth.name, identity)
+        # The cache key is every identity source's value: the header, and for REQUEST
+        # authorizers the context variables the template lists (e.g. httpMethod, path).
+        context = event["requestContext"]
+        key = (auth.name, identity, *(str(context.get(name, "")) for name in auth.context))
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached[0] > self.clock():

@@ -55,10 +55,19 @@ def expired(api: InProcessApi) -> str:
 
 
 def event(
-    kind: str, token: str | None, method: str = "GET", path: str = "/whoami"
+    kind: str,
+    token: str | None,
+    method: str = "GET",
+    path: str = "/whoami",
+    resource: str | None = None,
 ) -> dict[str, Any]:
     return authorizer_event(
-        {"TOKEN": "token", "REQUEST": "request", "HTTP2": "http"}[kind], token, method, path, ARN
+        {"TOKEN": "token", "REQUEST": "request", "HTTP2": "http"}[kind],
+        token,
+        method,
+        path,
+        ARN,
+        resource,
     )
 
 
@@ -77,6 +86,7 @@ FORMATS = ["TOKEN", "REQUEST", "HTTP2"]
 
 
 def scenarios(api: InProcessApi) -> dict[str, tuple[str, str | None, str, str, str]]:
+    """name → (authorizer, token, method, path or "path route" when they differ, outcome)"""
     api_tok = api_token(api)
     write_only = api_token(api, scope="write")
     supa = hs_token(supabase_claims())
@@ -91,7 +101,7 @@ def scenarios(api: InProcessApi) -> dict[str, tuple[str, str | None, str, str, s
         "api expired": (a, expired(api), "GET", "/whoami", "unauthorized"),
         "api tampered": (a, tampered, "GET", "/whoami", "unauthorized"),
         "api wrong scope": (a, write_only, "GET", "/whoami", "deny"),
-        "api scope for another route": (a, write_only, "POST", "/orders/42", "allow"),
+        "api scope for another route": (a, write_only, "POST", "/orders/42 /orders/{id}", "allow"),
         "api unlisted route": (a, api_tok, "DELETE", "/whoami", "deny"),
         "api given a supabase token": (a, supa, "GET", "/whoami", "unauthorized"),
         "api garbage": (a, "abc.def.ghi", "GET", "/whoami", "unauthorized"),
@@ -105,8 +115,9 @@ def scenarios(api: InProcessApi) -> dict[str, tuple[str, str | None, str, str, s
 
 @pytest.mark.parametrize("kind", FORMATS)
 def test_every_scenario_in_every_event_format(api: InProcessApi, kind: str) -> None:
-    for name, (function, token, method, path, expected) in scenarios(api).items():
-        outcome = decide(api, function, event(kind, token, method, path))
+    for name, (function, token, method, paths, expected) in scenarios(api).items():
+        path, _, resource = paths.partition(" ")
+        outcome = decide(api, function, event(kind, token, method, path, resource or None))
         assert outcome == expected, f"{kind} {name}: {outcome}"
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tokengate.authorizer import Authorizer, RouteScopes
+from tokengate.authorizer import Authorizer
+from tokengate.policies import RouteScopes
 from tokengate.config import Settings
 from tokengate.runtime import ApiTokenPrincipals
 

@@ -1,0 +1,276 @@
+"""Route selection and cache-safe policies, held for generated route tables (hypothesis).
+
+Both real authorizers answer TOKEN, REQUEST and HTTP API 2.0 events for real signed tokens; each
+answer is replayed the way API Gateway's authorizer cache replays it, through an IAM evaluator.
+The oracles here share no code with the product: the route oracle keeps, segment by segment, the
+candidates of the most specific kind; the IAM matcher is a hand-written glob over characters.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.factories import KeyPair, hs_token, rsa_pair, supabase_claims
+from tests.jwks_server import JwksServer
+from tokengate.apitoken import ApiTokenIssuer
+from tokengate.authorizer import Authorizer, Unauthorized
+from tokengate.config import Settings
+from tokengate.errors import ConfigurationError
+from tokengate.policies import PolicyPlanner, RouteScopes
+from tokengate.routes import RouteTable
+from tokengate.runtime import ApiTokenPrincipals, SupabasePrincipals
+from tokengate.signing import LocalKeySigner
+
+ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/v1"
+ISSUER = "https://api.example.com"
+SCOPES = ("read", "write", "admin")
+ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+WORDS = ("a", "b")  # the tables' literal segments; requests also use a fresh "x" and ""
+HS_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
+EXAMPLES = settings(
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+# -- the oracles --------------------------------------------------------------------------------
+def oracle_segments(path: str) -> list[str]:
+    return [] if path == "/" else path[1:].split("/")
+
+
+def oracle_kind(part: str) -> int:
+    """0 literal, 1 {name}, 2 {name+}"""
+    if part.startswith("{") and part.endswith("+}"):
+        return 2
+    return 1 if part.startswith("{") else 0
+
+
+def oracle_fits(parts: list[str], request: list[str]) -> bool:
+    if not parts:
+        return not request
+    kind = oracle_kind(parts[0])
+    if kind == 2:
+        return "/".join(request) != ""
+    if not request or request[0] == "":
+        return False
+    if kind == 0 and parts[0] != request[0]:
+        return False
+    return oracle_fits(parts[1:], request[1:])
+
+
+def oracle_route(keys: list[str], method: str, path: str) -> str | None:
+    """Brute force: the routes that fit, then, one segment at a time, only those whose segment
+    is of the most specific kind any of them has there; an explicit method last."""
+    request = oracle_segments(path)
+    alive = []
+    for key in keys:
+        route_method, route_path = key.split(" ")
+        if route_method not in (method, "ANY"):
+            continue
+        if oracle_fits(oracle_segments(route_path), request):
+            alive.append(key)
+    depth = 0
+    while len(alive) > 1 and depth <= len(request):
+        def kind_at(key: str) -> int:
+            parts = oracle_segments(key.split(" ")[1])
+            return oracle_kind(parts[depth]) if depth < len(parts) else 3
+
+        best = min(kind_at(k) for k in alive)
+        alive = [k for k in alive if kind_at(k) == best]
+        depth += 1
+    explicit = [k for k in alive if not k.startswith("ANY ")]
+    chosen = explicit or alive
+    assert len(chosen) <= 1, chosen
+    return chosen[0] if chosen else None
+
+
+def iam_glob(pattern: str, text: str) -> bool:
+    """``*`` any run of characters ("/" too), ``?`` exactly one; by hand, over characters."""
+    p = t = 0
+    star_p, star_t = -1, 0
+    while t < len(text):
+        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
+            p, t = p + 1, t + 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star_p, star_t = p, t
+            p += 1
+        elif star_p >= 0:
+            star_t += 1
+            p, t = star_p + 1, star_t
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
+
+
+def iam_allows(answer: dict[str, Any], arn: str) -> bool:
+    allowed = False
+    for statement in answer["policyDocument"]["Statement"]:
+        assert statement["Action"] == "execute-api:Invoke"
+        if any(iam_glob(pattern, arn) for pattern in statement["Resource"]):
+            if statement["Effect"] == "Deny":
+                return False
+            allowed = True
+    return allowed
+
+
+def test_the_oracles_themselves() -> None:
+    assert iam_glob("a/*/c", "a/b/x/c") and not iam_glob("a/*/c", "a/c")
+    assert iam_glob("a/?", "a/b") and not iam_glob("a/?", "a/bc") and iam_glob("*", "")
+    keys = ["GET /{p+}", "GET /a", "ANY /a", "GET /{x}/b", "GET /a/{y}"]
+    assert oracle_route(keys, "GET", "/a") == "GET /a"
+    assert oracle_route(keys, "POST", "/a") == "ANY /a"
+    assert oracle_route(keys, "GET", "/a/b") == "GET /a/{y}"
+    assert oracle_route(keys, "GET", "/x/b") == "GET /{x}/b"
+    assert oracle_route(keys, "GET", "/x/b/c") == "GET /{p+}"
+    assert oracle_route(keys, "POST", "/x") is None
+
+
+# -- generated tables and requests --------------------------------------------------------------
+@st.composite
+def route_tables(draw: st.DrawFn) -> dict[str, str]:
+    count = draw(st.integers(1, 6))
+    table: dict[str, str] = {}
+    shapes: set[tuple[str, str]] = set()
+    for _ in range(count):
+        method = draw(st.sampled_from(("GET", "GET", "POST", "ANY", "ANY", "DELETE")))
+        length = draw(st.integers(0, 3))
+        parts = []
+        for index in range(length):
+            kind = draw(st.sampled_from(("lit", "lit", "var", "greedy")))
+            if kind == "greedy" and index == length - 1:
+                parts.append("{rest+}")
+            elif kind == "var":
+                parts.append(f"{{v{index}}}")
+            else:
+                parts.append(draw(st.sampled_from(WORDS)))
+        path = "/" + "/".join(parts)
+        shape = (method, "/".join("{}" if p.startswith("{") else p for p in parts))
+        if shape in shapes:
+            continue
+        shapes.add(shape)
+        table[f"{method} {path}"] = draw(st.sampled_from(("", *SCOPES)))
+    return table
+
+
+PATHS = [
+    "/" + "/".join(parts)
+    for n in range(5)
+    for parts in itertools.product(("a", "b", "x", ""), repeat=n)
+    if n == 0 or parts != ("",)
+]
+CLEAN_PATHS = [p for p in PATHS if "//" not in p and not p.endswith("/") or p == "/"]
+requests = st.tuples(
+    st.sampled_from(("GET", "GET", "POST", "DELETE", "PUT")),
+    st.one_of(st.sampled_from(CLEAN_PATHS), st.sampled_from(PATHS)),
+)
+
+
+def permitted(table: dict[str, str], key: str | None, held: frozenset[str]) -> bool:
+    return key is not None and (table[key] == "" or table[key] in held)
+
+
+def test_route_selection_matches_the_oracle_on_hand_picked_tables() -> None:
+    table = RouteTable(["GET /{p+}", "GET /a", "ANY /a", "GET /{x}/b", "GET /a/{y}"])
+    for method in ALL_METHODS:
+        for path in PATHS:
+            chosen = table.select(method, path)
+            expected = oracle_route([r.key for r in table.routes], method, path)
+            assert (chosen.key if chosen else None) == expected, (method, path)
+
+
+@EXAMPLES
+@given(table=route_tables(), method=st.sampled_from(ALL_METHODS), path=st.sampled_from(PATHS))
+def test_route_selection_is_the_most_specific_match(
+    table: dict[str, str], method: str, path: str
+) -> None:
+    chosen = RouteTable(table).select(method, path)
+    assert (chosen.key if chosen else None) == oracle_route(list(table), method, path)
+
+
+# -- the authorizers, with real tokens ----------------------------------------------------------
+class Tokens:
+    """Real signed tokens, one per scope set (signing is the slow part)."""
+
+    def __init__(self, api_key: KeyPair) -> None:
+        self._issuer = ApiTokenIssuer(LocalKeySigner(api_key.private), ttl=3600)
+        self._cache: dict[tuple[str, frozenset[str]], str] = {}
+
+    def api(self, held: frozenset[str]) -> str:
+        key = ("api", held)
+        if key not in self._cache:
+            self._cache[key] = self._issuer.issue(
+                issuer=ISSUER,
+                subject="8b3b1c7e-2f1a-4c3d-9e8f-0a1b2c3d4e5f",
+                audiences=["api"],
+                scopes=sorted(held),
+                client_id="cli",
+                session_id="s-1",
+                not_after=time.time() + 3600,
+            ).token
+        return self._cache[key]
+
+    def supabase(self, held: frozenset[str]) -> str:
+        key = ("supabase", held)
+        if key not in self._cache:
+            metadata = {"provider": "email", "api_scopes": sorted(held)}
+            self._cache[key] = hs_token(supabase_claims(app_metadata=metadata))
+        return self._cache[key]
+
+
+@pytest.fixture(scope="module")
+def world(request: pytest.FixtureRequest) -> Iterator[tuple[Tokens, Callable[..., Any]]]:
+    api_key = rsa_pair()
+    with JwksServer({"keys": [LocalKeySigner(api_key.private).public_jwk()]}) as jwks:
+        base = Settings.from_env(
+            {
+                "SUPABASE_URL": "https://abcdefghijklmnopqrst.supabase.co",
+                "SUPABASE_JWKS_ENABLED": "false",
+                "ISSUER": ISSUER,
+                "API_JWKS_URL": jwks.jwks_url,
+                "SCOPES_SUPPORTED": "read write admin",
+                "DEFAULT_SCOPES": "",
+            }
+        )
+        api_principals = ApiTokenPrincipals(base)
+        supabase_principals = SupabasePrincipals.__new__(SupabasePrincipals)
+        yield Tokens(api_key), (api_principals, supabase_principals)
+
+
+def rest_event(kind: str, token: str, method: str, path: str, resource: str) -> dict[str, Any]:
+    if kind == "TOKEN":
+        return {
+            "type": "TOKEN",
+            "authorizationToken": f"Bearer {token}",
+            "methodArn": f"{ARN}/{method}{path}",
+        }
+    return {
+        "type": "REQUEST",
+        "methodArn": f"{ARN}/{method}{path}",
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Authorization": f"bearer {token}"},
+        "requestContext": {"resourcePath": resource, "httpMethod": method, "path": f"/v1{path}"},
+    }
+
+
+def http_event(token: str, route_key: str, with_route_key: bool) -> dict[str, Any]:
+    value = f"Bearer {token}"
+    return {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": f"{ARN}/{route_key.replace(' ', '', 1)}",
+        "routeKey": route_key,
+        "identitySource": [value, route_key] if with_route_key else [value],
+        "headers": {"authorization": value},
+    }
