@@ -64,9 +64,7 @@ def _gateway_error(status: int, message: str, headers: dict[str, str] | None = N
 def iam_pattern_matches(pattern: str, arn: str) -> bool:
     """An IAM resource pattern: ``*`` any characters (``/`` included), ``?`` any one; nothing
     else is special (unlike fnmatch, ``[`` is a plain character)."""
-    regex = "".join(
-        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
-    )
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.fullmatch(regex, arn, re.DOTALL) is not None
 
 

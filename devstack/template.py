@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 Handler = Callable[[dict[str, Any], Any], Any]

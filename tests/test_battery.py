@@ -20,13 +20,14 @@ from tests.factories import (
     HS_SECRET,
     USER_ID,
     KeyPair,
+    StaticKeySet,
     hs256,
     jws,
     key_token,
     supabase_claims,
 )
 from tests.jwks_server import JwksServer
-from tokengate.apitoken import ApiTokenVerifier, StaticKeySet
+from tokengate.apitoken import ApiTokenVerifier
 from tokengate.aws import KmsSigner
 from tokengate.errors import InvalidTokenError
 from tokengate.exchange import INVALID_SUBJECT

@@ -134,7 +134,7 @@ def test_refetch_storm_through_the_handler(
     assert project.requests - before <= 1
 
 
-# -- the optional live-session check (SPEC §5) -------------------------------------------------
+# -- the optional live-session check (docs/contract.md §5) -------------------------------------------------
 
 
 @pytest.fixture

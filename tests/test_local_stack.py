@@ -1,4 +1,4 @@
-"""The local stack over real HTTP on loopback (SPEC §9): the acceptance path of the exchange."""
+"""The local stack over real HTTP on loopback (docs/contract.md §9): the acceptance path of the exchange."""
 
 from __future__ import annotations
 
@@ -278,7 +278,7 @@ def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
 
 
-# -- protected routes through the authorizers (SPEC §3.3, §7) ---------------------------------
+# -- protected routes through the authorizers (docs/contract.md §3.3, §7) ---------------------------------
 
 
 def expired(stack: LocalStack) -> str:

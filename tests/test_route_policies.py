@@ -20,10 +20,7 @@ from hypothesis import strategies as st
 from tests.factories import KeyPair, hs_token, rsa_pair, supabase_claims
 from tests.jwks_server import JwksServer
 from tokengate.apitoken import ApiTokenIssuer
-from tokengate.authorizer import Authorizer, Unauthorized
 from tokengate.config import Settings
-from tokengate.errors import ConfigurationError
-from tokengate.policies import PolicyPlanner, RouteScopes
 from tokengate.routes import RouteTable
 from tokengate.runtime import ApiTokenPrincipals, SupabasePrincipals
 from tokengate.signing import LocalKeySigner
@@ -79,6 +76,7 @@ def oracle_route(keys: list[str], method: str, path: str) -> str | None:
             alive.append(key)
     depth = 0
     while len(alive) > 1 and depth <= len(request):
+
         def kind_at(key: str) -> int:
             parts = oracle_segments(key.split(" ")[1])
             return oracle_kind(parts[depth]) if depth < len(parts) else 3
@@ -168,7 +166,7 @@ PATHS = [
     for parts in itertools.product(("a", "b", "x", ""), repeat=n)
     if n == 0 or parts != ("",)
 ]
-CLEAN_PATHS = [p for p in PATHS if "//" not in p and not p.endswith("/") or p == "/"]
+CLEAN_PATHS = [p for p in PATHS if ("//" not in p and not p.endswith("/")) or p == "/"]
 requests = st.tuples(
     st.sampled_from(("GET", "GET", "POST", "DELETE", "PUT")),
     st.one_of(st.sampled_from(CLEAN_PATHS), st.sampled_from(PATHS)),

@@ -11,10 +11,9 @@ simple responses are replayed per identity source values, so they are decided pe
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .apigw import header
@@ -63,7 +62,7 @@ class Principal(NamedTuple):
 
 
 class AuthRequest(NamedTuple):
-    kind: str  # "TOKEN", "REQUEST" or "HTTP2"
+    kind: str  # "TOKEN", "REQUEST" or "HTTP_API_V2"
     token: str | None
     arn_base: str | None  # arn:aws:execute-api:region:account:api/stage
     route_key: str  # the route the event names ("GET /orders/{id}"), or "" (TOKEN)
@@ -88,7 +87,7 @@ def parse_event(event: dict[str, Any]) -> AuthRequest:
         match = _METHOD_ARN.fullmatch(str(event["routeArn"]))
         sources = event.get("identitySource")
         return AuthRequest(
-            "HTTP2",
+            "HTTP_API_V2",
             bearer_token(header(event, "authorization")),
             match[1] if match else None,
             str(event.get("routeKey", "")),
@@ -132,10 +131,12 @@ class Authorizer:
         named route must also be the one its method ARN selects, or the table and the API
         disagree (a route missing from the table) and nothing is allowed."""
         table = self._routes.table
-        if request.kind == "HTTP2":
+        if request.kind == "HTTP_API_V2":
             return table.find(request.route_key)
         selected = table.select(request.method, request.path)
-        if request.kind == "REQUEST" and (selected is None or table.find(request.route_key) != selected):
+        if request.kind == "REQUEST" and (
+            selected is None or table.find(request.route_key) != selected
+        ):
             return None
         return selected
 
@@ -148,13 +149,13 @@ class Authorizer:
                 principal = self._verify(request.token, request)
             except TokenGateError as exc:
                 reason = exc.reason
-        if principal is None or (request.arn_base is None and request.kind != "HTTP2"):
+        if principal is None or (request.arn_base is None and request.kind != "HTTP_API_V2"):
             self._on_decision("unauthorized", reason, None)
-            if request.kind == "HTTP2":
+            if request.kind == "HTTP_API_V2":
                 return {"isAuthorized": False}
             raise Unauthorized()
         route = self._route(request)
-        if request.kind == "HTTP2":
+        if request.kind == "HTTP_API_V2":
             return self._simple_response(request, route, principal)
         assert request.arn_base is not None
         permitted, statements = self._planner.answer(
@@ -180,7 +181,9 @@ class Authorizer:
         permitted = self._routes.permits(route, principal.scopes)
         reason = "ok" if permitted else ("insufficient_scope" if route else "unknown_route")
         if permitted and request.route_key not in request.identity_sources:
-            if not all(self._routes.permits(r, principal.scopes) for r in self._routes.table.routes):
+            if not all(
+                self._routes.permits(r, principal.scopes) for r in self._routes.table.routes
+            ):
                 permitted, reason = False, "route_key_not_an_identity_source"
                 if not self._warned_route_key:
                     self._warned_route_key = True
@@ -191,29 +194,3 @@ class Authorizer:
                     )
         self._on_decision("allow" if permitted else "deny", reason, principal)
         return {"isAuthorized": permitted, "context": principal.context}
-
-
-def api_url(api_id: str, region: str, stage: str) -> str:
-    """The API's default base URL: the issuer and JWKS host when none is configured."""
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://{api_id}.execute-api.{region}.{suffix}/{stage}"
-
-
-def api_base_url(arn_base: str) -> str:
-    """``arn:aws:execute-api:<region>:<acct>:<api>/<stage>`` → the API's default base URL."""
-    region, rest = arn_base.split(":")[3], arn_base.split(":", 5)[5]
-    api_id, stage = rest.split("/", 1)
-    return api_url(api_id, region, stage)
-
-
-def flat_context(values: Mapping[str, Any]) -> dict[str, CONTEXT_VALUE]:
-    """API Gateway context values must be strings, numbers or booleans; others become JSON."""
-    context: dict[str, CONTEXT_VALUE] = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, (str, int, float, bool)):
-            context[key] = value
-        else:
-            context[key] = json.dumps(value, separators=(",", ":"))
-    return context

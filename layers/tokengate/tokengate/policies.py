@@ -90,7 +90,9 @@ def _route_step(route: Route, state: int, symbol: str) -> int | None:
 
 def _route_accepts(route: Route, state: int) -> bool:
     n = len(route.segments)
-    return state == n + 2 or (state == n and not (route.segments and route.segments[-1].kind == GREEDY))
+    return state == n + 2 or (
+        state == n and not (route.segments and route.segments[-1].kind == GREEDY)
+    )
 
 
 def pattern_parts(route: Route) -> tuple[str | None, ...]:
@@ -294,9 +296,7 @@ class PolicyPlanner:
             permitted = [r for r in group.live if self.scopes.permits(r, held)]
             denied = [r for r in group.live if not self.scopes.permits(r, held)]
             needed = [d for d in denied if any(group.reach[d][p] for p in permitted)]
-            conflicts += [
-                Conflict(d, p) for d in needed for p in permitted if group.reach[p][d]
-            ]
+            conflicts += [Conflict(d, p) for d in needed for p in permitted if group.reach[p][d]]
             for method in group.methods:
                 allow += [(method, pattern_path(group.parts[r])) for r in permitted]
                 deny += [(method, pattern_path(group.parts[r])) for r in needed]

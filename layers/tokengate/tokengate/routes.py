@@ -60,7 +60,9 @@ class Route(NamedTuple):
     @property
     def shape(self) -> tuple[str, tuple[tuple[int, str], ...]]:
         """The route with its variables' names left out: two routes of one shape are one route."""
-        return self.method, tuple((s.kind, s.text if s.kind == LITERAL else "") for s in self.segments)
+        return self.method, tuple(
+            (s.kind, s.text if s.kind == LITERAL else "") for s in self.segments
+        )
 
     @property
     def precedence(self) -> tuple[tuple[int, ...], bool]:
@@ -158,9 +160,7 @@ class RouteTable:
         if segments is None:
             return None
         candidates = [
-            route
-            for route in self.routes
-            if route.serves(method) and route.matches_path(segments)
+            route for route in self.routes if route.serves(method) and route.matches_path(segments)
         ]
         return min(candidates, key=lambda route: route.precedence, default=None)
 
