@@ -65,7 +65,7 @@ class AuthRequest(NamedTuple):
     kind: str  # "TOKEN", "REQUEST" or "HTTP_API_V2"
     token: str | None
     arn_base: str | None  # arn:aws:execute-api:region:account:api/stage
-    route_key: str  # the route the event names ("GET /orders/{id}"), or "" (TOKEN)
+    route_key: str  # what the event names: "METHOD /resource" (REST), the route key (HTTP)
     method: str = ""  # the request, from the method ARN (REST)
     path: str = ""
     identity_sources: tuple[str, ...] = ()  # HTTP API: the identity source values
@@ -128,16 +128,16 @@ class Authorizer:
 
     def _route(self, request: AuthRequest) -> Route | None:
         """The route API Gateway sent the request to, if the table lists it. A REST event's
-        named route must also be the one its method ARN selects, or the table and the API
+        named resource must also be the one its method ARN selects, or the table and the API
         disagree (a route missing from the table) and nothing is allowed."""
         table = self._routes.table
         if request.kind == "HTTP_API_V2":
             return table.find(request.route_key)
         selected = table.select(request.method, request.path)
-        if request.kind == "REQUEST" and (
-            selected is None or table.find(request.route_key) != selected
-        ):
-            return None
+        if request.kind == "REQUEST":
+            named = table.resource(request.method, request.route_key.partition(" ")[2])
+            if named != selected:
+                return None
         return selected
 
     def decide(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -164,6 +164,13 @@ class RouteTable:
         ]
         return min(candidates, key=lambda route: route.precedence, default=None)
 
+    def resource(self, method: str, path: object) -> Route | None:
+        """The route of a REST ``REQUEST`` event, which names the resource path and the
+        request's method: the method's own route there, else that resource's ``ANY``."""
+        return self.find(f"{method} {path}") or (
+            self.find(f"{ANY} {path}") if method in METHODS else None
+        )
+
     def find(self, route_key: object) -> Route | None:
         """The table's route for a route key an event names (variable names aside), or None."""
         try:
