@@ -101,7 +101,7 @@ class Gateway:
         self._by_key = {route.key: route for route in self.routes}
         self.authorizers = template.authorizers()
         self.handlers = handlers
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.clock: Callable[[], float] = time.monotonic
 

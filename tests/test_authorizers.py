@@ -294,9 +294,12 @@ def test_malformed_authorization_values_are_unauthorized(value: str) -> None:
 def test_the_bearer_scheme_is_case_insensitive(api: InProcessApi, scheme: str) -> None:
     """RFC 6750 §2.1 with RFC 9110 §11.1: the parser, the template's validation expression (as
     the local gateway applies it) and both authorizers accept any casing."""
-    assert parse_event(
-        {"type": "TOKEN", "authorizationToken": f"{scheme} abc", "methodArn": f"{ARN}/GET/a"}
-    ).token == "abc"
+    assert (
+        parse_event(
+            {"type": "TOKEN", "authorizationToken": f"{scheme} abc", "methodArn": f"{ARN}/GET/a"}
+        ).token
+        == "abc"
+    )
     assert api.call("GET", "/whoami", Authorization=f"{scheme} {api_token(api)}")[0] == 200
     supabase = hs_token(supabase_claims())
     assert api.call("GET", "/supabase/whoami", Authorization=f"{scheme} {supabase}")[0] == 200

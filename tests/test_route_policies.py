@@ -10,27 +10,37 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.factories import KeyPair, hs_token, rsa_pair, supabase_claims
+from tests.factories import (
+    HS_SECRET,
+    SUPABASE_ISSUER,
+    KeyPair,
+    hs_token,
+    rsa_pair,
+    supabase_claims,
+)
 from tests.jwks_server import JwksServer
 from tokengate.apitoken import ApiTokenIssuer
-from tokengate.config import Settings
+from tokengate.authorizer import Authorizer, Unauthorized
+from tokengate.keys import HmacKey
+from tokengate.policies import PolicyPlanner, RouteScopes
+from tokengate.principals import ApiTokenPrincipals, SupabasePrincipals
 from tokengate.routes import RouteTable
-from tokengate.runtime import ApiTokenPrincipals, SupabasePrincipals
+from tokengate.scopes import ScopePolicy
 from tokengate.signing import LocalKeySigner
+from tokengate.supabase import SupabasePolicy, SupabaseTokenVerifier
 
 ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/v1"
 ISSUER = "https://api.example.com"
 SCOPES = ("read", "write", "admin")
 ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 WORDS = ("a", "b")  # the tables' literal segments; requests also use a fresh "x" and ""
-HS_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 EXAMPLES = settings(
     max_examples=2000,
     deadline=None,
@@ -76,13 +86,12 @@ def oracle_route(keys: list[str], method: str, path: str) -> str | None:
             alive.append(key)
     depth = 0
     while len(alive) > 1 and depth <= len(request):
-
-        def kind_at(key: str) -> int:
-            parts = oracle_segments(key.split(" ")[1])
-            return oracle_kind(parts[depth]) if depth < len(parts) else 3
-
-        best = min(kind_at(k) for k in alive)
-        alive = [k for k in alive if kind_at(k) == best]
+        kinds = {}
+        for k in alive:
+            parts = oracle_segments(k.split(" ")[1])
+            kinds[k] = oracle_kind(parts[depth]) if depth < len(parts) else 3
+        best = min(kinds.values())
+        alive = [k for k in alive if kinds[k] == best]
         depth += 1
     explicit = [k for k in alive if not k.startswith("ANY ")]
     chosen = explicit or alive
@@ -226,22 +235,18 @@ class Tokens:
 
 
 @pytest.fixture(scope="module")
-def world(request: pytest.FixtureRequest) -> Iterator[tuple[Tokens, Callable[..., Any]]]:
+def principals() -> Iterator[tuple[Tokens, ApiTokenPrincipals, SupabasePrincipals]]:
+    """The principals both handlers are built with; keys served over loopback as in AWS."""
     api_key = rsa_pair()
     with JwksServer({"keys": [LocalKeySigner(api_key.private).public_jwk()]}) as jwks:
-        base = Settings.from_env(
-            {
-                "SUPABASE_URL": "https://abcdefghijklmnopqrst.supabase.co",
-                "SUPABASE_JWKS_ENABLED": "false",
-                "ISSUER": ISSUER,
-                "API_JWKS_URL": jwks.jwks_url,
-                "SCOPES_SUPPORTED": "read write admin",
-                "DEFAULT_SCOPES": "",
-            }
+        api = ApiTokenPrincipals(
+            issuer=ISSUER, audience="api", leeway=30, context_claims=(), jwks_url=jwks.jwks_url
         )
-        api_principals = ApiTokenPrincipals(base)
-        supabase_principals = SupabasePrincipals.__new__(SupabasePrincipals)
-        yield Tokens(api_key), (api_principals, supabase_principals)
+        verifier = SupabaseTokenVerifier(
+            SupabasePolicy(issuer=SUPABASE_ISSUER), hmac_key=lambda: HmacKey(HS_SECRET.encode())
+        )
+        supabase = SupabasePrincipals(verifier, ScopePolicy(SCOPES, ()), ())
+        yield Tokens(api_key), api, supabase
 
 
 def rest_event(kind: str, token: str, method: str, path: str, resource: str) -> dict[str, Any]:
@@ -264,11 +269,118 @@ def rest_event(kind: str, token: str, method: str, path: str, resource: str) -> 
 
 def http_event(token: str, route_key: str, with_route_key: bool) -> dict[str, Any]:
     value = f"Bearer {token}"
+    method, path = route_key.split(" ")
     return {
         "version": "2.0",
         "type": "REQUEST",
-        "routeArn": f"{ARN}/{route_key.replace(' ', '', 1)}",
+        "routeArn": f"{ARN}/{method}{path}",
         "routeKey": route_key,
         "identitySource": [value, route_key] if with_route_key else [value],
         "headers": {"authorization": value},
     }
+
+
+# How API Gateway keys its cache: the template's TOKEN authorizer on the token, its REQUEST
+# authorizer on the token, method and path; a REQUEST authorizer keyed on the token alone
+# (a deployment that left out the context identity sources); HTTP APIs on their sources.
+FORMATS = ("TOKEN", "REQUEST", "REQUEST keyed on the token", "HTTP", "HTTP without routeKey")
+
+
+def call(authorizer: Authorizer, payload: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return authorizer.decide(payload)
+    except Unauthorized:
+        return None
+
+
+@EXAMPLES
+@given(
+    table=route_tables(),
+    held=st.frozensets(st.sampled_from(SCOPES)),
+    sequence=st.lists(requests, min_size=1, max_size=8),
+    kind=st.sampled_from(("api", "supabase")),
+)
+def test_cached_answers_never_grant_more_and_deny_more_only_where_inexpressible(
+    principals: tuple[Tokens, ApiTokenPrincipals, SupabasePrincipals],
+    table: dict[str, str],
+    held: frozenset[str],
+    sequence: list[tuple[str, str]],
+    kind: str,
+) -> None:
+    tokens, api, supabase = principals
+    token = tokens.api(held) if kind == "api" else tokens.supabase(held)
+    authorizer = Authorizer(api if kind == "api" else supabase, RouteScopes(table))
+    exact = PolicyPlanner(RouteScopes(table)).plan(held).exact
+    keys = list(table)
+    for fmt in FORMATS:
+        cache: dict[tuple[str, ...], dict[str, Any] | None] = {}
+        for method, path in sequence:
+            key = oracle_route(keys, method, path)
+            expected = permitted(table, key, held)
+            arn = f"{ARN}/{method}{path}"
+            if key is None:
+                # API Gateway routes it nowhere: no authorizer, no cache. Asked anyway, the
+                # authorizer must not allow it.
+                answer = call(authorizer, rest_event("TOKEN", token, method, path, path))
+                assert answer is not None and not iam_allows(answer, arn)
+                continue
+            route_method, resource = key.split(" ")
+            if fmt.startswith("HTTP"):
+                with_route_key = fmt == "HTTP"
+                cache_key = (route_method, resource) if with_route_key else ()
+                if cache_key not in cache:
+                    cache[cache_key] = call(authorizer, http_event(token, key, with_route_key))
+                answer = cache[cache_key]
+                assert answer is not None
+                outcome = bool(answer["isAuthorized"])
+                if with_route_key:
+                    assert outcome == expected, (fmt, key)
+                else:
+                    assert not outcome or all(permitted(table, k, held) for k in keys), (fmt, key)
+                continue
+            rest_kind = "TOKEN" if fmt == "TOKEN" else "REQUEST"
+            cache_key = (method, path) if fmt == "REQUEST" else ()
+            payload = rest_event(rest_kind, token, method, path, resource)
+            fresh = call(authorizer, payload)
+            assert fresh is not None
+            assert iam_allows(fresh, arn) == expected, (fmt, method, path, "fresh")
+            if cache_key not in cache:
+                cache[cache_key] = fresh
+            replayed = cache[cache_key]
+            assert replayed is not None
+            outcome = iam_allows(replayed, arn)
+            assert not (outcome and not expected), ("over-grant", fmt, method, path)
+            if exact or fmt == "REQUEST":
+                assert outcome == expected, ("over-deny", fmt, method, path)
+
+
+@EXAMPLES
+@given(table=route_tables(), held=st.frozensets(st.sampled_from(SCOPES)))
+def test_every_inexpressible_table_has_a_witness(
+    table: dict[str, str], held: frozenset[str]
+) -> None:
+    """A fallback is only taken for a real conflict: a path API Gateway sends to the permitted
+    route that the denied route's pattern (variables as ``*``) also matches."""
+    plan = PolicyPlanner(RouteScopes(table)).plan(held)
+    keys = list(table)
+    for conflict in plan.conflicts:
+        pattern = (
+            "/"
+            + "/".join(
+                "*" if part.startswith("{") else part
+                for part in oracle_segments(conflict.denied.path)
+            )
+            if conflict.denied.path != "/"
+            else "/"
+        )
+        methods = [
+            m
+            for m in ALL_METHODS
+            if conflict.denied.method in (m, "ANY") and conflict.permitted.method in (m, "ANY")
+        ]
+        assert any(
+            oracle_route(keys, m, path) == conflict.permitted.key
+            and iam_glob(f"{m}{pattern}", f"{m}{path}")
+            for m in methods
+            for path in PATHS
+        ), conflict

@@ -180,17 +180,15 @@ class Authorizer:
         same on every route: allowed only where every route of the table is."""
         permitted = self._routes.permits(route, principal.scopes)
         reason = "ok" if permitted else ("insufficient_scope" if route else "unknown_route")
-        if permitted and request.route_key not in request.identity_sources:
-            if not all(
-                self._routes.permits(r, principal.scopes) for r in self._routes.table.routes
-            ):
-                permitted, reason = False, "route_key_not_an_identity_source"
-                if not self._warned_route_key:
-                    self._warned_route_key = True
-                    logger.warning(
-                        "declare $context.routeKey among the authorizer's identity sources: "
-                        "without it a cached answer would be replayed on other routes, so "
-                        "only callers allowed on every route are allowed"
-                    )
+        everywhere = all(self._routes.permits(r, principal.scopes) for r in self._routes.table)
+        if permitted and request.route_key not in request.identity_sources and not everywhere:
+            permitted, reason = False, "route_key_not_an_identity_source"
+            if not self._warned_route_key:
+                self._warned_route_key = True
+                logger.warning(
+                    "declare $context.routeKey among the authorizer's identity sources: "
+                    "without it a cached answer would be replayed on other routes, so only "
+                    "callers allowed on every route are allowed"
+                )
         self._on_decision("allow" if permitted else "deny", reason, principal)
         return {"isAuthorized": permitted, "context": principal.context}

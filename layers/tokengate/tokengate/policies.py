@@ -141,9 +141,9 @@ def reaches(route: Route, preferred: Iterable[Route], parts: tuple[str | None, .
     """Whether the pattern ``parts`` matches some path that API Gateway sends to ``route`` (a
     path ``route`` matches and no ``preferred`` route does)."""
     rivals = tuple(preferred)
-    if _route_accepts(route, 0) and not any(_route_accepts(r, 0) for r in rivals):
-        if _glob_matches(parts, []):
-            return True
+    root = _route_accepts(route, 0) and not any(_route_accepts(r, 0) for r in rivals)
+    if root and _glob_matches(parts, []):
+        return True
     if not parts:
         return False  # the pattern "/" matches only the root path, handled above
     alphabet = {FRESH, EMPTY}

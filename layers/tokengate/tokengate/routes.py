@@ -28,7 +28,7 @@ answers 403/404 itself and never consults an authorizer or its cache for that re
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from .errors import ConfigurationError
@@ -148,7 +148,7 @@ class RouteTable:
         self.routes: tuple[Route, ...] = tuple(routes)
         self._by_shape = {route.shape: route for route in routes}
 
-    def __iter__(self) -> Iterable[Route]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Route]:
         return iter(self.routes)
 
     def __len__(self) -> int:
