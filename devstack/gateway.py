@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import socket
 import threading
@@ -27,6 +28,7 @@ from tokengate.routes import RouteTable
 from .events import ACCOUNT, API_ID
 from .template import Authorizer, Handler, Route, Template
 
+logger = logging.getLogger("devstack.gateway")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway REST payload limit
 
 
@@ -97,13 +99,32 @@ class Gateway:
         self.template = template
         self.stage = template.stage()
         self.routes = template.routes()
+        self.authorizers = template.authorizers()
         self._table = RouteTable(route.key for route in self.routes)
         self._by_key = {route.key: route for route in self.routes}
-        self.authorizers = template.authorizers()
+        for key in self.unlisted_routes():
+            logger.warning(
+                "route %s uses an authorizer but ROUTE_SCOPES does not list it: its requests are "
+                "denied, and a TOKEN authorizer's cached policy is not guaranteed to leave it out",
+                key,
+            )
         self.handlers = handlers
         self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.clock: Callable[[], float] = time.monotonic
+
+    def unlisted_routes(self) -> list[str]:
+        """Routes guarded by an authorizer whose ROUTE_SCOPES does not list them. An authorizer
+        decides for the routes it knows: every guarded route must be in its table."""
+        unlisted = []
+        for route in self.routes:
+            if route.authorizer is None:
+                continue
+            function = self.authorizers[route.authorizer].function
+            table = json.loads(self.template.environment(function).get("ROUTE_SCOPES") or "{}")
+            if RouteTable(table).find(route.key) is None:
+                unlisted.append(route.key)
+        return unlisted
 
     def _route(self, method: str, path: str) -> Route | None:
         """The route API Gateway selects (tokengate.routes: the most specific match)."""

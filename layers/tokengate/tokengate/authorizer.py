@@ -22,7 +22,7 @@ from .policies import PolicyPlanner, RouteScopes
 from .routes import Route
 
 _METHOD_ARN = re.compile(
-    r"(arn:[a-z-]+:execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+/[^/]+)/([A-Z]+)(/.*)?"
+    r"(arn:[a-z-]+:execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+/[A-Za-z0-9_$-]+)/([A-Z]+)(/.*)?"
 )
 CONTEXT_VALUE = str | int | float | bool
 _BEARER = re.compile(r"bearer ", re.IGNORECASE)
