@@ -384,3 +384,38 @@ def test_every_inexpressible_table_has_a_witness(
             for m in methods
             for path in PATHS
         ), conflict
+
+
+NESTED = {"GET /{proxy+}": "read", "GET /a/{id}": "admin", "GET /a/{id}/b": "read"}
+
+
+def test_an_inexpressible_table_is_named_once_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="tokengate.policies"):
+        planner = PolicyPlanner(RouteScopes(NESTED))
+    (record,) = caplog.records
+    assert "GET /a/{id} while allowing GET /a/{id}/b" in record.getMessage()
+    assert "GET /a/{id} while allowing GET /{proxy+}" in record.getMessage()
+    assert not planner.plan(frozenset({"read"})).exact
+    assert planner.plan(frozenset({"read", "admin"})).exact
+    with caplog.at_level("WARNING", logger="tokengate.policies"):
+        PolicyPlanner(RouteScopes({"POST /orders/{id}": "write", "POST /orders/{id}/refund": "x"}))
+    assert len(caplog.records) == 1  # an expressible table logs nothing
+
+
+def test_an_inexpressible_table_gets_per_route_policies(
+    principals: tuple[Tokens, ApiTokenPrincipals, SupabasePrincipals],
+) -> None:
+    tokens, api, _ = principals
+    authorizer = Authorizer(api, RouteScopes(NESTED))
+    token = tokens.api(frozenset({"read"}))
+
+    def policy(path: str) -> list[dict[str, Any]]:
+        answer = authorizer.decide(rest_event("TOKEN", token, "GET", path, path))
+        return [(s["Effect"], s["Resource"]) for s in answer["policyDocument"]["Statement"]]
+
+    # Its own pattern where no Deny it needs reaches it ...
+    assert policy("/a/1/b") == [("Allow", [f"{ARN}/GET/a/*/b"])]
+    # ... the exact ARN where the Deny of GET /a/{id} would also reach GET /{proxy+} ...
+    assert policy("/x/y") == [("Allow", [f"{ARN}/GET/x/y"])]
+    # ... and for a denied route, a Deny of the request with no Allow at all.
+    assert policy("/a/1") == [("Deny", [f"{ARN}/GET/a/1"])]

@@ -251,6 +251,15 @@ def has_wildcard(text: str) -> bool:
     return "*" in text or "?" in text
 
 
+def _log_conflicts(conflicts: Iterable[Conflict]) -> None:
+    logger.warning(
+        "IAM wildcards cannot express this route table exactly for every scope set: callers "
+        "whose scopes deny %s get per-route policies (keep the authorizer cache keyed on the "
+        "route, or its TTL at 0, so they are not replayed on other routes)",
+        "; ".join(f"{c.denied.key} while allowing {c.permitted.key}" for c in conflicts),
+    )
+
+
 class PolicyPlanner:
     """Policies for a route table; every scope set's exactness is decided when it is built."""
 
@@ -259,24 +268,15 @@ class PolicyPlanner:
         self._groups = _method_groups(scopes.table)
         self._plans: dict[frozenset[str], Plan] = {}
         names = sorted(scopes.names())
+        self.checked_every_scope_set = 2 ** len(names) <= MAX_CHECKED_SCOPE_SETS
         conflicts: set[Conflict] = set()
-        if 2 ** len(names) <= MAX_CHECKED_SCOPE_SETS:
+        if self.checked_every_scope_set:
             for size in range(len(names) + 1):
                 for held in itertools.combinations(names, size):
                     conflicts.update(self.plan(frozenset(held)).conflicts)
-            self.checked_every_scope_set = True
-        else:
-            self.checked_every_scope_set = False
         self.conflicts = tuple(sorted(conflicts, key=lambda c: (c.denied.key, c.permitted.key)))
         if self.conflicts:
-            logger.warning(
-                "IAM wildcards cannot express this route table exactly for every scope set: "
-                "tokens whose scopes deny %s get per-route policies (keep the authorizer cache "
-                "keyed on the route, or its TTL at 0, so they are not replayed on other routes)",
-                "; ".join(
-                    f"{c.denied.key} while allowing {c.permitted.key}" for c in self.conflicts
-                ),
-            )
+            _log_conflicts(self.conflicts)
 
     def plan(self, held: frozenset[str]) -> Plan:
         """The plan for the scopes a caller holds (only the table's scope names matter)."""
@@ -286,6 +286,8 @@ class PolicyPlanner:
             if len(self._plans) >= 4 * MAX_CHECKED_SCOPE_SETS:
                 self._plans.clear()
             plan = self._plans[key] = self._build(key)
+            if plan.conflicts and not self.checked_every_scope_set:
+                _log_conflicts(plan.conflicts)  # too many scope sets to check them all at start
         return plan
 
     def _build(self, held: frozenset[str]) -> Plan:
