@@ -8,6 +8,7 @@ candidates of the most specific kind; the IAM matcher is a hand-written glob ove
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Iterator
@@ -76,6 +77,11 @@ def oracle_fits(parts: list[str], request: list[str]) -> bool:
 def oracle_route(keys: list[str], method: str, path: str) -> str | None:
     """Brute force: the routes that fit, then, one segment at a time, only those whose segment
     is of the most specific kind any of them has there; an explicit method last."""
+    return _oracle_route(tuple(keys), method, path)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _oracle_route(keys: tuple[str, ...], method: str, path: str) -> str | None:
     request = oracle_segments(path)
     alive = []
     for key in keys:
@@ -419,3 +425,49 @@ def test_an_inexpressible_table_gets_per_route_policies(
     assert policy("/x/y") == [("Allow", [f"{ARN}/GET/x/y"])]
     # ... and for a denied route, a Deny of the request with no Allow at all.
     assert policy("/a/1") == [("Deny", [f"{ARN}/GET/a/1"])]
+
+
+SHORT_PATHS = [p for p in PATHS if p.count("/") <= 3]
+SOME_METHODS = ("GET", "POST", "DELETE")
+
+
+@EXAMPLES
+@given(table=route_tables(), held=st.frozensets(st.sampled_from(SCOPES)), data=st.data())
+def test_policies_decide_every_request_of_a_small_universe_as_a_fresh_call(
+    table: dict[str, str], held: frozenset[str], data: st.DataObject
+) -> None:
+    """Exhaustive over every request of up to three segments: an exact policy decides each one
+    as a fresh call would; a per-route policy never allows one a fresh call would deny."""
+    scopes = RouteScopes(table)
+    planner = PolicyPlanner(scopes)
+    keys = list(table)
+    routed = [
+        (m, p, k)
+        for m in SOME_METHODS
+        for p in SHORT_PATHS
+        if (k := oracle_route(keys, m, p)) is not None
+    ]
+    if not routed:
+        return
+
+    def answer(method: str, path: str) -> dict[str, Any]:
+        allowed, statements = planner.answer(
+            ARN, method, path, scopes.table.select(method, path), held
+        )
+        policy = {"policyDocument": {"Statement": statements}}
+        assert iam_allows(policy, f"{ARN}/{method}{path}") == allowed
+        return policy
+
+    if planner.plan(held).exact:
+        first = data.draw(st.sampled_from(routed))
+        policy = answer(first[0], first[1])
+        for method, path, key in routed:
+            expected = permitted(table, key, held)
+            assert iam_allows(policy, f"{ARN}/{method}{path}") == expected, (method, path)
+        return
+    for method, path, key in data.draw(st.lists(st.sampled_from(routed), max_size=4)):
+        policy = answer(method, path)
+        assert iam_allows(policy, f"{ARN}/{method}{path}") == permitted(table, key, held)
+        for other_method, other_path, other_key in routed:
+            if iam_allows(policy, f"{ARN}/{other_method}{other_path}"):
+                assert permitted(table, other_key, held), (method, path, other_method, other_path)
