@@ -162,15 +162,22 @@ class Authorizer:
             request.arn_base, request.method, request.path, route, principal.scopes
         )
         self._on_decision(
-            "allow" if permitted else "deny",
-            "ok" if permitted else ("insufficient_scope" if route else "unknown_route"),
-            principal,
+            "allow" if permitted else "deny", self._reason(route, principal, permitted), principal
         )
         return {
             "principalId": principal.sub,
             "policyDocument": {"Version": "2012-10-17", "Statement": statements},
             "context": principal.context,
         }
+
+    def _reason(self, route: Route | None, principal: Principal, permitted: bool) -> str:
+        if permitted:
+            return "ok"
+        if route is None:
+            return "route_not_in_table"
+        if self._routes.permits(route, principal.scopes):
+            return "unrepresentable_path"  # per-route answer for a path holding "*" or "?"
+        return "insufficient_scope"
 
     def _simple_response(
         self, request: AuthRequest, route: Route | None, principal: Principal
@@ -179,9 +186,12 @@ class Authorizer:
         same identity source values. Unless the route key is one of them, the answer must be the
         same on every route: allowed only where every route of the table is."""
         permitted = self._routes.permits(route, principal.scopes)
-        reason = "ok" if permitted else ("insufficient_scope" if route else "unknown_route")
-        everywhere = all(self._routes.permits(r, principal.scopes) for r in self._routes.table)
-        if permitted and request.route_key not in request.identity_sources and not everywhere:
+        reason = self._reason(route, principal, permitted)
+        if (
+            permitted
+            and request.route_key not in request.identity_sources
+            and not all(self._routes.permits(r, principal.scopes) for r in self._routes.table)
+        ):
             permitted, reason = False, "route_key_not_an_identity_source"
             if not self._warned_route_key:
                 self._warned_route_key = True
