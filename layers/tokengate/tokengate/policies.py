@@ -267,6 +267,7 @@ class PolicyPlanner:
         self.scopes = scopes
         self._groups = _method_groups(scopes.table)
         self._plans: dict[frozenset[str], Plan] = {}
+        self._documents: dict[tuple[str, frozenset[str]], list[tuple[str, list[str]]]] = {}
         names = sorted(scopes.names())
         self.checked_every_scope_set = 2 ** len(names) <= MAX_CHECKED_SCOPE_SETS
         conflicts: set[Conflict] = set()
@@ -304,6 +305,22 @@ class PolicyPlanner:
                 deny += [(method, pattern_path(group.parts[r])) for r in needed]
         return Plan(tuple(allow), tuple(deny), tuple(dict.fromkeys(conflicts)))
 
+    def _whole_table(self, arn_base: str, held: frozenset[str], plan: Plan) -> list[Statement]:
+        """The exact policy, built once per API stage and scope set (the warm path)."""
+        key = (arn_base, held & self.scopes.names())
+        built = self._documents.get(key)
+        if built is None:
+            if len(self._documents) >= 256:
+                self._documents.clear()
+            built = self._documents[key] = [
+                (s["Effect"], s["Resource"]) for s in _statements(arn_base, plan.allow, plan.deny)
+            ]
+        # Fresh objects each time: a caller may keep or change what it is given.
+        return [
+            {"Action": "execute-api:Invoke", "Effect": effect, "Resource": list(resources)}
+            for effect, resources in built
+        ]
+
     def _group(self, method: str) -> _MethodRoutes | None:
         return next((g for g in self._groups if method in g.methods), None)
 
@@ -319,10 +336,10 @@ class PolicyPlanner:
         plan = self.plan(held)
         if not self.scopes.permits(route, held):
             if plan.exact and plan.allow:
-                return False, _statements(arn_base, plan.allow, plan.deny)
+                return False, self._whole_table(arn_base, held, plan)
             return refuse
         if plan.exact:
-            return True, _statements(arn_base, plan.allow, plan.deny)
+            return True, self._whole_table(arn_base, held, plan)
         # Per-route answer: this route's pattern with the Denies it needs, unless one of them
         # would also reach this route; then the exact method ARN.
         denied = [r for r in group.live if not self.scopes.permits(r, held)]
