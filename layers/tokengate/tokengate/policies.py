@@ -251,12 +251,14 @@ def has_wildcard(text: str) -> bool:
     return "*" in text or "?" in text
 
 
-def _log_conflicts(conflicts: Iterable[Conflict]) -> None:
+def _log_conflicts(conflicts: Iterable[Conflict], shown: int = 10) -> None:
+    pairs = [f"{c.denied.key} while allowing {c.permitted.key}" for c in conflicts]
+    more = f"; and {len(pairs) - shown} more" if len(pairs) > shown else ""
     logger.warning(
         "IAM wildcards cannot express this route table exactly for every scope set: callers "
         "whose scopes deny %s get per-route policies (keep the authorizer cache keyed on the "
         "route, or its TTL at 0, so they are not replayed on other routes)",
-        "; ".join(f"{c.denied.key} while allowing {c.permitted.key}" for c in conflicts),
+        "; ".join(pairs[:shown]) + more,
     )
 
 
