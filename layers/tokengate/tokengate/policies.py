@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .routes import ANY, GREEDY, LITERAL, METHODS, Route, RouteTable
+from .routes import ANY, GREEDY, LITERAL, METHODS, Route, RouteTable, path_segments
 
 logger = logging.getLogger("tokengate.policies")
 
@@ -256,7 +256,7 @@ def _log_conflicts(conflicts: Iterable[Conflict], shown: int = 10) -> None:
     more = f"; and {len(pairs) - shown} more" if len(pairs) > shown else ""
     logger.warning(
         "IAM wildcards cannot express this route table exactly for every scope set: callers "
-        "whose scopes deny %s get per-route policies (keep the authorizer cache keyed on the "
+        "whose scopes deny %s may get per-route policies (keep the authorizer cache keyed on the "
         "route, or its TTL at 0, so they are not replayed on other routes)",
         "; ".join(pairs[:shown]) + more,
     )
@@ -337,14 +337,20 @@ class PolicyPlanner:
             return refuse
         plan = self.plan(held)
         if not self.scopes.permits(route, held):
-            if plan.exact and plan.allow:
-                return False, self._whole_table(arn_base, held, plan)
-            return refuse
+            # The whole-table policy denies every request of a denied route, exact or not.
+            return (False, self._whole_table(arn_base, held, plan)) if plan.allow else refuse
         if plan.exact:
+            return True, self._whole_table(arn_base, held, plan)
+        denied = [r for r in group.live if not self.scopes.permits(r, held)]
+        permitted = [r for r in group.live if self.scopes.permits(r, held)]
+        needed = [d for d in denied if any(group.reach[d][p] for p in permitted)]
+        segments = path_segments(path) or []
+        if not any(_glob_matches(group.parts[d], segments) for d in needed):
+            # Not one of the requests a needed Deny would wrongly catch: the whole-table policy
+            # allows it, and replayed elsewhere denies only those requests.
             return True, self._whole_table(arn_base, held, plan)
         # Per-route answer: this route's pattern with the Denies it needs, unless one of them
         # would also reach this route; then the exact method ARN.
-        denied = [r for r in group.live if not self.scopes.permits(r, held)]
         needed = [d for d in denied if group.reach[d][route]]
         if not any(group.reach[route][d] for d in needed):
             return True, _statements(
