@@ -17,12 +17,13 @@ the table's literal segments, a fresh segment and an empty one, which stand for 
 route and pattern only compares a segment with a literal or asks whether it is empty.
 
 Where the policy would not be exact (a permitted route nested under a denied broader pattern, for
-example), the answer for such scopes is *per route*: an Allow of the request's own route
-pattern with the Denies it needs, or, when one of those Denies would also reach the route itself,
-an Allow of the exact method ARN. Such a policy never allows a request a fresh decision denies,
-whatever route the cache replays it on; it is exact for every request of the same route, which
-is what a cache keyed on the route (a ``REQUEST`` authorizer with the identity sources
-``context.httpMethod`` and ``context.resourcePath``) replays it on.
+example), it is still safe: it allows no denied request. Such scopes get it for every request
+it decides rightly; a permitted request one of its Denies would wrongly catch gets a *per-route*
+answer instead: the request's own route pattern with the Denies it needs, or, when one of those
+would also reach the route itself, the exact method ARN. No answer ever allows a request a fresh
+decision denies, whatever route the cache replays it on; each is exact for every request of the
+same method and path, which is what a cache keyed on them (a ``REQUEST`` authorizer with the
+identity sources ``context.httpMethod`` and ``context.path``) replays it on.
 """
 
 from __future__ import annotations
