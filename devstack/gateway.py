@@ -10,8 +10,8 @@ identity for the template's ``ReauthorizeEvery``. API Gateway's own answers (no 
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
+import logging
 import re
 import socket
 import threading
@@ -24,10 +24,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tokengate.apigw import header
+from tokengate.routes import RouteTable
 
 from .events import ACCOUNT, API_ID
 from .template import Authorizer, Handler, Route, Template
 
+logger = logging.getLogger("devstack.gateway")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway REST payload limit
 
 
@@ -101,13 +103,20 @@ def gateway_response(
     return Answer(status, headers, body.encode())
 
 
+def iam_pattern_matches(pattern: str, arn: str) -> bool:
+    """An IAM resource pattern: ``*`` any characters (``/`` included), ``?`` any one; nothing
+    else is special (unlike fnmatch, ``[`` is a plain character)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, arn, re.DOTALL) is not None
+
+
 def policy_allows(policy: dict[str, Any], method_arn: str) -> bool:
     """IAM evaluation as API Gateway applies it: an explicit Deny wins, then any Allow."""
     allowed = False
     for statement in policy.get("policyDocument", {}).get("Statement", []):
         resources = statement.get("Resource", [])
         resources = [resources] if isinstance(resources, str) else resources
-        if any(fnmatch.fnmatchcase(method_arn, pattern) for pattern in resources):
+        if any(iam_pattern_matches(pattern, method_arn) for pattern in resources):
             if statement.get("Effect") == "Deny":
                 return False
             allowed = allowed or statement.get("Effect") == "Allow"
@@ -131,8 +140,16 @@ class Gateway:
         self.stage = template.stage()
         self.routes = template.routes()
         self.authorizers = template.authorizers()
+        self._table = RouteTable(route.key for route in self.routes)
+        self._by_key = {route.key: route for route in self.routes}
+        for key in self.unlisted_routes():
+            logger.warning(
+                "route %s uses an authorizer but ROUTE_SCOPES does not list it: its requests are "
+                "denied, and a TOKEN authorizer's cached policy is not guaranteed to leave it out",
+                key,
+            )
         self.handlers = handlers
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.clock: Callable[[], float] = time.monotonic
         self.responses: dict[str, Any] = template.api().get("GatewayResponses") or {}
@@ -149,11 +166,23 @@ class Gateway:
         }
         return gateway_response(self.responses, response_type, message, context)
 
-    def _route(self, method: str, path: str) -> Route | None:
+    def unlisted_routes(self) -> list[str]:
+        """Routes guarded by an authorizer whose ROUTE_SCOPES does not list them. An authorizer
+        decides for the routes it knows: every guarded route must be in its table."""
+        unlisted = []
         for route in self.routes:
-            if route.method in (method, "ANY") and route.pattern.match(path):
-                return route
-        return None
+            if route.authorizer is None:
+                continue
+            function = self.authorizers[route.authorizer].function
+            table = json.loads(self.template.environment(function).get("ROUTE_SCOPES") or "{}")
+            if RouteTable(table).find(route.key) is None:
+                unlisted.append(route.key)
+        return unlisted
+
+    def _route(self, method: str, path: str) -> Route | None:
+        """The route API Gateway selects (tokengate.routes: the most specific match)."""
+        selected = self._table.select(method, path)
+        return None if selected is None else self._by_key[selected.key]
 
     def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes, peer: str
@@ -230,7 +259,10 @@ class Gateway:
         if not identity or (auth.validation and not re.fullmatch(auth.validation, identity)):
             return unauthorized
         method_arn = self.method_arn(event["httpMethod"], event["path"])
-        key = (auth.name, identity)
+        # The cache key is every identity source's value: the header, and for REQUEST
+        # authorizers the context variables the template lists (e.g. httpMethod, path).
+        context = event["requestContext"]
+        key = (auth.name, identity, *(str(context.get(name, "")) for name in auth.context))
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached[0] > self.clock():

@@ -7,7 +7,6 @@ deployment does.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import re
 import sys
@@ -18,8 +17,6 @@ from types import ModuleType
 from typing import Any
 
 import yaml
-
-from tokengate.authorizer import path_pattern
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -61,9 +58,9 @@ class Route:
     function: str
     authorizer: str | None
 
-    @functools.cached_property
-    def pattern(self) -> re.Pattern[str]:
-        return path_pattern(self.path)
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +71,7 @@ class Authorizer:
     header: str
     validation: str | None
     ttl: int
+    context: tuple[str, ...] = ()  # REQUEST identity sources context.<name>, in the cache key
 
 
 class ParameterError(ValueError):
@@ -233,6 +231,7 @@ class Template:
                 header=headers[0],
                 validation=identity.get("ValidationExpression"),
                 ttl=int(self.evaluate(identity.get("ReauthorizeEvery", 300))),
+                context=tuple(identity.get("Context", ())),
             )
         return result
 

@@ -172,6 +172,14 @@ def test_routes_and_authorizers_come_from_the_template(tmp_path: Path) -> None:
     assert routes[("GET", "/me")] == "ApiTokenAuthorizer"
     assert routes[("GET", "/supabase/whoami")] == "SupabaseAuthorizer"
     assert routes[("POST", "/token")] is None
+    assert gateway.unlisted_routes() == ["GET /me"]  # RouteScopes still names /whoami
+
+
+def test_route_scopes_list_every_guarded_route_of_the_template() -> None:
+    """Each authorizer decides for the routes its table lists; the default table lists every
+    route the template guards, with its own path syntax."""
+    gateway = Gateway(Template.load({"SupabaseUrl": "https://x.supabase.co"}), handlers={})
+    assert gateway.unlisted_routes() == []
 
 
 def test_parameters_document_themselves() -> None:

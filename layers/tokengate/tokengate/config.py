@@ -25,6 +25,7 @@ from .jwks import (
     MAX_PUBLISH_MAX_AGE,
     MIN_COOLDOWN_SECONDS,
 )
+from .routes import RouteTable
 from .scopes import DEFAULT_SCOPES_CLAIM
 from .supabase import DEFAULT_MIN_AAL
 
@@ -67,6 +68,45 @@ def _json_object(name: str, value: str) -> dict[str, Any]:
     if not isinstance(document, dict) or not all(isinstance(v, str) for v in document.values()):
         raise ConfigurationError(f"{name} must be a JSON object of strings")
     return document
+
+
+def _client_scopes(
+    value: str, supported: tuple[str, ...], clients: frozenset[str]
+) -> Mapping[str, tuple[str, ...]]:
+    """CLIENT_SCOPES: a JSON object of OAuth client id → the API scopes (a list, or a
+    space-separated string) that client's tokens may ever carry; clients must be allow-listed."""
+    if not value.strip():
+        return MappingProxyType({})
+    try:
+        document = json.loads(value)
+    except ValueError:
+        raise ConfigurationError("CLIENT_SCOPES must be a JSON object") from None
+    if not isinstance(document, dict):
+        raise ConfigurationError("CLIENT_SCOPES must be a JSON object")
+    table: dict[str, tuple[str, ...]] = {}
+    for client, scopes in document.items():
+        if isinstance(scopes, str):
+            scopes = scopes.split()
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise ConfigurationError(f"CLIENT_SCOPES[{client!r}] must list scopes")
+        unknown = sorted(set(scopes) - set(supported))
+        if unknown:
+            raise ConfigurationError(
+                f"CLIENT_SCOPES[{client!r}] names scopes the API does not support: {unknown}"
+            )
+        if client not in clients:
+            raise ConfigurationError(
+                f"CLIENT_SCOPES names {client!r}, which ALLOWED_CLIENT_IDS does not allow"
+            )
+        table[client] = tuple(dict.fromkeys(scopes))
+    return MappingProxyType(table)
+
+
+def _route_scopes(value: str) -> Mapping[str, str]:
+    """ROUTE_SCOPES: route keys checked here, so every function refuses a bad table at start."""
+    table = _json_object("ROUTE_SCOPES", value)
+    RouteTable(table)
+    return MappingProxyType(table)
 
 
 def _url(name: str, value: str) -> str:
@@ -114,6 +154,7 @@ class Settings:
     passthrough_claims: tuple[str, ...]
     allow_anonymous: bool
     allowed_client_ids: frozenset[str]
+    client_scopes: Mapping[str, tuple[str, ...]]  # OAuth client id → its API scopes, at most
     min_aal: str
     leeway: int
     jwks_cache_seconds: int
@@ -144,6 +185,7 @@ class Settings:
         if not audiences:
             raise ConfigurationError("AUDIENCES must name at least one audience")
         scopes_supported = _list(get("SCOPES_SUPPORTED", "read"))
+        allowed_client_ids = frozenset(_list(get("ALLOWED_CLIENT_IDS")))
         issuer = get("ISSUER")
         session_check = _bool("SESSION_CHECK", get("SESSION_CHECK", "false"))
         api_key = get("SUPABASE_API_KEY")
@@ -184,7 +226,10 @@ class Settings:
                 get("PASSTHROUGH_CLAIMS", " ".join(DEFAULT_PASSTHROUGH_CLAIMS))
             ),
             allow_anonymous=_bool("ALLOW_ANONYMOUS", get("ALLOW_ANONYMOUS", "false")),
-            allowed_client_ids=frozenset(_list(get("ALLOWED_CLIENT_IDS"))),
+            allowed_client_ids=allowed_client_ids,
+            client_scopes=_client_scopes(
+                get("CLIENT_SCOPES"), scopes_supported, allowed_client_ids
+            ),
             min_aal=get("MIN_AAL", DEFAULT_MIN_AAL),
             leeway=_int(
                 "LEEWAY_SECONDS",
@@ -214,7 +259,7 @@ class Settings:
                 0,
                 MAX_PUBLISH_MAX_AGE,
             ),
-            route_scopes=MappingProxyType(_json_object("ROUTE_SCOPES", get("ROUTE_SCOPES"))),
+            route_scopes=_route_scopes(get("ROUTE_SCOPES")),
             api_jwks_url=get("API_JWKS_URL"),
             context_claims=_list(get("CONTEXT_CLAIMS", "aal")),
             session_check=session_check,
