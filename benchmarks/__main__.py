@@ -25,7 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import cold, count, harness, warm
+from . import cli, cold, count, harness, warm
 
 
 class Settings:
@@ -143,6 +143,27 @@ def cold_section(fixture: warm.Fixture, settings: Settings) -> tuple[list[str], 
     return [*lines, ""], verdicts
 
 
+def cli_section(settings: Settings) -> tuple[list[str], list[str]]:
+    """The ``tokengate`` command, spawn to exit (its own harness: :mod:`benchmarks.cli`)."""
+    runs = 3 if settings.quick else cli.RUNS
+    rows = cli.cli_rows(runs)
+    lines = [
+        f"#### CLI: spawn → exit, ms (median of {runs} runs)\n",
+        "| command | ms | target |",
+        "|---|---:|---|",
+    ]
+    verdicts = []
+    for name, ms, target in rows:
+        bound = float(target.removeprefix("<= ")) if target.startswith("<= ") else None
+        mark = f"≤ {bound:.0f} {harness.verdict(ms, bound)}" if bound is not None else ""
+        lines.append(f"| {name} | {ms:.0f} | {mark} |")
+        if bound is not None:
+            verdicts.append(
+                f"| {name} | {ms:.0f} ms | ≤ {bound:.0f} ms | {harness.verdict(ms, bound)} |"
+            )
+    return [*lines, ""], verdicts
+
+
 def _over_bare(rounds: harness.Rounds) -> harness.Rounds:
     """Each spawn's time over the same round's bare interpreter: "÷ floor's" compares a row's
     own cost with the import floor's, which scales with the machine's load as the row does."""
@@ -172,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             verdicts += count_verdicts
     cold_lines, cold_verdicts = cold_section(fixture, settings)
     verdicts += cold_verdicts
+    cli_lines, cli_verdicts = cli_section(settings)
+    verdicts += cli_verdicts
     load = os.getloadavg()
     header = [
         "## Measured",
@@ -191,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "### All rows",
         "",
     ]
-    text = "\n".join([*header, *warm_lines, *count_lines, *cold_lines])
+    text = "\n".join([*header, *warm_lines, *count_lines, *cold_lines, *cli_lines])
     print(text)
     if args.write:
         write_between_markers(args.write, text)

@@ -1,12 +1,12 @@
 """Reads ``template.yaml``: the single source of truth for routes, authorizers and environment.
 
-A small evaluator covers the intrinsic functions the template uses (Ref, If, Equals, Not, Sub,
-GetAtt, Split) so the local stack sees the same variable names and defaults a deployment does.
+A small evaluator covers the intrinsic functions the template uses (Ref, If, Equals, Not, And,
+Or, Sub, GetAtt, Split) so the local stack sees the same variable names and defaults a
+deployment does.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import re
 import sys
@@ -17,8 +17,6 @@ from types import ModuleType
 from typing import Any
 
 import yaml
-
-from tokengate.authorizer import path_pattern
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -60,9 +58,9 @@ class Route:
     function: str
     authorizer: str | None
 
-    @functools.cached_property
-    def pattern(self) -> re.Pattern[str]:
-        return path_pattern(self.path)
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +71,7 @@ class Authorizer:
     header: str
     validation: str | None
     ttl: int
+    context: tuple[str, ...] = ()  # REQUEST identity sources context.<name>, in the cache key
 
 
 class ParameterError(ValueError):
@@ -155,6 +154,10 @@ class Template:
             return self.evaluate(arg[0]) == self.evaluate(arg[1])
         if name == "Not":
             return not self.evaluate(arg[0])
+        if name == "And":
+            return all(self.evaluate(v) for v in arg)
+        if name == "Or":
+            return any(self.evaluate(v) for v in arg)
         if name == "Condition":
             return self.condition(arg)
         if name == "Split":
@@ -228,6 +231,7 @@ class Template:
                 header=headers[0],
                 validation=identity.get("ValidationExpression"),
                 ttl=int(self.evaluate(identity.get("ReauthorizeEvery", 300))),
+                context=tuple(identity.get("Context", ())),
             )
         return result
 

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Protocol
 
 from .claims import (
     DEFAULT_LEEWAY_SECONDS,
+    canonical_subject,
     check_audience,
     check_issuer,
     check_times,
@@ -165,4 +166,6 @@ class ApiTokenVerifier:
             )
         if not sub or scope is None or not client_id or not jti or sid is None:
             raise InvalidTokenError(Reason.CLAIM, "a required API token claim is missing")
-        return ApiTokenClaims(sub, tuple(scope.split()), client_id, jti, sid, claims)
+        return ApiTokenClaims(
+            canonical_subject(sub), tuple(scope.split()), client_id, jti, sid, claims
+        )

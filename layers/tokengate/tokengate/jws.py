@@ -12,6 +12,8 @@ import base64
 import binascii
 import json
 import math
+import re
+import sys
 from typing import Any, NamedTuple
 
 from .errors import InvalidTokenError, Reason
@@ -28,8 +30,12 @@ def b64url_encode(data: bytes) -> str:
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # base64url -> standard base64 for binascii, with the standard alphabet's own "+", "/" and "="
-# mapped to "!", which binascii's strict mode refuses: one C pass checks the alphabet and decodes.
+# mapped to "!", which binascii's strict mode (Python 3.11+) refuses: one C pass checks the
+# alphabet and decodes. Without strict mode (Python 3.10, where the command-line client also
+# runs) binascii would skip such characters, so the alphabet is checked by a regex first there.
 _TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
+_STRICT = sys.version_info >= (3, 11)
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 # With 2 (3) characters in the last quantum, the low 4 (2) bits of the last one are unused and
 # must be zero: the last character is then one of these.
 _CANONICAL_LAST = {
@@ -50,9 +56,13 @@ def b64url_decode(segment: str) -> bytes:
     if not segment or rest == 1 or segment[-1] not in _CANONICAL_LAST[rest]:
         raise ValueError("not canonical base64url")
     try:
-        return binascii.a2b_base64(
-            segment.encode("ascii").translate(_TO_STANDARD) + _PADDING[rest], strict_mode=True
-        )
+        if _STRICT:
+            return binascii.a2b_base64(
+                segment.encode("ascii").translate(_TO_STANDARD) + _PADDING[rest], strict_mode=True
+            )
+        if not _B64URL.fullmatch(segment):
+            raise ValueError("not canonical base64url")
+        return binascii.a2b_base64(segment.encode("ascii").translate(_TO_STANDARD) + _PADDING[rest])
     except (UnicodeEncodeError, binascii.Error) as exc:
         raise ValueError("not canonical base64url") from exc
 

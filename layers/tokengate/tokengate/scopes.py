@@ -4,10 +4,16 @@ authorizer.
 A user gets the default scopes plus the extras listed under one ``app_metadata`` key
 (server-controlled), never anything from ``user_metadata`` (user-editable), and only scopes the
 API knows.
+
+A token Supabase's OAuth server issued to a third-party app (it carries ``client_id``) acts for
+the user only as far as the app may: its API scopes are the user's, limited to what the
+configuration lets that client ever receive (nothing for a client it does not list) and, when the
+token's own ``scope`` (the user's consent) names API scopes, to those too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import ConfigurationError, RequestError
@@ -22,6 +28,7 @@ class _ScopePolicyFields(NamedTuple):
     scopes_supported: tuple[str, ...]
     default_scopes: tuple[str, ...]
     scopes_claim: str | None
+    client_scopes: Mapping[str, tuple[str, ...]]
 
 
 class ScopePolicy(_ScopePolicyFields):
@@ -34,10 +41,17 @@ class ScopePolicy(_ScopePolicyFields):
         scopes_supported: tuple[str, ...],
         default_scopes: tuple[str, ...],
         scopes_claim: str | None = DEFAULT_SCOPES_CLAIM,
+        client_scopes: Mapping[str, tuple[str, ...]] | None = None,
     ) -> ScopePolicy:
         if not set(default_scopes) <= set(scopes_supported):
             raise ConfigurationError("default scopes must be among the supported scopes")
-        return super().__new__(cls, scopes_supported, default_scopes, scopes_claim)
+        return super().__new__(
+            cls,
+            scopes_supported,
+            default_scopes,
+            scopes_claim,
+            client_scopes if client_scopes is not None else {},
+        )
 
     def user_scopes(self, identity: SupabaseIdentity) -> set[str]:
         """Default scopes plus extras from ``app_metadata[scopes_claim]`` (a list or a
@@ -48,7 +62,18 @@ class ScopePolicy(_ScopePolicyFields):
             extra = extra.split()
         if isinstance(extra, list):
             granted.update(s for s in extra if isinstance(s, str))
-        return granted & set(self.scopes_supported)
+        granted &= set(self.scopes_supported)
+        if identity.client_id is not None:
+            granted &= set(self.client_scopes.get(identity.client_id, ()))
+            consent = identity.claims.get("scope")
+            named = (
+                set(consent.split()) & set(self.scopes_supported)
+                if isinstance(consent, str)
+                else set()
+            )
+            if named:
+                granted &= named
+        return granted
 
     def scopes_for(
         self, requested: tuple[str, ...] | None, identity: SupabaseIdentity
@@ -56,7 +81,8 @@ class ScopePolicy(_ScopePolicyFields):
         """RFC 6749 §3.3: the default scopes when none is requested, else the requested ones,
         each of which this user must be entitled to (``invalid_scope`` otherwise)."""
         if requested is None:
-            return list(self.default_scopes)
+            allowed = self.user_scopes(identity)
+            return [scope for scope in self.default_scopes if scope in allowed]
         if not all(requested):
             raise RequestError("invalid_scope", "The scope parameter is malformed.")
         if not set(requested) <= self.user_scopes(identity):
