@@ -31,8 +31,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .routes import ANY, GREEDY, LITERAL, METHODS, Route, RouteTable, path_segments
 
@@ -216,16 +215,14 @@ def _method_groups(table: RouteTable) -> list[_MethodRoutes]:
     return groups
 
 
-@dataclass(frozen=True)
-class Conflict:
+class Conflict(NamedTuple):
     """A denied route whose Deny would also reach a permitted route's requests."""
 
     denied: Route
     permitted: Route
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """The whole-table policy for one set of scopes, and whether it is exact."""
 
     allow: tuple[tuple[str, str], ...]  # (method, resource pattern path)
