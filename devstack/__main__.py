@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import sys
+import time
 from urllib.parse import urlsplit
 
 from tokengate.errors import ConfigurationError
@@ -140,7 +141,10 @@ def serve_until_stopped(stack: LocalStack) -> None:
             signal.signal(sig, _stop)
         print("Ctrl-C stops everything.", flush=True)
         while True:
-            signal.pause()
+            # Not signal.pause(): a stop signal the kernel hands to one of the servers' threads
+            # runs no handler until the main thread executes bytecode again, and pause() would
+            # keep it asleep; a short sleep lets the handler run within half a second.
+            time.sleep(0.5)
     except _Stopped:
         pass
     finally:
