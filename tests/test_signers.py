@@ -12,7 +12,11 @@ from moto import mock_aws
 from devstack.moto_aws import new_private_key_pem
 from tokengate.apitoken import ApiTokenIssuer
 from tokengate.aws import KMS_KEY_SPECS, KmsSigner, local_signer_from_secret
-from tokengate.errors import ConfigurationError, DependencyUnavailableError
+from tokengate.errors import (
+    ConfigurationError,
+    DependencyMisconfiguredError,
+    DependencyUnavailableError,
+)
 from tokengate.jws import b64url_decode
 from tokengate.keys import key_from_jwk
 from tokengate.signing import LocalKeySigner
@@ -83,22 +87,28 @@ def test_kms_key_of_the_wrong_type_is_a_configuration_error(kms) -> None:  # typ
 
 
 @pytest.mark.parametrize(
-    "code",
+    ("code", "status", "reason", "misconfigured"),
     [
-        "ThrottlingException",
-        "KMSInternalException",
-        "DisabledException",
-        "KMSInvalidStateException",
+        ("ThrottlingException", 400, "kms_throttled", False),
+        ("KMSInternalException", 500, "kms_unavailable", False),
+        ("KeyUnavailableException", 500, "kms_unavailable", False),
+        ("DisabledException", 400, "kms_misconfigured", True),
+        ("KMSInvalidStateException", 400, "kms_misconfigured", True),
+        ("AccessDeniedException", 400, "kms_misconfigured", True),
+        ("NotFoundException", 400, "kms_misconfigured", True),
     ],
 )
-def test_kms_sign_errors_fail_closed(kms, code: str) -> None:  # type: ignore[no-untyped-def]
+def test_kms_sign_errors_fail_closed(  # type: ignore[no-untyped-def]
+    kms, code: str, status: int, reason: str, misconfigured: bool
+) -> None:
     signer = KmsSigner(kms_key(kms, "RS256"), "RS256", kms=kms)
     assert signer.kid  # the public key is read from moto first
     with Stubber(kms) as stub:
-        stub.add_client_error("sign", service_error_code=code, http_status_code=400)
+        stub.add_client_error("sign", service_error_code=code, http_status_code=status)
         with pytest.raises(DependencyUnavailableError) as caught:
             issue(signer)
-    assert caught.value.reason == "kms_unavailable"
+    assert caught.value.reason == reason
+    assert isinstance(caught.value, DependencyMisconfiguredError) is misconfigured
 
 
 def test_missing_kms_key_fails_closed(kms) -> None:  # type: ignore[no-untyped-def]
