@@ -17,6 +17,7 @@ from devstack.template import Template
 from tests.factories import HS_SECRET, SUPABASE_URL, KeyPair, ec_pair, rsa_pair
 from tests.jwks_server import JwksServer
 from tokengate.aws import AwsJsonClient
+from tokengate.errors import DependencyUnavailableError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
 
@@ -40,11 +41,15 @@ class StaticJwksFetcher:
         self.document: Any = {"keys": [k.jwk() for k in keys]}
         self.calls = 0
         self.fail: Exception | None = None
+        self.fail_next = 0  # fail this many fetches, then serve
 
     def fetch(self, url: str) -> bytes:
         self.calls += 1
         if self.fail is not None:
             raise self.fail
+        if self.fail_next:
+            self.fail_next -= 1
+            raise DependencyUnavailableError("jwks_unavailable", "ConnectionResetError")
         return json.dumps(self.document).encode()
 
 

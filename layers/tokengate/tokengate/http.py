@@ -276,6 +276,19 @@ class HttpClient:
             connection.close()
         return answer
 
+    def close(self) -> None:
+        """Close the idle connections (a process ends them anyway; tests and scripts tidy up)."""
+        with self._lock:
+            idle = [c for connections in self._idle.values() for c in connections]
+            self._idle.clear()
+        for connection in idle:
+            connection.close()
+
+    def __del__(self) -> None:
+        for connections in getattr(self, "_idle", {}).values():
+            for connection in connections:
+                connection.close()
+
     def _take(self, key: tuple[str, str, int]) -> _Connection | None:
         with self._lock:
             idle = self._idle.get(key)
