@@ -31,7 +31,7 @@ from moto import mock_aws
 
 from devstack.events import exchange_body, proxy_event
 from devstack.gateway import LambdaContext
-from devstack.moto_aws import FAKE_CREDENTIALS
+from devstack.moto_aws import FAKE_CREDENTIALS, LocalAws
 from devstack.stack import deploy, load_handlers
 from devstack.template import Handler
 from tests.factories import (
@@ -168,26 +168,41 @@ def exchange_event(subject_token: str) -> dict[str, Any]:
     return proxy_event("POST", "/token", exchange_body(subject_token), form)
 
 
-def deployment(own_jwks: JwksServer, **parameters: str) -> tuple[dict[str, Handler], str]:
+def deployment(
+    own_jwks: JwksServer, aws: LocalAws, **parameters: str
+) -> tuple[dict[str, Handler], str]:
     template, provisioned = deploy(
         supabase_url=SUPABASE_URL,
         jwt_secret=HS_SECRET,
         issuer=ISSUER,
         parameters=parameters,
-        environment={"API_JWKS_URL": own_jwks.jwks_url},
+        # The functions call KMS and Secrets Manager over HTTP: moto in server mode, sharing the
+        # state mock_aws provisions.
+        environment={"API_JWKS_URL": own_jwks.jwks_url, "AWS_ENDPOINT_URL": aws.endpoint},
     )
     return load_handlers(template), provisioned.signing_key_arn
+
+
+@contextlib.contextmanager
+def _stopping(aws: LocalAws) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        aws.stop()
 
 
 def handlers_and_authorizer(table: Table, rsa_key: KeyPair) -> None:
     context = LambdaContext()
     subject = hs_token(supabase_claims())
-    with mock_aws(), JwksServer({"keys": []}) as own_jwks, quiet():
+    aws = LocalAws().start()
+    with mock_aws(), JwksServer({"keys": []}) as own_jwks, quiet(), _stopping(aws):
         exchange_times = {}
         kms_handlers: dict[str, dict[str, Handler]] = {}
         for mode in ("kms", "secretsmanager"):
             for alg in ("RS256", "ES256"):
-                handlers, key_arn = deployment(own_jwks, SigningMode=mode, SigningAlgorithm=alg)
+                handlers, key_arn = deployment(
+                    own_jwks, aws, SigningMode=mode, SigningAlgorithm=alg
+                )
                 exchange = handlers["TokenExchangeFunction"]
                 event = exchange_event(subject)
                 assert exchange(event, context)["statusCode"] == 200
