@@ -74,7 +74,7 @@ def hs256(signing_input: bytes, secret: str | bytes = HS_SECRET) -> bytes:
 
 
 def supabase_claims(now: float | None = None, **overrides: Any) -> dict[str, Any]:
-    """Claims exactly as Supabase Auth puts them in an access token (SUPABASE.md)."""
+    """Claims exactly as Supabase Auth puts them in an access token (docs/contract.md §5)."""
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
         "iss": SUPABASE_ISSUER,

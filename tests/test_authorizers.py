@@ -1,4 +1,4 @@
-"""Both Lambda authorizers, every event format (docs/contract.md §6, §7; SECURITY.md A, F)."""
+"""Both Lambda authorizers, every event format (docs/contract.md §6, §7; §12 A, F)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SECURITY.md A-F against every surface: the Supabase verifier, the API-token verifier, and over
+"""docs/contract.md §12 A-F on each surface: the Supabase verifier, the API-token verifier, and over
 HTTP through the local stack (/token, /supabase/whoami, /whoami). Logs captured throughout must
 hold no token, signature or secret (G-29)."""
 

@@ -1,4 +1,4 @@
-"""Failure and fault injection (SECURITY.md G-27): AWS and the JWKS upstreams misbehaving.
+"""Failure and fault injection (docs/contract.md §12 G-27): AWS and the JWKS upstreams misbehaving.
 
 Each handler is invoked with a Lambda-like context whose remaining time is short, and each
 dependency is driven slow, trickling, hanging and refusing: the exchange answers 503
@@ -306,7 +306,7 @@ def test_supabase_jwks_failure_serves_the_last_good_keys(
 def test_refetch_storm_through_the_handler(
     make_api: MakeApi, project: JwksServer, ec_key: KeyPair
 ) -> None:
-    """SECURITY.md B-9 at the exchange: 1,000 random kids, at most one JWKS fetch per window."""
+    """docs/contract.md §12 B-9 at the exchange: 1,000 random kids, one JWKS fetch per window."""
     api = make_api({"SupabaseUrl": project.base_url})
     assert api.exchange(key_token(ec_key, claims_for(project)))[0] == 200
     before = project.requests

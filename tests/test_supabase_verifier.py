@@ -1,4 +1,4 @@
-"""Supabase access-token verification (docs/contract.md §5; SECURITY.md A, B, D, E)."""
+"""Supabase access-token verification (docs/contract.md §5; §12 A, B, D, E)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Project Wycheproof vectors against our signature verification (SECURITY.md, external vectors).
+"""Project Wycheproof vectors against our signature verification (docs/contract.md §12).
 
 Every vector runs. A disagreement is allowed only where we are deliberately stricter (we reject a
 vector Wycheproof calls valid), and each such case must be explained by one of the documented
