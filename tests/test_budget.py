@@ -178,3 +178,45 @@ def test_a_budget_spent_mid_call_fails_with_the_callers_reason() -> None:
     with budget.invocation(context), pytest.raises(DependencyUnavailableError) as caught:
         HttpClient(budget).get("http://127.0.0.1:1/", {}, "session_check_unavailable")
     assert caught.value.reason == "session_check_unavailable"
+
+
+# -- a loaded-once value: nobody waits on another's slow load past their budget -----------------
+
+
+def test_a_slow_load_holds_no_caller_past_its_budget() -> None:
+    from tokengate.cache import CachedValue
+
+    release, entered = threading.Event(), threading.Event()
+    loads = iter(["first", "second"])
+
+    def load() -> str:
+        entered.set()
+        assert release.wait(30)
+        return next(loads)
+
+    budget = Budget(margin=0.1)
+    clock = FakeClock()
+    value = CachedValue(load, max_age=60, clock=clock, budget=budget, reason="kms_unavailable")
+    loader = threading.Thread(target=value.get, daemon=True)
+    loader.start()
+    assert entered.wait(10)
+    context = ShortLivedContext(300)
+    with budget.invocation(context), pytest.raises(DependencyUnavailableError) as caught:
+        value.get()  # nothing loaded yet, and the load is someone else's
+    assert caught.value.reason == "kms_unavailable"
+    assert context.answered_in_time()
+    release.set()
+    loader.join(10)
+    assert value.get() == "first"
+    release.clear()
+    entered.clear()
+    clock.advance(61)  # stale: the next caller reloads, slowly
+    loader = threading.Thread(target=value.get, daemon=True)
+    loader.start()
+    assert entered.wait(10)
+    context = ShortLivedContext(300)
+    with budget.invocation(context):
+        assert value.get() == "first"  # the last good value serves meanwhile
+    assert context.answered_in_time()
+    release.set()
+    loader.join(10)

@@ -268,15 +268,19 @@ class KmsSigner:
     becomes a 503 instead of a failed init); after that, one ``Sign`` call per token.
     """
 
-    def __init__(self, key_id: str, alg: str, kms: Any = None) -> None:
+    def __init__(
+        self, key_id: str, alg: str, kms: Any = None, budget: Budget | None = None
+    ) -> None:
         if alg not in KMS_ALGORITHMS:
             raise ConfigurationError(f"KMS signing supports {sorted(KMS_ALGORITHMS)}")
         if not key_id:
             raise ConfigurationError("SIGNING_KEY_ID is required")
-        self._kms = kms if kms is not None else KmsApi()
+        self._kms = kms if kms is not None else KmsApi(budget)
         self._key_id = key_id
         self.alg = alg
-        self._key = CachedValue(self._read_public_key, max_age=math.inf)
+        self._key = CachedValue(
+            self._read_public_key, max_age=math.inf, budget=budget, reason="kms_unavailable"
+        )
 
     def _read_public_key(self) -> tuple[str, str, dict[str, str]]:
         arn, public_key = kms_public_key(self._kms, self._key_id)
@@ -325,12 +329,20 @@ class SecretsManagerSigner:
     Secrets Manager signing mode), re-read hourly."""
 
     def __init__(
-        self, secret_id: str, alg: str, max_age: float = 3600.0, secrets: Any = None
+        self,
+        secret_id: str,
+        alg: str,
+        max_age: float = 3600.0,
+        secrets: Any = None,
+        budget: Budget | None = None,
     ) -> None:
         self.alg = alg
-        secrets = secrets if secrets is not None else SecretsApi()
+        secrets = secrets if secrets is not None else SecretsApi(budget)
         self._signer = CachedValue(
-            lambda: local_signer_from_secret(secret_id, alg, secrets), max_age=max_age
+            lambda: local_signer_from_secret(secret_id, alg, secrets),
+            max_age=max_age,
+            budget=budget,
+            reason="secretsmanager_unavailable",
         )
 
     @property

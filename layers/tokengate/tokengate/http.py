@@ -9,22 +9,25 @@ body gives up the call when its deadline passes, not when it stops sending.
 https only (plain http only to a loopback host, for local development), redirects never followed
 (a 3xx is just a status), a size cap on bodies, idle keep-alive connections reused. Every
 transport failure is one :class:`DependencyUnavailableError` carrying the caller's reason.
+``http.client`` and ``ssl`` are imported on first use, off the import path of a cold start.
 """
 
 from __future__ import annotations
 
-import http.client
 import io
 import ipaddress
 import socket
-import ssl
 import threading
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .budget import Budget, Deadline
 from .errors import ConfigurationError, DependencyUnavailableError
+
+if TYPE_CHECKING:
+    import http.client
+    import ssl
 
 MAX_TIMEOUT_SECONDS = 3.0
 MAX_IDLE_CONNECTIONS = 4
@@ -145,37 +148,51 @@ def _resolve(host: str, port: int, deadline: Deadline, cap: float) -> list[Any]:
     return found
 
 
-class _Connection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, op_cap: float) -> None:
-        super().__init__(host, port)
-        self.tls = tls
-        self.op_cap = op_cap
-        self.deadline = Deadline(float("-inf"))
+def _connection_class() -> type[Any]:
+    """``http.client.HTTPConnection`` whose socket is a :class:`_DeadlineSocket` (made once)."""
+    global _CONNECTION
+    if _CONNECTION is not None:
+        return _CONNECTION
+    import http.client
 
-    def connect(self) -> None:
-        error: OSError = OSError("no address")
-        for family, kind, proto, _, address in _resolve(
-            self.host, self.port, self.deadline, self.op_cap
-        ):
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.settimeout(_op_timeout(self.deadline, self.op_cap))
-                sock.connect(address)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if self.tls is not None:
-                    sock = self.tls.wrap_socket(
-                        sock, server_hostname=self.host, do_handshake_on_connect=False
-                    )
-                    # CPython bounds the whole handshake by one timeout, not each record.
+    class Connection(http.client.HTTPConnection):
+        def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, op_cap: float) -> None:
+            super().__init__(host, port)
+            self.tls = tls
+            self.op_cap = op_cap
+            self.deadline = Deadline(float("-inf"))
+
+        def connect(self) -> None:
+            error: OSError = OSError("no address")
+            for family, kind, proto, _, address in _resolve(
+                self.host, self.port, self.deadline, self.op_cap
+            ):
+                sock = socket.socket(family, kind, proto)
+                try:
                     sock.settimeout(_op_timeout(self.deadline, self.op_cap))
-                    sock.do_handshake()
-            except OSError as exc:
-                sock.close()
-                error = exc
-                continue
-            self.sock = _DeadlineSocket(sock, self)
-            return
-        raise error
+                    sock.connect(address)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    if self.tls is not None:
+                        sock = self.tls.wrap_socket(
+                            sock, server_hostname=self.host, do_handshake_on_connect=False
+                        )
+                        # CPython bounds the whole handshake by one timeout, not each record.
+                        sock.settimeout(_op_timeout(self.deadline, self.op_cap))
+                        sock.do_handshake()
+                except OSError as exc:
+                    sock.close()
+                    error = exc
+                    continue
+                self.sock = _DeadlineSocket(sock, self)
+                return
+            raise error
+
+    _CONNECTION = Connection
+    return Connection
+
+
+_CONNECTION: type[Any] | None = None
+_Connection = Any  # an instance of _connection_class()
 
 
 class HttpClient:
@@ -211,6 +228,8 @@ class HttpClient:
         """The status, headers and body (any status; 3xx never followed);
         DependencyUnavailableError(reason) when the transport fails, the deadline passes or the
         body is too large."""
+        import http.client
+
         deadline = (deadline or self.budget.deadline()).earlier(self.timeout)
         parts = urlsplit(url)
         scheme, host = parts.scheme, parts.hostname or ""
@@ -239,9 +258,11 @@ class HttpClient:
         tls = None
         if scheme == "https":
             if self._tls is None:
+                import ssl
+
                 self._tls = ssl.create_default_context()
             tls = self._tls
-        return _Connection(host, port, tls, self.timeout)
+        return _connection_class()(host, port, tls, self.timeout)
 
     def _send(
         self,

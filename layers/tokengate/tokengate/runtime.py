@@ -46,6 +46,8 @@ def hmac_key_source(
     cached = CachedValue(
         lambda: HmacKey(aws.secret_bytes(secrets, arn)),
         max_age=SECRET_CACHE_SECONDS,
+        budget=budget,
+        reason="secretsmanager_unavailable",
     )
     with contextlib.suppress(DependencyUnavailableError), budget.within(INIT_READ_SECONDS):
         cached.get()
@@ -86,8 +88,10 @@ def supabase_verifier(
 
 def signer_for(settings: Settings, key_id: str, budget: Budget | None = None) -> Signer:
     if settings.signing_mode == "kms":
-        return aws.KmsSigner(key_id, settings.signing_alg, aws.KmsApi(budget))
-    return aws.SecretsManagerSigner(key_id, settings.signing_alg, secrets=aws.SecretsApi(budget))
+        return aws.KmsSigner(key_id, settings.signing_alg, aws.KmsApi(budget), budget)
+    return aws.SecretsManagerSigner(
+        key_id, settings.signing_alg, secrets=aws.SecretsApi(budget), budget=budget
+    )
 
 
 def scope_policy(settings: Settings) -> ScopePolicy:
