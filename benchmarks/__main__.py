@@ -214,7 +214,7 @@ def handlers_and_authorizer(table: Table, rsa_key: KeyPair) -> None:
                 if (mode, alg) == ("kms", "RS256"):
                     kms = boto3.client("kms", region_name="us-east-1")
                     table.time(
-                        "  of which: the KMS Sign call (moto in-process)",
+                        "  of which: the KMS Sign call (boto3, moto server on loopback)",
                         lambda k=kms, a=key_arn: k.sign(
                             KeyId=a,
                             Message=b"x" * 600,
