@@ -6,11 +6,13 @@ import errno
 import os
 import signal
 import sys
+from urllib.parse import urlsplit
 
 from tokengate.errors import ConfigurationError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
 from .stack import LocalStack
+from .supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL, hs256_token, user_claims
 from .template import ParameterError
 
@@ -79,14 +81,44 @@ def port_from_env() -> int:
 
 def start() -> LocalStack:
     port = port_from_env()
-    supabase_url = os.environ.get("SUPABASE_URL") or LOCAL_SUPABASE_URL
     secret = os.environ.get("SUPABASE_JWT_SECRET") or LOCAL_JWT_SECRET
+    # No SUPABASE_URL (e.g. `supabase start` or a hosted project): serve the development stand-in.
+    stand_in = None if os.environ.get("SUPABASE_URL") else serve_stand_in(secret)
+    supabase_url = os.environ.get("SUPABASE_URL") or (stand_in.url if stand_in else "")
     parameters = {
         name: os.environ[var]
         for var, name in (("SIGNING_MODE", "SigningMode"), ("SIGNING_ALG", "SigningAlgorithm"))
         if os.environ.get(var)
     }
-    return LocalStack(port, supabase_url, secret, parameters).start()
+    stack = LocalStack(port, supabase_url, secret, parameters)
+    stack.stand_in = stand_in
+    return stack.start()
+
+
+def serve_stand_in(secret: str) -> SupabaseAuthStandIn:
+    """On the Supabase CLI's local port when it is free, else on any free port."""
+    stand_in = SupabaseAuthStandIn(secret)
+    try:
+        return stand_in.serve(urlsplit(LOCAL_SUPABASE_URL).port or 0)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        return stand_in.serve(0)
+
+
+def cli_walkthrough(stack: LocalStack, stand_in: SupabaseAuthStandIn) -> str:
+    return f"""
+Supabase Auth: a development stand-in on {stand_in.issuer} (set SUPABASE_URL to use a real project)
+  user {DEV_EMAIL}   password {DEV_PASSWORD}
+
+Sign in with the CLI (in another shell; `pipx install ./client`, or use .venv/bin/tokengate):
+
+  export TOKENGATE_API_URL={stack.base_url} SUPABASE_URL={stand_in.url} \\
+    SUPABASE_ANON_KEY={stand_in.anon_key}
+  tokengate login --email {DEV_EMAIL}
+  tokengate call GET /whoami
+  tokengate token | tokengate explain -
+"""
 
 
 def serve_until_stopped(stack: LocalStack) -> None:
@@ -100,6 +132,8 @@ def serve_until_stopped(stack: LocalStack) -> None:
     for route in stack.gateway.routes if stack.gateway else []:
         guard = f"  [{route.authorizer}]" if route.authorizer else ""
         print(f"  {route.method:5} {stack.base_url}{route.path}{guard}")
+    if stack.stand_in is not None:
+        print(cli_walkthrough(stack, stack.stand_in))
     print(walkthrough(stack.base_url, token))
     try:
         for sig in STOP_SIGNALS:

@@ -3,7 +3,8 @@
 Requests become API Gateway-shaped events for the real handlers; routes with an authorizer are
 first sent through it as API Gateway does: no or malformed identity → 401 without calling it;
 ``Unauthorized`` → 401; a policy that does not allow the method ARN → 403; results cached per
-identity for the template's ``ReauthorizeEvery``.
+identity for the template's ``ReauthorizeEvery``. API Gateway's own answers (no such route, 401,
+403, an authorizer failure) are the template's ``GatewayResponses`` (:func:`gateway_response`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,45 @@ def _gateway_error(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
+# The status of each answer API Gateway gives itself, when the template's entry sets none.
+GATEWAY_STATUS = {
+    "MISSING_AUTHENTICATION_TOKEN": 403,
+    "UNAUTHORIZED": 401,
+    "ACCESS_DENIED": 403,
+    "AUTHORIZER_CONFIGURATION_ERROR": 500,
+    "REQUEST_TOO_LARGE": 413,
+    "THROTTLED": 429,
+    "INTEGRATION_FAILURE": 504,
+    "INTEGRATION_TIMEOUT": 504,
+}
+_CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
+
+
+def gateway_response(
+    responses: dict[str, Any], response_type: str, message: str, context: dict[str, Any]
+) -> Answer:
+    """API Gateway's own answer of ``response_type``, as the template's ``GatewayResponses``
+    define it: the type's entry, else ``DEFAULT_4XX``/``DEFAULT_5XX`` by status, else API
+    Gateway's built-in ``{"message": ...}``. Header values are static ('quoted'); ``$context``
+    variables in the body are filled from ``context`` (keys as after ``$context.``), an unknown
+    one with nothing, as API Gateway does."""
+    own = responses.get(response_type) or {}
+    status = int(own.get("StatusCode", GATEWAY_STATUS[response_type]))
+    default = responses.get("DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX") or {}
+    spec = own if "ResponseTemplates" in own else {**default, **own}
+    values = {"error.message": message, "error.messageString": json.dumps(message)} | context
+    template = (spec.get("ResponseTemplates") or {}).get(
+        "application/json", '{"message":$context.error.messageString}'
+    )
+    body = _CONTEXT_VARIABLE.sub(lambda m: str(values.get(m[1], "")), template)
+    headers = {"Content-Type": "application/json"}
+    for name, value in (spec.get("ResponseParameters") or {}).get("Headers", {}).items():
+        if not (value.startswith("'") and value.endswith("'")):
+            raise ValueError(f"gateway response header {name}: only static values are served")
+        headers[name] = value[1:-1]
+    return Answer(status, headers, body.encode())
+
+
 def policy_allows(policy: dict[str, Any], method_arn: str) -> bool:
     """IAM evaluation as API Gateway applies it: an explicit Deny wins, then any Allow."""
     allowed = False
@@ -95,6 +135,19 @@ class Gateway:
         self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.clock: Callable[[], float] = time.monotonic
+        self.responses: dict[str, Any] = template.api().get("GatewayResponses") or {}
+
+    def _answer(
+        self,
+        response_type: str,
+        message: str,
+        method: str,
+        authorizer: dict[str, Any] | None = None,
+    ) -> Answer:
+        context = {"httpMethod": method} | {
+            f"authorizer.{k}": v for k, v in (authorizer or {}).items()
+        }
+        return gateway_response(self.responses, response_type, message, context)
 
     def _route(self, method: str, path: str) -> Route | None:
         for route in self.routes:
@@ -109,7 +162,9 @@ class Gateway:
         path = parts.path
         route = self._route(method, path)
         if route is None:
-            return _gateway_error(403, "Missing Authentication Token")
+            return self._answer(
+                "MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token", method
+            )
         event = self._proxy_event(route, method, path, parts.query, headers, body, peer)
         if route.authorizer:
             denied = self._authorize(self.authorizers[route.authorizer], event)
@@ -170,9 +225,7 @@ class Gateway:
         return f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{API_ID}/{self.stage}/{method}{path}"
 
     def _authorize(self, auth: Authorizer, event: dict[str, Any]) -> Answer | None:
-        unauthorized = _gateway_error(
-            401, "Unauthorized", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        )
+        unauthorized = self._answer("UNAUTHORIZED", "Unauthorized", event["httpMethod"])
         identity = header(event, auth.header)
         if not identity or (auth.validation and not re.fullmatch(auth.validation, identity)):
             return unauthorized
@@ -210,12 +263,19 @@ class Gateway:
             except Exception as exc:  # noqa: BLE001 - API Gateway maps any other failure to 500
                 if str(exc) == "Unauthorized":
                     return unauthorized
-                return _gateway_error(500, "Internal server error")
+                return self._answer(
+                    "AUTHORIZER_CONFIGURATION_ERROR", "Internal server error", event["httpMethod"]
+                )
             if auth.ttl > 0:
                 with self._lock:
                     self._cache[key] = (self.clock() + auth.ttl, policy)
         if not policy_allows(policy, method_arn):
-            return _gateway_error(403, "User is not authorized to access this resource")
+            return self._answer(
+                "ACCESS_DENIED",
+                "User is not authorized to access this resource",
+                event["httpMethod"],
+                {"principalId": policy.get("principalId"), **(policy.get("context") or {})},
+            )
         event["requestContext"]["authorizer"] = {
             "principalId": policy.get("principalId"),
             **(policy.get("context") or {}),

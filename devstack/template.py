@@ -1,7 +1,8 @@
 """Reads ``template.yaml``: the single source of truth for routes, authorizers and environment.
 
-A small evaluator covers the intrinsic functions the template uses (Ref, If, Equals, Not, Sub,
-GetAtt, Split) so the local stack sees the same variable names and defaults a deployment does.
+A small evaluator covers the intrinsic functions the template uses (Ref, If, Equals, Not, And,
+Or, Sub, GetAtt, Split) so the local stack sees the same variable names and defaults a
+deployment does.
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ class Template:
             return self.evaluate(arg[0]) == self.evaluate(arg[1])
         if name == "Not":
             return not self.evaluate(arg[0])
+        if name == "And":
+            return all(self.evaluate(v) for v in arg)
+        if name == "Or":
+            return any(self.evaluate(v) for v in arg)
         if name == "Condition":
             return self.condition(arg)
         if name == "Split":

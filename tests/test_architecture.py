@@ -58,7 +58,9 @@ def test_handlers_import_without_boto3(function: str) -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    loaded = result.stdout.strip().splitlines()[-1]  # after any log or EMF line of the start
+    loaded = result.stdout.strip().splitlines()[
+        -1
+    ]  # after any log, EMF or cold-start line of the start
     if "authorizer" in function:
         assert loaded == "[]"  # neither boto3 nor Powertools in front of every API call
     else:

@@ -202,7 +202,7 @@ def test_routes_and_authorizers_come_from_the_template(tmp_path: Path) -> None:
     changed.write_text(TEMPLATE.read_text().replace("Path: /whoami", "Path: /me"))
     template = Template.load({"SupabaseUrl": "https://x.supabase.co"}, path=changed)
     gateway = Gateway(template, handlers={})
-    assert gateway.handle("GET", "/whoami", {}, b"", "127.0.0.1").status == 403  # no such route
+    assert gateway.handle("GET", "/whoami", {}, b"", "127.0.0.1").status == 404  # no such route
     answer = gateway.handle("GET", "/me", {}, b"", "127.0.0.1")
     assert answer.status == 401  # the route exists, guarded by the template's authorizer
     routes = {(r.method, r.path): r.authorizer for r in template.routes()}

@@ -13,9 +13,11 @@ from typing import Any
 
 from tokengate.authorizer import Authorizer, RouteScopes
 from tokengate.budget import PREFETCH_SECONDS, Budget
+from tokengate.coldstart import count_cold_start
 from tokengate.config import Settings
 from tokengate.runtime import api_token_principals
 
+count_cold_start(os.environ)
 settings = Settings.from_env(os.environ)
 budget = Budget()
 principals = api_token_principals(settings, budget=budget)

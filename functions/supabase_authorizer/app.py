@@ -11,9 +11,11 @@ from typing import Any
 
 from tokengate.authorizer import Authorizer, RouteScopes
 from tokengate.budget import PREFETCH_SECONDS, Budget
+from tokengate.coldstart import count_cold_start
 from tokengate.config import Settings
 from tokengate.runtime import supabase_principals
 
+count_cold_start(os.environ)
 settings = Settings.from_env(os.environ)
 budget = Budget()
 principals = supabase_principals(settings, budget=budget)

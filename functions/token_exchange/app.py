@@ -85,7 +85,7 @@ def _count(outcome: str, reason: str) -> None:
 
 
 @logger.inject_lambda_context(log_event=False)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     with budget.invocation(context):
         return exchange(event)

@@ -49,6 +49,13 @@ class Unauthorized(Exception):
         super().__init__("Unauthorized")
 
 
+def insufficient_scope(required: frozenset[str], held: frozenset[str]) -> str:
+    """What a denied caller lacks, for API Gateway's 403 answer: every scope routes require that
+    the token does not hold (space-separated). A function of the token alone, so an answer API
+    Gateway's cache replays on another route stays true."""
+    return " ".join(sorted(required - held))
+
+
 class Principal(NamedTuple):
     """A verified caller, as every authorizer sees it."""
 
@@ -92,6 +99,10 @@ class RouteScopes:
             (key.split(" ", 1)[0], path_pattern(key.split(" ", 1)[1]), scope)
             for key, scope in table.items()
         ]
+
+    def names(self) -> frozenset[str]:
+        """Every scope some route requires."""
+        return frozenset(scope for scope in self._table.values() if scope)
 
     def allowed(self, scopes: frozenset[str]) -> list[str]:
         return [key for key, scope in self._table.items() if not scope or scope in scopes]
@@ -202,8 +213,13 @@ class Authorizer:
                     "Resource": [_route_arn(request.arn_base, request.route_key)],
                 }
             )
+        context = principal.context
+        if not permitted:
+            # For API Gateway's ACCESS_DENIED answer ($context.authorizer.insufficient_scope).
+            missing = insufficient_scope(self._routes.names(), principal.scopes)
+            context = {**context, "insufficient_scope": missing}
         return {
             "principalId": principal.sub,
             "policyDocument": {"Version": "2012-10-17", "Statement": statements},
-            "context": principal.context,
+            "context": context,
         }

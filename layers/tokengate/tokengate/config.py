@@ -76,11 +76,26 @@ def _url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+def _supabase_issuer(value: str, supabase_url: str) -> str:
+    """The Supabase tokens' ``iss``: by default ``<SUPABASE_URL>/auth/v1``. A project behind a
+    Supabase custom domain may sign with an issuer on another host than the URL its clients use,
+    so it can be set on its own. Compared exactly, so it is taken as given (no trailing slash
+    trimmed: an issuer ending in ``/`` would then never match)."""
+    if not value:
+        return f"{supabase_url}/auth/v1"
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigurationError("SUPABASE_ISSUER must be an http(s) URL")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting, read and checked once by :meth:`from_env` (the only constructor)."""
 
     supabase_url: str
+    supabase_issuer: str  # the Supabase tokens' exact iss
+    supabase_jwks_url: str  # where the project's ES256/RS256 keys are read
     supabase_jwt_secret_arn: str
     supabase_jwks_enabled: bool
     signing_mode: str
@@ -108,16 +123,9 @@ class Settings:
     api_jwks_url: str
     context_claims: tuple[str, ...]
     session_check: bool
+    discovery_supabase: bool  # discovery also names the Supabase project and its public key
     supabase_api_key: str = field(repr=False)
     region: str  # AWS_REGION, which Lambda sets: for the API's default URL
-
-    @property
-    def supabase_issuer(self) -> str:
-        return f"{self.supabase_url}/auth/v1"
-
-    @property
-    def supabase_jwks_url(self) -> str:
-        return f"{self.supabase_issuer}/.well-known/jwks.json"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -141,8 +149,16 @@ class Settings:
         api_key = get("SUPABASE_API_KEY")
         if session_check and not api_key:
             raise ConfigurationError("SESSION_CHECK needs SUPABASE_API_KEY (the publishable key)")
+        supabase_url = _url("SUPABASE_URL", get("SUPABASE_URL"))
+        supabase_issuer = _supabase_issuer(get("SUPABASE_ISSUER"), supabase_url)
         return cls(
-            supabase_url=_url("SUPABASE_URL", get("SUPABASE_URL")),
+            supabase_url=supabase_url,
+            supabase_issuer=supabase_issuer,
+            supabase_jwks_url=(
+                _url("SUPABASE_JWKS_URL", get("SUPABASE_JWKS_URL"))
+                if get("SUPABASE_JWKS_URL")
+                else f"{supabase_issuer}/.well-known/jwks.json"
+            ),
             supabase_jwt_secret_arn=get("SUPABASE_JWT_SECRET_ARN"),
             supabase_jwks_enabled=_bool(
                 "SUPABASE_JWKS_ENABLED", get("SUPABASE_JWKS_ENABLED", "true")
@@ -202,6 +218,7 @@ class Settings:
             api_jwks_url=get("API_JWKS_URL"),
             context_claims=_list(get("CONTEXT_CLAIMS", "aal")),
             session_check=session_check,
+            discovery_supabase=_bool("DISCOVERY_SUPABASE", get("DISCOVERY_SUPABASE", "false")),
             supabase_api_key=api_key,
             region=get("AWS_REGION"),
         )

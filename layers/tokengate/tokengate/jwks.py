@@ -120,7 +120,7 @@ class JwksCache:
         self._cooldown = cooldown
         self._max_stale = max_stale
         self._budget = budget or Budget()
-        self._metrics = metrics or EmfCounter()
+        self._metrics = metrics  # the functions count as EMF lines; a CLI need not
         self._keys: dict[str, AsymmetricKey] | None = None
         self._fetched_at = float("-inf")
         self._unknown_kid_refetch_at = float("-inf")
@@ -182,7 +182,8 @@ class JwksCache:
                 continue
             for reason in dropped:
                 logger.warning("JWKS entry dropped", extra={"url": self.url, "reason": reason})
-                self._metrics.count("JwksKeyDropped", reason=reason)
+                if self._metrics is not None:
+                    self._metrics.count("JwksKeyDropped", reason=reason)
             self._keys = keys
             self._fetched_at = now
             return True
@@ -191,5 +192,6 @@ class JwksCache:
             "JWKS refresh failed",
             extra={"url": self.url, "trigger": why, "reason": failure, "stale": bool(self._keys)},
         )
-        self._metrics.count("JwksRefreshFailed", trigger=why)
+        if self._metrics is not None:
+            self._metrics.count("JwksRefreshFailed", trigger=why)
         return False

@@ -15,6 +15,7 @@ from .apitoken import ApiTokenVerifier
 from .authorizer import CONTEXT_VALUE, AuthRequest, Principal
 from .budget import Budget
 from .claims import scalar_claims
+from .emf import EmfCounter
 from .errors import InvalidTokenError, Reason
 from .issuer import api_base_url
 from .jwks import HttpJwksFetcher, JwksCache, JwksFetcher
@@ -56,6 +57,7 @@ class ApiTokenPrincipals:
         clock: Callable[[], float] = time.time,
         fetcher: JwksFetcher | None = None,
         budget: Budget | None = None,
+        metrics: EmfCounter | None = None,
     ) -> None:
         self._issuer = issuer
         self._audience = audience
@@ -65,6 +67,7 @@ class ApiTokenPrincipals:
         self._clock = clock
         self._fetcher = fetcher or HttpJwksFetcher()
         self._budget = budget
+        self._metrics = metrics
         self._verifiers: dict[str, tuple[ApiTokenVerifier, JwksCache]] = {}
 
     def prefetch(self) -> bool:
@@ -88,7 +91,13 @@ class ApiTokenPrincipals:
             if len(self._verifiers) >= self.MAX_ISSUERS:
                 self._verifiers.clear()
             jwks_url = self._jwks_url or f"{issuer}/.well-known/jwks.json"
-            keys = JwksCache(jwks_url, self._fetcher, clock=self._clock, budget=self._budget)
+            keys = JwksCache(
+                jwks_url,
+                self._fetcher,
+                clock=self._clock,
+                budget=self._budget,
+                metrics=self._metrics,
+            )
             verifier = ApiTokenVerifier(
                 keys, issuer, self._audience, self._leeway, clock=self._clock
             )

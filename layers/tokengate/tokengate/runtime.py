@@ -15,6 +15,7 @@ from .apitoken import ApiTokenIssuer
 from .budget import Budget
 from .cache import CachedValue
 from .config import Settings
+from .emf import EmfCounter
 from .errors import DependencyUnavailableError
 from .exchange import ExchangePolicy, TokenExchangeService
 from .http import HttpClient
@@ -70,6 +71,7 @@ def supabase_verifier(
             max_age=settings.jwks_cache_seconds,
             cooldown=settings.jwks_cooldown_seconds,
             budget=budget,
+            metrics=EmfCounter(),
         )
         if settings.supabase_jwks_enabled
         else None
@@ -149,6 +151,7 @@ def api_token_principals(
         clock=clock,
         fetcher=jwks_fetcher(budget),
         budget=budget,
+        metrics=EmfCounter(),
     )
 
 
