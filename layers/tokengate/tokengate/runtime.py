@@ -13,7 +13,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .budget import Budget
 from .config import Settings
+from .emf import EmfCounter
+from .http import HttpClient
+from .jwks import MAX_JWKS_BYTES, HttpJwksFetcher, JwksCache
 
 if TYPE_CHECKING:
     from .exchange import TokenExchangeService
@@ -24,9 +28,12 @@ if TYPE_CHECKING:
     from .supabase import SupabaseTokenVerifier
 
 SECRET_CACHE_SECONDS = 3600.0
+INIT_READ_SECONDS = 2.0  # what an eager read at a container's start may take
 
 
-def hmac_key_source(settings: Settings) -> Callable[[], HmacKey | None] | None:
+def hmac_key_source(
+    settings: Settings, budget: Budget | None = None
+) -> Callable[[], HmacKey | None] | None:
     """The legacy HS256 secret from Secrets Manager: read once, then cached.
 
     It is read eagerly so a secret under 32 bytes stops the function at start; if Secrets Manager
@@ -40,29 +47,38 @@ def hmac_key_source(settings: Settings) -> Callable[[], HmacKey | None] | None:
     from .errors import DependencyUnavailableError
     from .keys import HmacKey
 
-    secrets = aws.LazyClient("secretsmanager")
+    budget = budget or Budget()
+    secrets = aws.SecretsApi(budget)
     cached = CachedValue(
         lambda: HmacKey(aws.secret_bytes(secrets, arn)),
         max_age=SECRET_CACHE_SECONDS,
+        budget=budget,
+        reason="secretsmanager_unavailable",
     )
-    with contextlib.suppress(DependencyUnavailableError):
+    with contextlib.suppress(DependencyUnavailableError), budget.within(INIT_READ_SECONDS):
         cached.get()
     return cached.get
 
 
+def jwks_fetcher(budget: Budget) -> HttpJwksFetcher:
+    return HttpJwksFetcher(HttpClient(budget, max_bytes=MAX_JWKS_BYTES))
+
+
 def supabase_verifier(
-    settings: Settings, clock: Callable[[], float] = time.time
+    settings: Settings, clock: Callable[[], float] = time.time, budget: Budget | None = None
 ) -> SupabaseTokenVerifier:
-    from .jwks import JwksCache, UrllibJwksFetcher
     from .supabase import SupabasePolicy, SupabaseTokenVerifier
 
+    budget = budget or Budget()
     jwks = (
         JwksCache(
             settings.supabase_jwks_url,
-            UrllibJwksFetcher(),
+            jwks_fetcher(budget),
             clock=clock,
             max_age=settings.jwks_cache_seconds,
             cooldown=settings.jwks_cooldown_seconds,
+            budget=budget,
+            metrics=EmfCounter(),
         )
         if settings.supabase_jwks_enabled
         else None
@@ -74,15 +90,19 @@ def supabase_verifier(
         allowed_client_ids=settings.allowed_client_ids,
         min_aal=settings.min_aal,
     )
-    return SupabaseTokenVerifier(policy, hmac_key=hmac_key_source(settings), jwks=jwks, clock=clock)
+    return SupabaseTokenVerifier(
+        policy, hmac_key=hmac_key_source(settings, budget), jwks=jwks, clock=clock
+    )
 
 
-def signer_for(settings: Settings, key_id: str) -> Signer:
+def signer_for(settings: Settings, key_id: str, budget: Budget | None = None) -> Signer:
     from . import aws
 
     if settings.signing_mode == "kms":
-        return aws.KmsSigner(key_id, settings.signing_alg, aws.LazyClient("kms"))
-    return aws.SecretsManagerSigner(key_id, settings.signing_alg)
+        return aws.KmsSigner(key_id, settings.signing_alg, aws.KmsApi(budget), budget)
+    return aws.SecretsManagerSigner(
+        key_id, settings.signing_alg, secrets=aws.SecretsApi(budget), budget=budget
+    )
 
 
 def scope_policy(settings: Settings) -> ScopePolicy:
@@ -97,12 +117,13 @@ def scope_policy(settings: Settings) -> ScopePolicy:
 
 
 def exchange_service(
-    settings: Settings, clock: Callable[[], float] = time.time
+    settings: Settings, clock: Callable[[], float] = time.time, budget: Budget | None = None
 ) -> TokenExchangeService:
     from .apitoken import ApiTokenIssuer
     from .exchange import ExchangePolicy, TokenExchangeService
     from .session import SupabaseSessionCheck
 
+    budget = budget or Budget()
     policy = ExchangePolicy(
         audiences=frozenset(settings.audiences),
         default_audience=settings.default_audience,
@@ -111,29 +132,34 @@ def exchange_service(
         passthrough_claims=settings.passthrough_claims,
     )
     issuer = ApiTokenIssuer(
-        signer_for(settings, settings.signing_key_id), settings.token_ttl, clock
+        signer_for(settings, settings.signing_key_id, budget), settings.token_ttl, clock
     )
     session_check = (
-        SupabaseSessionCheck(settings.supabase_url, settings.supabase_api_key)
+        SupabaseSessionCheck(settings.supabase_url, settings.supabase_api_key, HttpClient(budget))
         if settings.session_check
         else None
     )
     return TokenExchangeService(
-        supabase_verifier(settings, clock), issuer, policy, scope_policy(settings), session_check
+        supabase_verifier(settings, clock, budget),
+        issuer,
+        policy,
+        scope_policy(settings),
+        session_check,
     )
 
 
-def published_signers(settings: Settings) -> list[Signer]:
+def published_signers(settings: Settings, budget: Budget | None = None) -> list[Signer]:
     """Current key first, then previous and next keys (docs/contract.md §3.2)."""
     key_ids = dict.fromkeys((settings.signing_key_id, *settings.published_key_ids))
-    return [signer_for(settings, key_id) for key_id in key_ids if key_id]
+    return [signer_for(settings, key_id, budget) for key_id in key_ids if key_id]
 
 
 def api_token_principals(
-    settings: Settings, clock: Callable[[], float] = time.time
+    settings: Settings, clock: Callable[[], float] = time.time, budget: Budget | None = None
 ) -> ApiTokenPrincipals:
     from .principals import ApiTokenPrincipals
 
+    budget = budget or Budget()
     return ApiTokenPrincipals(
         issuer=settings.issuer,
         audience=settings.default_audience,
@@ -141,14 +167,17 @@ def api_token_principals(
         context_claims=settings.context_claims,
         jwks_url=settings.api_jwks_url,
         clock=clock,
+        fetcher=jwks_fetcher(budget),
+        budget=budget,
+        metrics=EmfCounter(),
     )
 
 
 def supabase_principals(
-    settings: Settings, clock: Callable[[], float] = time.time
+    settings: Settings, clock: Callable[[], float] = time.time, budget: Budget | None = None
 ) -> SupabasePrincipals:
     from .principals import SupabasePrincipals
 
     return SupabasePrincipals(
-        supabase_verifier(settings, clock), scope_policy(settings), settings.context_claims
+        supabase_verifier(settings, clock, budget), scope_policy(settings), settings.context_claims
     )
