@@ -135,11 +135,17 @@ def test_allow_policy_and_context(api: InProcessApi) -> None:
     assert context["client_id"] == "cli"
     assert context["jti"] and context["sid"]
     assert all(isinstance(v, (str, int, float, bool)) for v in context.values())
-    (statement,) = answer["policyDocument"]["Statement"]
+    statement, empty_segments = answer["policyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert sorted(statement["Resource"]) == sorted(
         [f"{ARN}/GET/whoami", f"{ARN}/GET/supabase/whoami", f"{ARN}/POST/orders/*"]
     )
+    # Paths with an empty segment ("/whoami/", "//"): refused (docs/authorization.md).
+    assert empty_segments == {
+        "Action": "execute-api:Invoke",
+        "Effect": "Deny",
+        "Resource": [f"{ARN}/*//*", f"{ARN}/*/?*/"],
+    }
 
 
 def test_http_api_simple_response(api: InProcessApi) -> None:

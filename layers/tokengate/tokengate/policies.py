@@ -24,6 +24,12 @@ would also reach the route itself, the exact method ARN. No answer ever allows a
 decision denies, whatever route the cache replays it on; each is exact for every request of the
 same method and path, which is what a cache keyed on them (a ``REQUEST`` authorizer with the
 identity sources ``context.httpMethod`` and ``context.path``) replays it on.
+
+A request path with an empty segment (``//``, or a trailing ``/`` other than the root) is refused,
+fresh and cached alike: API Gateway routes ``/a/b/`` as ``/a/b`` but keeps the slash in the method
+ARN, where no route's pattern can tell it from a path of another route (``.../orders/*`` matches
+``/orders/8/refund/``, which ``Deny .../orders/*/refund`` does not). Every policy that allows
+anything also denies every such method ARN, and the path automata below never route one.
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ def _route_step(route: Route, state: int, symbol: str) -> int | None:
     greedy variable has taken only an empty segment (not a match); ``n + 2`` it has taken more.
     """
     n = len(route.segments)
+    if symbol == EMPTY:
+        return None  # a path with an empty segment is refused whatever its route
     if state > n:
         return n + 2
     if state == n:
@@ -237,12 +245,26 @@ class Plan:
         return not self.conflicts
 
 
+def has_empty_segment(path: str) -> bool:
+    """``//`` in the path, or a trailing ``/`` other than the root's."""
+    return path != "/" and ("//" in path or path.endswith("/"))
+
+
+def empty_segment_patterns(arn_base: str) -> list[str]:
+    """Every method ARN whose path has an empty segment: ``//`` anywhere, or a final ``/`` after
+    at least one character (the root ``.../GET/`` is not matched)."""
+    return [f"{arn_base}/*//*", f"{arn_base}/*/?*/"]
+
+
 def _statements(
     arn_base: str, allow: Iterable[tuple[str, str]], deny: Iterable[tuple[str, str]]
 ) -> list[Statement]:
     statements: list[Statement] = []
-    for effect, resources in (("Allow", allow), ("Deny", deny)):
-        arns = sorted({f"{arn_base}/{method}{path}" for method, path in resources})
+    allows = sorted({f"{arn_base}/{method}{path}" for method, path in allow})
+    denies = {f"{arn_base}/{method}{path}" for method, path in deny}
+    if allows:
+        denies.update(empty_segment_patterns(arn_base))
+    for effect, arns in (("Allow", allows), ("Deny", sorted(denies))):
         if arns:
             statements.append({"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns})
     return statements
@@ -337,8 +359,9 @@ class PolicyPlanner:
         if route is None or group is None or route not in group.live:
             return refuse
         plan = self.plan(held)
-        if not self.scopes.permits(route, held):
-            # The whole-table policy denies every request of a denied route, exact or not.
+        if has_empty_segment(path) or not self.scopes.permits(route, held):
+            # The whole-table policy denies every request of a denied route, exact or not, and
+            # every path with an empty segment.
             return (False, self._whole_table(arn_base, held, plan)) if plan.allow else refuse
         if plan.exact:
             return True, self._whole_table(arn_base, held, plan)

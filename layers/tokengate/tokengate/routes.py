@@ -11,6 +11,8 @@ Precedence (what :meth:`RouteTable.select` implements):
    a literal segment beats ``{name}``, which beats ``{name+}``; the first difference decides.
 3. On the same path, an explicit method beats ``ANY``.
 
+One trailing slash is ignored, as a REST API ignores it: ``/a/b/`` goes where ``/a/b`` goes.
+
 Sources: "Routing API requests" in the HTTP API developer guide
 (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html): a full
 match first, then a match with a path variable, then one with a greedy path variable, and ``ANY``
@@ -89,10 +91,15 @@ class Route(NamedTuple):
 
 
 def path_segments(path: str) -> list[str] | None:
-    """A request path's segments (``/`` has none), or None for a path that is not absolute."""
+    """A request path's segments as API Gateway routes it (``/`` has none), or None for a path
+    that is not absolute. A REST API routes ``/a/`` as ``/a``: one trailing slash is dropped
+    (the method ARN keeps it; :mod:`tokengate.policies` refuses such requests)."""
     if not path.startswith("/"):
         return None
-    return [] if path == "/" else path[1:].split("/")
+    segments = path[1:].split("/")
+    if segments[-1] == "":
+        segments.pop()
+    return segments
 
 
 def parse_route(key: object) -> Route:

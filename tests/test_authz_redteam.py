@@ -1,0 +1,98 @@
+"""Attacks on the authorizers by a caller with a valid low-scope token and control of the path,
+each a regression test.
+
+The IAM evaluator is the hand-written glob of ``tests/test_route_policies.py`` (no product code);
+API Gateway's authorizer cache is emulated as it behaves: a ``TOKEN`` authorizer's policy is
+replayed, for the same token, on every later request to any route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.factories import HS_SECRET, SUPABASE_ISSUER, hs_token, supabase_claims
+from tests.test_route_policies import iam_allows
+from tokengate.authorizer import Authorizer
+from tokengate.keys import HmacKey
+from tokengate.policies import RouteScopes
+from tokengate.principals import SupabasePrincipals
+from tokengate.scopes import ScopePolicy
+from tokengate.supabase import SupabasePolicy, SupabaseTokenVerifier
+
+ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/v1"
+SCOPES = ("read", "write", "admin")
+
+
+def authorizer(table: dict[str, str]) -> Authorizer:
+    verifier = SupabaseTokenVerifier(
+        SupabasePolicy(issuer=SUPABASE_ISSUER), hmac_key=lambda: HmacKey(HS_SECRET.encode())
+    )
+    return Authorizer(SupabasePrincipals(verifier, ScopePolicy(SCOPES, ()), ()), RouteScopes(table))
+
+
+def token(*scopes: str) -> str:
+    return hs_token(supabase_claims(app_metadata={"provider": "email", "api_scopes": scopes}))
+
+
+def token_event(bearer: str, method: str, path: str) -> dict[str, Any]:
+    return {
+        "type": "TOKEN",
+        "authorizationToken": f"Bearer {bearer}",
+        "methodArn": f"{ARN}/{method}{path}",
+    }
+
+
+# -- an empty path segment: API Gateway routes "/a/b/" as "/a/b", the method ARN keeps the "/" --
+@pytest.mark.parametrize(
+    ("table", "scopes", "first", "attack"),
+    [
+        # The issue's own nested table: a write token, then the refund route with a final "/".
+        (
+            {"POST /orders/{id}": "write", "POST /orders/{id}/refund": "admin"},
+            ("write",),
+            ("POST", "/orders/8"),
+            ("POST", "/orders/8/refund/"),
+        ),
+        # A collection route needing more than its items: "Allow .../orders/*" matches "/orders/".
+        (
+            {"GET /orders": "admin", "GET /orders/{id}": "read"},
+            ("read",),
+            ("GET", "/orders/1"),
+            ("GET", "/orders/"),
+        ),
+        # "//" (should API Gateway collapse it): "Deny .../a/b" does not match "/a//b".
+        ({"GET /a/b": "admin", "GET /a/{x}": ""}, (), ("GET", "/a/1"), ("GET", "/a//b")),
+    ],
+)
+def test_a_cached_policy_never_allows_a_denied_route_through_an_empty_segment(
+    table: dict[str, str],
+    scopes: tuple[str, ...],
+    first: tuple[str, str],
+    attack: tuple[str, str],
+) -> None:
+    guard, bearer = authorizer(table), token(*scopes)
+    cached = guard.decide(token_event(bearer, *first))
+    assert iam_allows(cached, f"{ARN}/{first[0]}{first[1]}")
+    fresh = guard.decide(token_event(bearer, *attack))
+    arn = f"{ARN}/{attack[0]}{attack[1]}"
+    assert not iam_allows(fresh, arn)
+    assert not iam_allows(cached, arn), "the cached policy allows what a fresh call denies"
+
+
+def test_a_trailing_slash_is_routed_as_api_gateway_routes_it() -> None:
+    """API Gateway (REST) sends "/orders/8/refund/" to "POST /orders/{id}/refund"; the request is
+    refused whatever the caller holds (its method ARN cannot be told apart by IAM patterns)."""
+    scopes = RouteScopes({"POST /orders/{id}": "write", "POST /orders/{id}/refund": "admin"})
+    route = scopes.table.select("POST", "/orders/8/refund/")
+    assert route is not None and route.key == "POST /orders/{id}/refund"
+    assert scopes.table.select("POST", "/orders/8/") == scopes.table.select("POST", "/orders/8")
+    everything = token(*SCOPES)
+    guard = authorizer({"POST /orders/{id}": "write", "POST /orders/{id}/refund": "admin"})
+    for path in ("/orders/8/refund/", "/orders/8/", "/orders//8", "/orders/8//refund"):
+        answer = guard.decide(token_event(everything, "POST", path))
+        assert not iam_allows(answer, f"{ARN}/POST{path}"), path
+        if scopes.table.select("POST", path) is not None:
+            # ... and that answer, cached, still allows the caller's real routes.
+            assert iam_allows(answer, f"{ARN}/POST/orders/8/refund"), path
