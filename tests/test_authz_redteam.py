@@ -96,3 +96,29 @@ def test_a_trailing_slash_is_routed_as_api_gateway_routes_it() -> None:
         if scopes.table.select("POST", path) is not None:
             # ... and that answer, cached, still allows the caller's real routes.
             assert iam_allows(answer, f"{ARN}/POST/orders/8/refund"), path
+
+
+# -- a long path: API Gateway accepts resource ARNs of at most 512 characters in a policy --------
+NESTED = {"GET /{proxy+}": "read", "GET /a/{id}": "admin", "GET /a/{id}/b": "read"}
+
+
+@pytest.mark.parametrize(
+    ("table", "scopes", "path"),
+    [
+        ({"GET /files/{p+}": "read"}, (), "/files/" + "a" * 600),  # nothing allowed: a Deny
+        ({"GET /files/{p+}": "read"}, (), "/nowhere/" + "a" * 600),  # no route: a Deny
+        (NESTED, ("read",), "/a/1/x/" + "y" * 600),  # the exact-ARN fallback
+        (NESTED, ("read",), "/x/" + "y" * 1500),  # a method ARN of almost 1,600 characters
+    ],
+)
+def test_no_policy_names_a_resource_longer_than_api_gateway_accepts(
+    table: dict[str, str], scopes: tuple[str, ...], path: str
+) -> None:
+    """A longer resource is refused by API Gateway as a configuration error (500)."""
+    answer = authorizer(table).decide(token_event(token(*scopes), "GET", path))
+    resources = [r for s in answer["policyDocument"]["Statement"] for r in s["Resource"]]
+    assert resources and all(len(r) <= 512 for r in resources)
+    if path.startswith("/x/"):
+        assert iam_allows(answer, f"{ARN}/GET{path}")  # the whole-table policy: no exact ARN
+    else:
+        assert not iam_allows(answer, f"{ARN}/GET{path}")

@@ -47,6 +47,9 @@ logger = logging.getLogger("tokengate.policies")
 FRESH = "\x00"  # a segment equal to no literal (literals never hold NUL)
 EMPTY = ""  # an empty segment: "/a//b" or "/a/"
 MAX_CHECKED_SCOPE_SETS = 1024
+# API Gateway accepts resource ARNs of at most 512 characters in an authorizer's policy; a method
+# ARN (the request's path) may be up to 1,600.
+MAX_RESOURCE = 512
 Statement = dict[str, Any]
 
 
@@ -274,6 +277,15 @@ def has_wildcard(text: str) -> bool:
     return "*" in text or "?" in text
 
 
+def _refusal(arn_base: str, method: str, path: str) -> list[Statement]:
+    """A Deny of the request's method ARN; past :data:`MAX_RESOURCE` characters, of every ARN
+    sharing its first 511 (a Deny may be broader than the request, never an Allow)."""
+    arn = f"{arn_base}/{method}{path}"
+    if len(arn) > MAX_RESOURCE:
+        arn = arn[: MAX_RESOURCE - 1] + "*"
+    return [{"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": [arn]}]
+
+
 def _log_conflicts(conflicts: Iterable[Conflict], shown: int = 10) -> None:
     pairs = [f"{c.denied.key} while allowing {c.permitted.key}" for c in conflicts]
     more = f"; and {len(pairs) - shown} more" if len(pairs) > shown else ""
@@ -354,7 +366,7 @@ class PolicyPlanner:
     ) -> tuple[bool, list[Statement]]:
         """Whether a request API Gateway sent to ``route`` (None: to a route the table does not
         list) is allowed for a caller holding ``held``, and the policy that says so."""
-        refuse = (False, _statements(arn_base, (), [(method, path)]))
+        refuse = (False, _refusal(arn_base, method, path))
         group = self._group(method)
         if route is None or group is None or route not in group.live:
             return refuse
@@ -382,7 +394,8 @@ class PolicyPlanner:
                 [(method, pattern_path(group.parts[route]))],
                 [(method, pattern_path(group.parts[d])) for d in needed],
             )
-        if has_wildcard(path):
-            # The exact ARN would itself be a pattern ("*" and "?" are wildcards in IAM).
+        if has_wildcard(path) or len(f"{arn_base}/{method}{path}") > MAX_RESOURCE:
+            # The exact ARN would itself be a pattern ("*" and "?" are wildcards in IAM), or be
+            # longer than API Gateway accepts in a policy.
             return refuse
         return True, _statements(arn_base, [(method, path)], ())
