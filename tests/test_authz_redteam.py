@@ -8,6 +8,7 @@ replayed, for the same token, on every later request to any route.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ import pytest
 from tests.factories import HS_SECRET, SUPABASE_ISSUER, hs_token, supabase_claims
 from tests.test_route_policies import iam_allows
 from tokengate.authorizer import Authorizer
+from tokengate.config import Settings
+from tokengate.errors import ConfigurationError
 from tokengate.keys import HmacKey
 from tokengate.policies import RouteScopes
 from tokengate.principals import SupabasePrincipals
@@ -122,3 +125,21 @@ def test_no_policy_names_a_resource_longer_than_api_gateway_accepts(
         assert iam_allows(answer, f"{ARN}/GET{path}")  # the whole-table policy: no exact ARN
     else:
         assert not iam_allows(answer, f"{ARN}/GET{path}")
+
+
+# -- a route scope no token can hold ------------------------------------------------------------
+@pytest.mark.parametrize("scope", ["read write", " read", "read\n", 'a"b', "a\\b", 7])
+def test_a_route_scope_that_no_token_can_hold_is_refused_at_start(scope: object) -> None:
+    """Scopes are space-separated in every token: "read write" as one route's scope would make
+    the route unreachable for everyone, silently (and name a scope no one can get in 403s)."""
+    table = {"GET /a": "read", "GET /b": scope}
+    with pytest.raises(ConfigurationError, match="GET /b"):
+        RouteScopes(table)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"GET /b|ROUTE_SCOPES must be"):
+        Settings.from_env(
+            {"SUPABASE_URL": "https://x.supabase.co", "ROUTE_SCOPES": json.dumps(table)}
+        )
+    assert RouteScopes({"GET /a": "", "GET /b": "*", "GET /c": "orders:write"}).names() == {
+        "*",
+        "orders:write",
+    }

@@ -40,7 +40,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .routes import ANY, GREEDY, LITERAL, METHODS, Route, RouteTable, path_segments
+from .routes import (
+    ANY,
+    GREEDY,
+    LITERAL,
+    METHODS,
+    Route,
+    RouteTable,
+    check_route_scope,
+    path_segments,
+)
 
 logger = logging.getLogger("tokengate.policies")
 
@@ -62,7 +71,9 @@ class RouteScopes:
 
     def __init__(self, table: Mapping[str, str]) -> None:
         self.table = RouteTable(table)
-        self._scope = {route: str(table[route.key]) for route in self.table.routes}
+        self._scope = {
+            route: check_route_scope(route.key, table[route.key]) for route in self.table.routes
+        }
 
     def required(self, route: Route) -> str:
         return self._scope[route]

@@ -45,6 +45,20 @@ _LITERAL = re.compile(r"[A-Za-z0-9._~!$&'()+,;=:@%-]+")
 _VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)(\+?)\}")
 
 
+# RFC 6749 §3.3 scope-token: what one scope of a token can be (no space, '"' or '\\').
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def check_route_scope(key: str, scope: object) -> str:
+    """The scope a route requires (``""``: any valid token), which must be one scope name: a
+    value no token can hold (``"read write"``) would make the route unreachable in silence."""
+    if not isinstance(scope, str) or (scope and not _SCOPE_TOKEN.fullmatch(scope)):
+        raise ConfigurationError(
+            f'route {key!r}: the scope must be one scope name (no spaces) or "", not {scope!r}'
+        )
+    return scope
+
+
 class Segment(NamedTuple):
     kind: int  # LITERAL, VARIABLE or GREEDY
     text: str  # the literal text, or the variable's name
