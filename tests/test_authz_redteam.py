@@ -8,18 +8,20 @@ replayed, for the same token, on every later request to any route.
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given
 
 from tests.factories import HS_SECRET, SUPABASE_ISSUER, hs_token, supabase_claims
-from tests.test_route_policies import iam_allows
+from tests.test_route_policies import EXAMPLES, iam_allows, route_tables
 from tokengate.authorizer import Authorizer
 from tokengate.config import Settings
 from tokengate.errors import ConfigurationError
 from tokengate.keys import HmacKey
-from tokengate.policies import RouteScopes
+from tokengate.policies import PolicyPlanner, RouteScopes
 from tokengate.principals import SupabasePrincipals
 from tokengate.scopes import ScopePolicy
 from tokengate.supabase import SupabasePolicy, SupabaseTokenVerifier
@@ -143,3 +145,35 @@ def test_a_route_scope_that_no_token_can_hold_is_refused_at_start(scope: object)
         "*",
         "orders:write",
     }
+
+
+# -- a large table: the start-time proof must not enumerate 2^n scope sets ----------------------
+@EXAMPLES
+@given(table=route_tables())
+def test_the_start_time_conflicts_are_those_of_every_scope_set(table: dict[str, str]) -> None:
+    """The conflicts found at start are exactly the union, over every scope set, of the
+    conflicts of that set's plan (here, with at most three scope names, enumerated)."""
+    planner = PolicyPlanner(RouteScopes(table))
+    names = sorted(set(table.values()) - {""})
+    union = {
+        conflict
+        for size in range(len(names) + 1)
+        for held in itertools.combinations(names, size)
+        for conflict in planner.plan(frozenset(held)).conflicts
+    }
+    assert set(planner.conflicts) == union
+
+
+def test_a_table_with_many_scopes_is_proved_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    """Twenty scope names are a million scope sets: the conflicts are still named at start."""
+    table = {f"POST /r{i}/{{id}}": f"scope{i}" for i in range(18)}
+    table |= {"GET /{proxy+}": "read", "GET /a/{id}": "admin", "GET /a/{id}/b": "read"}
+    with caplog.at_level("WARNING", logger="tokengate.policies"):
+        planner = PolicyPlanner(RouteScopes(table))
+    assert {(c.denied.key, c.permitted.key) for c in planner.conflicts} == {
+        ("GET /a/{id}", "GET /a/{id}/b"),
+        ("GET /a/{id}", "GET /{proxy+}"),
+        ("GET /{proxy+}", "GET /a/{id}"),
+    }
+    (record,) = caplog.records
+    assert "GET /a/{id} while allowing GET /a/{id}/b" in record.getMessage()

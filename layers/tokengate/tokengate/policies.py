@@ -34,7 +34,6 @@ anything also denies every such method ARN, and the path automata below never ro
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ logger = logging.getLogger("tokengate.policies")
 
 FRESH = "\x00"  # a segment equal to no literal (literals never hold NUL)
 EMPTY = ""  # an empty segment: "/a//b" or "/a/"
-MAX_CHECKED_SCOPE_SETS = 1024
+MAX_CACHED_PLANS = 4096  # scope sets whose plans are kept (the warm path)
 # API Gateway accepts resource ARNs of at most 512 characters in an authorizer's policy; a method
 # ARN (the request's path) may be up to 1,600.
 MAX_RESOURCE = 512
@@ -316,27 +315,36 @@ class PolicyPlanner:
         self._groups = _method_groups(scopes.table)
         self._plans: dict[frozenset[str], Plan] = {}
         self._documents: dict[tuple[str, frozenset[str]], list[tuple[str, list[str]]]] = {}
-        names = sorted(scopes.names())
-        self.checked_every_scope_set = 2 ** len(names) <= MAX_CHECKED_SCOPE_SETS
-        conflicts: set[Conflict] = set()
-        if self.checked_every_scope_set:
-            for size in range(len(names) + 1):
-                for held in itertools.combinations(names, size):
-                    conflicts.update(self.plan(frozenset(held)).conflicts)
+        conflicts = self._every_conflict()
         self.conflicts = tuple(sorted(conflicts, key=lambda c: (c.denied.key, c.permitted.key)))
         if self.conflicts:
             _log_conflicts(self.conflicts)
+
+    def _every_conflict(self) -> set[Conflict]:
+        """The conflicts of every scope set, without building a plan for each (2^n of them):
+        ``(d, p)`` is a conflict of some set exactly when it is one of the set holding every
+        scope but ``d``'s. That set permits the most any set denying ``d`` can, and a conflict
+        needs ``p`` permitted and ``d``'s Deny needed by a permitted route, both of which only
+        grow with what is permitted."""
+        found: set[Conflict] = set()
+        for group in self._groups:
+            for denied in group.live:
+                scope = self.scopes.required(denied)
+                if not scope:
+                    continue  # never denied
+                permitted = [r for r in group.live if self.scopes.required(r) != scope]
+                if any(group.reach[denied][p] for p in permitted):
+                    found.update(Conflict(denied, p) for p in permitted if group.reach[p][denied])
+        return found
 
     def plan(self, held: frozenset[str]) -> Plan:
         """The plan for the scopes a caller holds (only the table's scope names matter)."""
         key = held & self.scopes.names()
         plan = self._plans.get(key)
         if plan is None:
-            if len(self._plans) >= 4 * MAX_CHECKED_SCOPE_SETS:
+            if len(self._plans) >= MAX_CACHED_PLANS:
                 self._plans.clear()
             plan = self._plans[key] = self._build(key)
-            if plan.conflicts and not self.checked_every_scope_set:
-                _log_conflicts(plan.conflicts)  # too many scope sets to check them all at start
         return plan
 
     def _build(self, held: frozenset[str]) -> Plan:
