@@ -174,6 +174,10 @@ ATTACK_ROUTES = {
 ATTACK_REQUESTS = [
     ("POST", "/orders/8", "/orders/{id}", True),
     ("POST", "/orders/8/refund", "/orders/{id}/refund", False),
+    # API Gateway routes a trailing slash as none; the method ARN keeps it: always refused.
+    ("POST", "/orders/8/refund/", "/orders/{id}/refund", False),
+    ("GET", "/admin/", "/admin", False),
+    ("GET", "/items/", "/items", False),
     ("GET", "/admin", "/admin", False),
     ("GET", "/reports/2026/q1", "/{proxy+}", True),
     ("GET", "/items", "/items", True),
