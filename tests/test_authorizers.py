@@ -140,11 +140,14 @@ def test_allow_policy_and_context(api: InProcessApi) -> None:
     assert sorted(statement["Resource"]) == sorted(
         [f"{ARN}/GET/whoami", f"{ARN}/GET/supabase/whoami", f"{ARN}/POST/orders/*"]
     )
-    # Paths with an empty segment ("/whoami/", "//"): refused (docs/authorization.md).
+    # Paths with an empty, "." or ".." segment ("/whoami/", "//", "/a/../b"): refused
+    # (docs/authorization.md).
     assert empty_segments == {
         "Action": "execute-api:Invoke",
         "Effect": "Deny",
-        "Resource": [f"{ARN}/*//*", f"{ARN}/*/?*/"],
+        "Resource": sorted(
+            f"{ARN}{p}" for p in ("/*//*", "/*/?*/", "/*/./*", "/*/.", "/*/../*", "/*/..")
+        ),
     }
 
 

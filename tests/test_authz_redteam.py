@@ -86,6 +86,27 @@ def test_a_cached_policy_never_allows_a_denied_route_through_an_empty_segment(
     assert not iam_allows(cached, arn), "the cached policy allows what a fresh call denies"
 
 
+@pytest.mark.parametrize(
+    "attack", ["/a/../admin", "/a/./../admin", "/a/1/..", "/./admin", "/admin/.", "/a/.."]
+)
+def test_dot_segments_are_refused_fresh_and_cached(attack: str) -> None:
+    """Should API Gateway resolve "/a/../admin" to "/admin" before routing, the method ARN would
+    still hold the dots, which "Allow .../GET/a/*" matches and "Deny .../GET/admin" does not."""
+    guard, bearer = authorizer({"GET /a/{x}": "", "GET /admin": "admin"}), token()
+    cached = guard.decide(token_event(bearer, "GET", "/a/1"))
+    assert iam_allows(cached, f"{ARN}/GET/a/1")
+    assert not iam_allows(cached, f"{ARN}/GET{attack}")
+    assert not iam_allows(guard.decide(token_event(bearer, "GET", attack)), f"{ARN}/GET{attack}")
+    for near_miss in ("/a/...", "/a/.b", "/a/b.", "/a/..b"):  # ordinary segments stay allowed
+        assert iam_allows(cached, f"{ARN}/GET{near_miss}"), near_miss
+
+
+@pytest.mark.parametrize("key", ["GET /a/.", "GET /a/../b", "GET /./a"])
+def test_a_route_with_a_dot_segment_is_refused_at_start(key: str) -> None:
+    with pytest.raises(ConfigurationError, match="must be a literal"):
+        RouteScopes({key: ""})
+
+
 def test_a_trailing_slash_is_routed_as_api_gateway_routes_it() -> None:
     """API Gateway (REST) sends "/orders/8/refund/" to "POST /orders/{id}/refund"; the request is
     refused whatever the caller holds (its method ARN cannot be told apart by IAM patterns)."""

@@ -429,8 +429,8 @@ def test_an_inexpressible_table_gets_per_route_policies(
         answer = authorizer.decide(rest_event("TOKEN", token, "GET", path, path))
         return [(s["Effect"], s["Resource"]) for s in answer["policyDocument"]["Statement"]]
 
-    # Every policy that allows anything also denies every path with an empty segment.
-    empty = [f"{ARN}/*//*", f"{ARN}/*/?*/"]
+    # Every policy that allows anything also denies every path with an empty, "." or ".." segment.
+    empty = sorted(f"{ARN}{p}" for p in ("/*//*", "/*/?*/", "/*/./*", "/*/.", "/*/../*", "/*/.."))
     read_only_plan = [
         ("Allow", sorted(f"{ARN}/GET{p}" for p in ("/*", "/a/*/b"))),
         ("Deny", sorted([f"{ARN}/GET/a/*", *empty])),

@@ -29,7 +29,9 @@ A request path with an empty segment (``//``, or a trailing ``/`` other than the
 fresh and cached alike: API Gateway routes ``/a/b/`` as ``/a/b`` but keeps the slash in the method
 ARN, where no route's pattern can tell it from a path of another route (``.../orders/*`` matches
 ``/orders/8/refund/``, which ``Deny .../orders/*/refund`` does not). Every policy that allows
-anything also denies every such method ARN, and the path automata below never route one.
+anything also denies every such method ARN, and the path automata below never route one. So are
+``.`` and ``..`` segments (should API Gateway resolve ``/a/../admin`` to ``/admin``, the method
+ARN would still hold the dots).
 """
 
 from __future__ import annotations
@@ -258,15 +260,26 @@ class Plan:
         return not self.conflicts
 
 
-def has_empty_segment(path: str) -> bool:
-    """``//`` in the path, or a trailing ``/`` other than the root's."""
-    return path != "/" and ("//" in path or path.endswith("/"))
+def has_ambiguous_segment(path: str) -> bool:
+    """``//`` in the path, a trailing ``/`` other than the root's, or a ``.`` or ``..`` segment
+    (which a client normally removes, and API Gateway might resolve before routing)."""
+    if path == "/":
+        return False
+    return "//" in path or path.endswith("/") or any(s in (".", "..") for s in path.split("/"))
 
 
-def empty_segment_patterns(arn_base: str) -> list[str]:
-    """Every method ARN whose path has an empty segment: ``//`` anywhere, or a final ``/`` after
-    at least one character (the root ``.../GET/`` is not matched)."""
-    return [f"{arn_base}/*//*", f"{arn_base}/*/?*/"]
+def ambiguous_segment_patterns(arn_base: str) -> list[str]:
+    """Every method ARN whose path :func:`has_ambiguous_segment`: ``//`` anywhere, a final
+    ``/`` after at least one character (the root ``.../GET/`` is not matched), ``/./`` or
+    ``/../`` anywhere, a final ``/.`` or ``/..``."""
+    return [
+        f"{arn_base}/*//*",
+        f"{arn_base}/*/?*/",
+        f"{arn_base}/*/./*",
+        f"{arn_base}/*/.",
+        f"{arn_base}/*/../*",
+        f"{arn_base}/*/..",
+    ]
 
 
 def _statements(
@@ -276,7 +289,7 @@ def _statements(
     allows = sorted({f"{arn_base}/{method}{path}" for method, path in allow})
     denies = {f"{arn_base}/{method}{path}" for method, path in deny}
     if allows:
-        denies.update(empty_segment_patterns(arn_base))
+        denies.update(ambiguous_segment_patterns(arn_base))
     for effect, arns in (("Allow", allows), ("Deny", sorted(denies))):
         if arns:
             statements.append({"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns})
@@ -390,9 +403,9 @@ class PolicyPlanner:
         if route is None or group is None or route not in group.live:
             return refuse
         plan = self.plan(held)
-        if has_empty_segment(path) or not self.scopes.permits(route, held):
+        if has_ambiguous_segment(path) or not self.scopes.permits(route, held):
             # The whole-table policy denies every request of a denied route, exact or not, and
-            # every path with an empty segment.
+            # every path with an empty, "." or ".." segment.
             return (False, self._whole_table(arn_base, held, plan)) if plan.allow else refuse
         if plan.exact:
             return True, self._whole_table(arn_base, held, plan)

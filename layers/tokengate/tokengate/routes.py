@@ -142,12 +142,12 @@ def parse_route(key: object) -> Route:
                 raise ConfigurationError(f"route {key!r}: variable {variable[1]!r} is repeated")
             names.add(variable[1])
             segments.append(Segment(GREEDY if greedy else VARIABLE, variable[1]))
-        elif _LITERAL.fullmatch(part):
+        elif _LITERAL.fullmatch(part) and part not in (".", ".."):
             segments.append(Segment(LITERAL, part))
         else:
             raise ConfigurationError(
                 f"route {key!r}: segment {part!r} must be a literal (letters, digits, -._~ and "
-                "the like; no '*', '?' or empty segment), {name} or a final {name+}"
+                "the like; no '*', '?', '.', '..' or empty segment), {name} or a final {name+}"
             )
     return Route(method, path, tuple(segments))
 
