@@ -55,3 +55,9 @@ def test_plain_http_is_allowed_exactly_for_loopback_hosts(parts: list[str]) -> N
     else:
         with pytest.raises(UsageError):
             check_url(url, "the API URL")
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://[not-an-ip]/", "http://127.0.0.1:port"])
+def test_a_malformed_url_is_a_usage_error(url: str) -> None:
+    with pytest.raises(UsageError, match="the API URL"):
+        check_url(url, "the API URL")

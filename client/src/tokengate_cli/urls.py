@@ -11,8 +11,12 @@ from .errors import UsageError
 def check_url(url: str, what: str) -> str:
     """https, or plain http to a loopback address only (local development): a name that merely
     starts with ``127.`` is a remote host, and a token must never cross the network in clear."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - a port that is not a number in range is a malformed URL
+    except ValueError:
+        raise UsageError(f"{what} is not a valid URL: {url}") from None
     if parts.scheme == "https" and host:
         return url.rstrip("/")
     if parts.scheme == "http":
