@@ -304,24 +304,26 @@ def cmd_logout(args: argparse.Namespace) -> int:
     source = source_for(args)
     warning = ""
     with source.locked():
-        session = source.session()
-        if session:
-            from . import supabase
+        try:
+            session = source.session()
+            if session:
+                from . import supabase
 
-            try:
-                import time
+                try:
+                    import time
 
-                if float(session.get("expires_at", 0)) - time.time() < 10:
-                    session = supabase.refresh(session)
-                supabase.sign_out(session)
-            except NotSignedIn:
-                pass  # the session had already ended at Supabase
-            except Unreachable as exc:
-                warning = (
-                    f"signed out here, but {exc.message}: the session stays valid at Supabase "
-                    "until it expires"
-                )
-        source.forget()
+                    if float(session["expires_at"]) - time.time() < 10:
+                        session = supabase.refresh(session)
+                    supabase.sign_out(session)
+                except NotSignedIn:
+                    pass  # the session had already ended at Supabase
+                except Unreachable as exc:
+                    warning = (
+                        f"signed out here, but {exc.message}: the session stays valid at "
+                        "Supabase until it expires"
+                    )
+        finally:
+            source.forget()  # whatever happened at Supabase, nothing stays behind here
     if warning:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     else:
