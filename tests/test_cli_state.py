@@ -3,6 +3,7 @@ with one line and its exit code, and ``logout`` always deletes everything."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -109,3 +110,47 @@ def test_no_state_file_content_makes_a_command_crash(
     if command == "logout":
         assert code == 0, err
         assert not (home / "session.json").exists() and not (home / "tokens.json").exists()
+
+
+ATTACKER_CONFIG = {
+    "api_url": "https://api.attacker.example",
+    "supabase_url": "https://attacker.example",
+    "supabase_key": "anon",
+}
+
+
+@pytest.mark.parametrize("command", ["token", "status", "login", "logout"])
+def test_a_state_directory_others_can_write_is_not_trusted(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    """TOKENGATE_HOME=/tmp/shared that another user created (or could write to) could hold a
+    config.json naming their Supabase project, where login would then send the password."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    write(shared / "config.json", ATTACKER_CONFIG)
+    monkeypatch.setattr("sys.stdin", io.StringIO("victim@example.com\nsecret\n"))
+    monkeypatch.setenv("TOKENGATE_HOME", str(shared))
+    for name in ("TOKENGATE_API_URL", "SUPABASE_URL", "SUPABASE_ANON_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    args = ["login", "--password-stdin"] if command == "login" else [command]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "others can write" in err and "attacker" not in err
+    assert (shared / "config.json").exists()  # not ours to delete either
+
+
+def test_a_state_directory_owned_by_another_user_is_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    write(home / "config.json", ATTACKER_CONFIG)
+    monkeypatch.setattr("os.geteuid", lambda: home.stat().st_uid + 1)
+    monkeypatch.setenv("TOKENGATE_HOME", str(home))
+    assert main(["status"]) == 2
+    assert "belongs to another user" in capsys.readouterr().err

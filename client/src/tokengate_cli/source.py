@@ -41,6 +41,7 @@ from .store import (
     LOCK_FILE,
     SecretStore,
     atomic_write,
+    check_own_home,
     default_home,
     ensure_private_dir,
     open_store,
@@ -96,7 +97,7 @@ class TokenSource:
         min_ttl: int = DEFAULT_MIN_TTL,
         clock: Clock = time.time,
     ) -> None:
-        self.home = Path(home) if home is not None else default_home()
+        self.home = check_own_home(Path(home) if home is not None else default_home())
         saved = read_json(self.home / CONFIG_FILE) or {}
         env = os.environ
         self.api_url = _first(api_url, env.get("TOKENGATE_API_URL"), saved.get("api_url"))
