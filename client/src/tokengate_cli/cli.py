@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -21,6 +22,10 @@ from .errors import ApiError, ClientError, NotSignedIn, UsageError
 from .source import DEFAULT_MIN_TTL, TokenSource, remaining
 
 PROG = "tokengate"
+# What HTTP/1.1 can carry as written (RFC 9110 token, field-value; a URL path in ASCII).
+HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+URL_PATH = re.compile(r"/[\x21-\x7e]*")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 LOGIN_TIMEOUT_SECONDS = 300.0
 
 
@@ -137,14 +142,21 @@ def cmd_call(args: argparse.Namespace) -> int:
         raise UsageError("call takes [METHOD] PATH")
     method = args.request[0].upper() if len(args.request) == 2 else ("POST" if args.data else "GET")
     path = args.request[-1]
+    if not HTTP_TOKEN.fullmatch(method):
+        raise UsageError(f"not an HTTP method: {method!r}")
     if not path.startswith("/"):
         raise UsageError(f"PATH must start with / (it is sent to the API only): {path}")
+    if not URL_PATH.fullmatch(path):
+        raise UsageError(f"PATH must be URL-encoded (no spaces, no non-ASCII): {path!r}")
     headers = {"Accept": "application/json"}
     for line in args.header:
         name, sep, value = line.partition(":")
-        if not sep or not name.strip():
+        name, value = name.strip(), value.strip()
+        if not sep or not HTTP_TOKEN.fullmatch(name):
             raise UsageError(f'a header is "Name: value", not {line!r}')
-        headers[name.strip()] = value.strip()
+        if not HEADER_VALUE.fullmatch(value):
+            raise UsageError(f"the value of header {name} has a line break or control character")
+        headers[name] = value
     body = _body(args.data)
     if body is not None and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = _content_type(body)
