@@ -154,3 +154,27 @@ def test_a_state_directory_owned_by_another_user_is_not_trusted(
     monkeypatch.setenv("TOKENGATE_HOME", str(home))
     assert main(["status"]) == 2
     assert "belongs to another user" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("errors", ["strict", "surrogateescape"])
+@pytest.mark.parametrize(
+    ("args", "typed"),
+    [
+        (["--email", "dev@example.com", "--password-stdin"], b"hunter\xff\xfe42\n"),
+        (["--password-stdin"], b"dev\xff@example.com\npassword\n"),
+        (["--email", "dev\udcff@example.com", "--password-stdin"], b"password\n"),
+    ],
+)
+def test_login_input_that_is_not_utf8_is_a_usage_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    errors: str,
+    args: list[str],
+    typed: bytes,
+) -> None:
+    stdin = io.TextIOWrapper(io.BytesIO(typed), encoding="utf-8", errors=errors)
+    monkeypatch.setattr("sys.stdin", stdin)
+    code, err = run(tmp_path / "home", monkeypatch, capsys, "login", *args)
+    assert code == 2, err
+    assert "not valid UTF-8" in err and "hunter" not in err

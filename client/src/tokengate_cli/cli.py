@@ -221,7 +221,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     source = source_for(args)
     url, key = source.require_supabase()
     api = source.require_api() if source.api_url else None
-    email = args.email or ("" if args.provider else _ask("Email: "))
+    email = _utf8(lambda: args.email, "the email") if args.email else ""
+    email = email or ("" if args.provider else _ask("Email: "))
     if args.provider:
         session = _provider_sign_in(url, key, args.provider, args.no_browser)
     elif args.otp:
@@ -245,19 +246,34 @@ def _ask(prompt: str) -> str:
     if sys.stdin.isatty():
         sys.stderr.write(prompt)
         sys.stderr.flush()
-    line = sys.stdin.readline()
+    line = _utf8(_read_line, "the answer")
     if not line:
         raise UsageError(f"no answer to {prompt.strip()!r} (standard input is closed)")
     return line.strip()
 
 
+def _read_line() -> str:
+    return sys.stdin.readline()
+
+
+def _utf8(read: Any, what: str) -> str:
+    """What ``read()`` returns, which must be UTF-8 text (Supabase takes JSON): undecodable
+    bytes are a usage error that never repeats them."""
+    try:
+        text = str(read())
+        text.encode("utf-8")
+    except UnicodeError:
+        raise UsageError(f"{what} is not valid UTF-8 text") from None
+    return text
+
+
 def _password(from_stdin: bool) -> str:
     if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = _utf8(_read_line, "the password").rstrip("\r\n")
     elif sys.stdin.isatty():
         import getpass
 
-        password = getpass.getpass("Password: ")
+        password = _utf8(lambda: getpass.getpass("Password: "), "the password")
     else:
         raise UsageError("no terminal to ask for the password: use --password-stdin")
     if not password:
