@@ -253,7 +253,15 @@ class Explainer:
             else f"missing: {', '.join(missing)}",
             "the token was not issued by this product's exchange",
         )
-        if key is not None:
+        if key is not None and not self.api_url:
+            report.add(
+                "verdict",
+                None,
+                "no API to judge it for: the keys came from the token's own iss, which anyone "
+                "can publish, so a signature that verifies proves nothing",
+                "pass --api URL (or set TOKENGATE_API_URL) for a verdict",
+            )
+        elif key is not None:
             self._api_verdict(token, issuer, key, report)
 
     def _api_key(
