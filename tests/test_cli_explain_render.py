@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import threading
 import time
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from tokengate.apitoken import ApiTokenIssuer
 from tokengate.signing import LocalKeySigner
+from tokengate_cli.cli import main
 from tokengate_cli.explain import Explainer, render
 
 
@@ -107,3 +109,26 @@ def test_without_a_configured_api_a_self_signed_token_gets_no_verdict() -> None:
     assert not report.accepted
     assert "would accept" not in report.conclusion
     assert "--api" in render(report)
+
+
+class Endless(io.StringIO):
+    """Standard input that never ends (``yes | tokengate explain -``, ``< /dev/zero``)."""
+
+    def read(self, size: int | None = -1) -> str:
+        if size is None or size < 0:
+            raise AssertionError("an unbounded read of endless input never returns")
+        return "A" * size
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_endless_input_is_read_bounded_and_reported(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    monkeypatch.setattr("sys.stdin", Endless())
+    monkeypatch.setenv("TOKENGATE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TOKENGATE_API_URL", raising=False)
+    assert main(["explain", "-"]) == 1
+    out = capsys.readouterr().out
+    assert "not a JWT" in out and "acceptable size" in out

@@ -27,6 +27,7 @@ HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 URL_PATH = re.compile(r"/[\x21-\x7e]*")
 HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 LOGIN_TIMEOUT_SECONDS = 300.0
+MAX_EXPLAIN_INPUT = 1024 * 1024
 
 
 class Parser(argparse.ArgumentParser):
@@ -364,7 +365,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from .explain import Explainer, render
 
-    text = sys.stdin.read() if args.token == "-" else args.token
+    # Bounded: `yes | tokengate explain -` must end. Anything this long is no token anyway.
+    text = sys.stdin.read(MAX_EXPLAIN_INPUT + 1) if args.token == "-" else args.token
     if not text.strip():
         raise UsageError("no token given: tokengate explain TOKEN, or pipe one into explain -")
     source = source_for(args)
