@@ -178,3 +178,28 @@ def test_login_input_that_is_not_utf8_is_a_usage_error(
     code, err = run(tmp_path / "home", monkeypatch, capsys, "login", *args)
     assert code == 2, err
     assert "not valid UTF-8" in err and "hunter" not in err
+
+
+class EndlessLine(io.StringIO):
+    """Standard input with no line end in sight (``login --password-stdin < /dev/zero``)."""
+
+    def readline(self, size: int | None = -1) -> str:
+        if size is None or size < 0:
+            raise AssertionError("an unbounded readline of endless input never returns")
+        return "A" * size
+
+    def isatty(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("args", [["--email", "dev@example.com", "--password-stdin"], ["--otp"]])
+def test_login_reads_answers_bounded(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+) -> None:
+    monkeypatch.setattr("sys.stdin", EndlessLine())
+    code, err = run(tmp_path / "home", monkeypatch, capsys, "login", *args)
+    assert code == 2, err
+    assert "longer than" in err

@@ -28,6 +28,7 @@ URL_PATH = re.compile(r"/[\x21-\x7e]*")
 HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 LOGIN_TIMEOUT_SECONDS = 300.0
 MAX_EXPLAIN_INPUT = 1024 * 1024
+MAX_ANSWER = 4096  # an email, a password, a one-time code
 
 
 class Parser(argparse.ArgumentParser):
@@ -254,7 +255,11 @@ def _ask(prompt: str) -> str:
 
 
 def _read_line() -> str:
-    return sys.stdin.readline()
+    """One line of standard input, bounded: `< /dev/zero` must end too."""
+    line = sys.stdin.readline(MAX_ANSWER + 1)
+    if len(line) > MAX_ANSWER:
+        raise UsageError(f"an answer longer than {MAX_ANSWER} characters")
+    return line
 
 
 def _utf8(read: Any, what: str) -> str:
