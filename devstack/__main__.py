@@ -38,23 +38,17 @@ Try it (copy-paste into a shell):
 """
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class _Stopped(Exception):
-    """Raised in the main thread by the first stop signal."""
-
-
-def _stop(signum: int, frame: object) -> None:
-    # The handler takes no lock: it runs between two bytecodes of the main thread, which may be
-    # holding any lock at that moment (a threading.Event set here deadlocks when a second signal,
-    # as make forwards one, lands inside Event.wait). Later signals are ignored while stopping.
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    raise _Stopped
+# The stop signals are blocked in every thread and taken by the main thread with sigwait. A
+# signal sent to the process goes to any thread that does not block it, and a Python handler
+# runs only when the main thread next runs bytecode: a burst of signals taken by the server
+# threads left the main thread asleep in pause() for ever, still serving.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 def main() -> int:
+    # Before any thread starts: threads inherit the mask. A stop signal that arrives while the
+    # stack starts stays pending, and the stack stops as soon as it is up.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         stack = start()
     except (ConfigurationError, ParameterError) as error:
@@ -102,13 +96,8 @@ def serve_until_stopped(stack: LocalStack) -> None:
         print(f"  {route.method:5} {stack.base_url}{route.path}{guard}")
     print(walkthrough(stack.base_url, token))
     try:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, _stop)
         print("Ctrl-C stops everything.", flush=True)
-        while True:
-            signal.pause()
-    except _Stopped:
-        pass
+        signal.sigwait(STOP_SIGNALS)
     finally:
         stack.stop()
     print("stopped.", flush=True)

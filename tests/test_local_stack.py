@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -189,6 +192,9 @@ def test_kms_unavailable_is_503_without_a_token(supabase: JwksServer) -> None:
 
 
 READY = "Ctrl-C stops everything"
+# Bounds on waiting for a child: generous, they catch a hang instead of timing anything.
+START_WAIT = 90.0
+STOP_WAIT = 60.0
 
 
 def stack_env(**variables: str) -> dict[str, str]:
@@ -197,12 +203,56 @@ def stack_env(**variables: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)} | variables
 
 
+class ChildOutput:
+    """What a child process prints, read line by line in a thread so every wait is bounded."""
+
+    def __init__(self, stream: Any) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        with stream:
+            for line in stream:
+                self._lines.put(line)
+        self._lines.put(None)
+
+    def until(self, marker: str, wait: float) -> str:
+        """Lines up to and including the first that starts with ``marker``."""
+        lines: list[str] = []
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no {marker!r} line within {wait:.0f} s: {''.join(lines)[-2000:]}")
+            if line is None:
+                pytest.fail(f"the child ended before {marker!r}: {''.join(lines)[-2000:]}")
+            lines.append(line)
+            if line.startswith(marker):
+                return "".join(lines)
+
+    def rest(self, wait: float) -> str:
+        """Everything up to the end of the output."""
+        lines: list[str] = []
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"output still open after {wait:.0f} s: {''.join(lines)[-2000:]}")
+            if line is None:
+                return "".join(lines)
+            lines.append(line)
+
+
 @contextlib.contextmanager
-def served(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], int, str]]:
+def served(
+    command: list[str], **variables: str
+) -> Iterator[tuple[subprocess.Popen[str], int, str, ChildOutput]]:
     """The local stack started by ``command`` on a free port, in its own process group, with what
     it printed up to the ready line. Nothing it starts outlives the test, even when the test fails."""
     port = free_port()
-    env = stack_env(PORT=str(port))
+    env = stack_env(PORT=str(port), **variables)
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -212,34 +262,27 @@ def served(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], int, str
         text=True,
         start_new_session=True,
     )
-    assert process.stdout is not None
     try:
-        with process.stdout:
-            lines: list[str] = []
-            for line in process.stdout:
-                lines.append(line)
-                if line.startswith(READY):
-                    break
-            yield process, port, "".join(lines)
+        output = ChildOutput(process.stdout)
+        yield process, port, output.until(READY, START_WAIT), output
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            process.wait(timeout=STOP_WAIT)
 
 
-def output_after_stop(process: subprocess.Popen[str]) -> str:
+def output_after_stop(process: subprocess.Popen[str], output: ChildOutput) -> str:
     """Waits for the stack to exit after a stop signal and returns the rest of what it printed."""
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=STOP_WAIT)
     except subprocess.TimeoutExpired:
-        pytest.fail("the local stack did not stop within 30 s of a stop signal")
-    assert process.stdout is not None
-    return process.stdout.read()
+        pytest.fail(f"the local stack did not stop after a stop signal (waited {STOP_WAIT:.0f} s)")
+    return output.rest(STOP_WAIT)
 
 
 def test_make_run_walkthrough_works_as_printed() -> None:
     """`make run` starts and prints a walkthrough that works verbatim; SIGTERM stops it."""
-    with served(["make", "--no-print-directory", "run"]) as (process, port, output):
+    with served(["make", "--no-print-directory", "run"]) as (process, port, output, child):
         assert f"http://127.0.0.1:{port}" in output, output
         ready = http("GET", f"http://127.0.0.1:{port}/.well-known/openid-configuration")
         assert ready[0] == 200
@@ -261,7 +304,7 @@ def test_make_run_walkthrough_works_as_printed() -> None:
 
         # The whole group gets SIGTERM and make forwards it too: the stack sees it twice.
         os.killpg(process.pid, signal.SIGTERM)
-        rest = output_after_stop(process)
+        rest = output_after_stop(process, child)
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
     with pytest.raises(urllib.error.URLError):
         http("GET", f"http://127.0.0.1:{port}/.well-known/jwks.json")
@@ -270,12 +313,34 @@ def test_make_run_walkthrough_works_as_printed() -> None:
 def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
     """Ctrl-C pressed twice, or make forwarding the signal the terminal already sent, must stop
     the stack, never hang it."""
-    with served([sys.executable, "-m", "devstack"]) as (process, _, _):
+    with served([sys.executable, "-m", "devstack"]) as (process, _, _, child):
         for number in range(200):
             process.send_signal(signal.SIGTERM if number % 2 else signal.SIGINT)
-        rest = output_after_stop(process)
+        rest = output_after_stop(process, child)
     assert process.returncode == 0, rest[-2000:]
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
+
+
+def blocked_signals(pid: int) -> dict[str, int]:
+    """Each thread's blocked-signal mask, from /proc."""
+    masks = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        status = (task / "status").read_text()
+        masks[task.name] = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.M)[1], 16)
+    return masks
+
+
+def test_no_server_thread_can_take_a_stop_signal() -> None:
+    """The cause of a hang on a burst of signals, checked directly: the kernel gives a signal
+    sent to the process to any thread that does not block it, and one taken by a server thread
+    never woke the main thread. Every other thread must block SIGINT and SIGTERM; the main thread
+    takes them with sigwait (which unblocks them while it waits)."""
+    with served([sys.executable, "-m", "devstack"]) as (process, _, _, _):
+        masks = blocked_signals(process.pid)
+    others = {tid: mask for tid, mask in masks.items() if tid != str(process.pid)}
+    assert others, masks  # the moto and HTTP server threads are running
+    stop = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    assert {tid: mask & stop for tid, mask in others.items()} == dict.fromkeys(others, stop)
 
 
 # -- protected routes through the authorizers (SPEC §3.3, §7) ---------------------------------
