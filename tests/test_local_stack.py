@@ -416,3 +416,113 @@ def test_make_run_explains_a_bad_setting_in_one_line(
     assert result.stderr.startswith("make run: "), result.stderr
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # no stack trace
+
+
+# -- answers as API Gateway gives them, for any method and any malformed request ---------------
+
+SOCKET_WAIT = 30.0  # a bound on each socket read: catches a hang, times nothing
+
+
+def raw_exchange(stack: LocalStack, request: bytes) -> tuple[bytes, bool]:
+    """Sends raw bytes, keeps the connection open, and returns what came back and whether the
+    stack closed the connection itself (instead of waiting for more from the client)."""
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=SOCKET_WAIT) as sock:
+        sock.sendall(request)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            return received, False
+    return received, True
+
+
+def parse_answer(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message"),
+    [
+        ("HEAD", "/whoami", 403, "Missing Authentication Token"),
+        ("OPTIONS", "/token", 403, "Missing Authentication Token"),
+        ("PROPFIND", "/token", 403, "Missing Authentication Token"),
+        ("DELETE", "/token", 403, "Missing Authentication Token"),
+        ("GET", "/no/such/route", 403, "Missing Authentication Token"),
+        ("POST", "/whoami", 403, "Missing Authentication Token"),
+        ("GET", "/whoami", 401, "Unauthorized"),
+    ],
+)
+def test_any_method_and_route_gets_a_gateway_answer(
+    stack: LocalStack, method: str, path: str, status: int, message: str
+) -> None:
+    request = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    raw, closed = raw_exchange(stack, request)
+    got_status, headers, body = parse_answer(raw)
+    assert closed
+    assert (got_status, headers["Content-Type"]) == (status, "application/json"), raw
+    if method == "HEAD":  # the headers of the answer a GET would get, without its body
+        assert body == b"" and int(headers["Content-Length"]) > 0
+    else:
+        assert json.loads(body) == {"message": message}
+
+
+@pytest.mark.parametrize(
+    ("framing", "status"),
+    [
+        ("Content-Length: -1", 400),
+        ("Content-Length: abc", 400),
+        ("Content-Length: 1e3", 400),
+        ("Content-Length: 5\r\nContent-Length: 6", 400),
+        ("Content-Length: 99999999999", 413),
+        ("Transfer-Encoding: chunked", 411),
+    ],
+)
+def test_a_malformed_body_length_is_answered_and_the_connection_closed(
+    stack: LocalStack, client: Client, framing: str, status: int
+) -> None:
+    """Kept open by the client, the connection must still be answered and closed by the stack:
+    no handler thread waits for a body whose end it cannot know, and no traceback."""
+    request = f"POST /token HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\ngrant_type=x".encode()
+    raw, closed = raw_exchange(stack, request)
+    got_status, headers, body = parse_answer(raw)
+    assert (got_status, headers["Connection"]) == (status, "close"), raw
+    assert headers["Content-Type"] == "application/json"
+    assert set(json.loads(body)) == {"message"}
+    assert closed
+    assert client.get("/.well-known/jwks.json")[0] == 200  # still serving
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "expected"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/7.0\r\n\r\n", 505),
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
+    ],
+)
+def test_a_malformed_request_line_gets_json_not_an_html_page(
+    stack: LocalStack, request_bytes: bytes, expected: int
+) -> None:
+    raw, closed = raw_exchange(stack, request_bytes)
+    status, headers, body = parse_answer(raw)
+    assert status == expected, raw
+    assert headers["Content-Type"] == "application/json"
+    assert set(json.loads(body)) == {"message"}
+    assert closed
+
+
+def test_a_body_shorter_than_announced_does_not_hold_a_thread(stack: LocalStack) -> None:
+    """A client that announces more than it sends and hangs up: the stack's thread ends."""
+    before = threading.active_count()
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=SOCKET_WAIT) as sock:
+        sock.sendall(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(65536) == b""  # closed without an answer: there is no request to answer
+    deadline = time.monotonic() + SOCKET_WAIT
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before
