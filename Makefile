@@ -66,7 +66,7 @@ rotate: $(STAMP)
 
 invoke: $(STAMP)
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
-	$(PY) -m devstack.invoke $(FN) $(EVENT)
+	@$(PY) -m devstack.invoke $(FN) $(EVENT)
 
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

@@ -26,25 +26,10 @@ from urllib.parse import parse_qsl, urlsplit
 from tokengate.apigw import header
 
 from .events import ACCOUNT, API_ID
+from .lambda_runtime import LambdaContext as LambdaContext
 from .template import Authorizer, Handler, Route, Template
 
 MAX_BODY = 10 * 1024 * 1024  # API Gateway REST payload limit
-
-
-class LambdaContext:
-    """Enough of the Lambda context object for Powertools."""
-
-    function_name = "local"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:local"
-
-    def __init__(self, function_name: str = "local") -> None:
-        self.function_name = function_name
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,10 +20,11 @@ from tokengate.apitoken import ApiTokenIssuer
 from tokengate.aws import KmsSigner
 
 from .client import Client
-from .gateway import LambdaContext
+from .lambda_runtime import LambdaContext
 from .moto_aws import free_port
 from .stack import LocalStack
 from .supabase_dev import DEV_USER_ID, hs256_token, project_api_key_claims, user_claims
+from .template import Template
 
 
 def _exchange(stack: LocalStack, subject_token: str, scope: str) -> str:
@@ -72,10 +74,37 @@ def placeholders(stack: LocalStack) -> dict[str, str]:
     }
 
 
+class EventError(ValueError):
+    """An event file that cannot be run, said in one line."""
+
+
+PLACEHOLDER = re.compile(r"\{\{([A-Za-z0-9_]+)\}\}")
+
+
+def read_event(path: str | Path) -> str:
+    """An event file's text, checked to be JSON (placeholders sit inside JSON strings)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EventError(f"{path}: no such event file (the samples are in events/)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise EventError(f"{path}: cannot be read ({error})") from None
+    try:
+        json.loads(text)
+    except ValueError as error:
+        raise EventError(f"{path} is not JSON: {error}") from None
+    return text
+
+
 def render(event_text: str, values: dict[str, str]) -> dict[str, Any]:
-    for name, value in values.items():
-        event_text = event_text.replace("{{" + name + "}}", value)
-    document: dict[str, Any] = json.loads(event_text)
+    """The event with each ``{{name}}`` replaced by its value; an unknown name is an error."""
+    unknown = sorted(set(PLACEHOLDER.findall(event_text)) - set(values))
+    if unknown:
+        raise EventError(
+            f"unknown placeholder {{{{{unknown[0]}}}}}; known: {', '.join(sorted(values))}"
+        )
+    rendered = PLACEHOLDER.sub(lambda m: values[m[1]], event_text)
+    document: dict[str, Any] = json.loads(rendered)
     return document
 
 
@@ -91,17 +120,29 @@ def invoke(stack: LocalStack, function: str, event: dict[str, Any]) -> dict[str,
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m devstack.invoke <LogicalId> <event.json>", file=sys.stderr)
+        print("usage: make invoke FN=<LogicalId> EVENT=events/<file>.json", file=sys.stderr)
         return 2
     function, path = argv
+    functions = Template.load().functions()
+    if function not in functions:
+        choices = ", ".join(sorted(functions))
+        print(
+            f"make invoke: no function {function!r} in template.yaml ({choices})", file=sys.stderr
+        )
+        return 2
+    try:
+        text = read_event(path)
+    except EventError as error:
+        print(f"make invoke: {error}", file=sys.stderr)
+        return 2
     saved = dict(os.environ)
     stack = LocalStack(free_port()).start()
     try:
-        if function not in stack.gateway.handlers if stack.gateway else True:
-            print(f"no function {function!r} in template.yaml", file=sys.stderr)
-            return 2
-        event = render(Path(path).read_text(), placeholders(stack))
+        event = render(text, placeholders(stack))
         print(json.dumps(invoke(stack, function, event), indent=2))
+    except EventError as error:
+        print(f"make invoke: {path}: {error}", file=sys.stderr)
+        return 2
     finally:
         stack.stop()
         os.environ.clear()

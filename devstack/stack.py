@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 
 from .gateway import Gateway, serve
+from .lambda_runtime import as_lambda
 from .moto_aws import REGION, LocalAws, Provisioned, point_boto3_at, provision
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
 from .template import Handler, Template
@@ -53,7 +54,8 @@ def deploy(
 
 
 def load_handlers(template: Template) -> dict[str, Handler]:
-    return {name: template.load_handler(name) for name in template.functions()}
+    """Each function's handler, run as Lambda runs it (its log lines name it)."""
+    return {name: as_lambda(name, template.load_handler(name)) for name in template.functions()}
 
 
 class LocalStack:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from devstack.gateway import authorizer_outcome
-from devstack.invoke import invoke, main, placeholders, render
+from devstack.invoke import EventError, invoke, main, placeholders, render
 from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
 from devstack.template import Template
@@ -107,3 +109,49 @@ def test_make_invoke_entry_point(capsys: pytest.CaptureFixture[str]) -> None:
     result = json.loads(printed[printed.index('{\n  "statusCode"') :])
     assert result["statusCode"] == 200
     assert json.loads(result["body"])["keys"]
+
+
+ROOT = EVENTS.parent
+
+
+@pytest.mark.parametrize(
+    ("function", "event", "message"),
+    [
+        ("JwksFunction", "events/missing.json", "events/missing.json: no such event file"),
+        ("JwksFunction", "Makefile", "Makefile is not JSON"),
+        ("Nope", "events/JwksFunction-jwks.json", "no function 'Nope' in template.yaml"),
+        ("JwksFunction", "events", "events: cannot be read"),
+    ],
+)
+def test_make_invoke_explains_a_bad_function_or_event_in_one_line(
+    function: str, event: str, message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack.invoke", function, event],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("make invoke: ") and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stdout == ""
+
+
+def test_make_invoke_target_exits_2_on_a_missing_event() -> None:
+    result = subprocess.run(
+        ["make", "-s", "--no-print-directory", "invoke", "FN=JwksFunction", "EVENT=events/x.json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("make invoke: events/x.json: no such event file")
+
+
+def test_an_unknown_placeholder_is_named(values: dict[str, str]) -> None:
+    with pytest.raises(EventError, match=r"unknown placeholder \{\{api_tokn\}\}; known: "):
+        render('{"authorizationToken": "Bearer {{api_tokn}}"}', values)

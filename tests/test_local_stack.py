@@ -231,6 +231,16 @@ class ChildOutput:
             if line.startswith(marker):
                 return "".join(lines)
 
+    def line(self, wait: float) -> str:
+        """The next line."""
+        try:
+            line = self._lines.get(timeout=wait)
+        except queue.Empty:
+            pytest.fail(f"no line within {wait:.0f} s")
+        if line is None:
+            pytest.fail("the child's output ended")
+        return line
+
     def rest(self, wait: float) -> str:
         """Everything up to the end of the output."""
         lines: list[str] = []
@@ -319,6 +329,31 @@ def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
         rest = output_after_stop(process, child)
     assert process.returncode == 0, rest[-2000:]
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
+
+
+def test_each_log_line_names_the_function_and_invocation_that_wrote_it() -> None:
+    """Five functions share the local stack's process (in AWS, each has its own): an
+    authorizer's line must not carry the exchange's function name or request id."""
+    with served([sys.executable, "-m", "devstack"]) as (_, port, _, child):
+        client = Client(f"http://127.0.0.1:{port}")
+        assert client.exchange("garbage")[0] == 400
+        assert client.get("/whoami", "a.b.c")[0] == 401
+        assert client.get("/supabase/whoami", "a.b.c")[0] == 401
+        assert client.exchange("garbage")[0] == 400
+        records = []
+        while len(records) < 4:
+            line = child.line(STOP_WAIT)
+            if line.startswith("{") and "_aws" not in line:  # a log line, not a metric
+                records.append(json.loads(line))
+    assert [(r["message"], r["function_name"]) for r in records] == [
+        ("token exchange refused", "TokenExchangeFunction"),
+        ("authorizer decision", "ApiTokenAuthorizerFunction"),
+        ("authorizer decision", "SupabaseAuthorizerFunction"),
+        ("token exchange refused", "TokenExchangeFunction"),
+    ]
+    assert len({r["function_request_id"] for r in records}) == 4
+    assert all(r["function_arn"].endswith(f":function:{r['function_name']}") for r in records)
+    assert [r["cold_start"] for r in records] == [True, True, True, False]
 
 
 def blocked_signals(pid: int) -> dict[str, int]:
