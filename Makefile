@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run test lint bench load build deploy invoke rotate lock clean
+.PHONY: help run token events test lint bench load build deploy invoke rotate lock clean
 
 help:
 	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
+	@echo "make token [SCOPES='read write'] [AAL=aal2] [ANONYMOUS=1] [CLIENT_ID=app] [LIFETIME=600]   a development Supabase token"
+	@echo "make events  events/ rendered with fresh tokens, and env.json, into .aws-sam/events for sam local invoke"
 	@echo "make test    the whole test suite"
 	@echo "make lint    ruff, mypy and the template linter"
 	@echo "make bench   benchmarks (medians and ratios)"
@@ -36,6 +38,10 @@ $(SAM): requirements/sam.txt
 
 run: $(STAMP)
 	PORT=$(PORT) $(PY) -m devstack
+
+# A development Supabase token for the local stack (stdout: the token alone).
+token: $(STAMP)
+	@$(PY) -m devstack.token $(if $(SCOPES),--scopes "$(SCOPES)") $(if $(AAL),--aal "$(AAL)") $(if $(filter 1 true yes,$(ANONYMOUS)),--anonymous) $(if $(CLIENT_ID),--client-id "$(CLIENT_ID)") $(if $(LIFETIME),--lifetime "$(LIFETIME)")
 
 test: $(STAMP)
 	$(PY) -m pytest

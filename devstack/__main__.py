@@ -6,13 +6,16 @@ import errno
 import os
 import signal
 import sys
+from collections.abc import Mapping
 
 from tokengate.errors import ConfigurationError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
+from .settings import local_settings
 from .stack import LocalStack
-from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL, hs256_token, user_claims
+from .supabase_dev import hs256_token
 from .template import ParameterError
+from .token import development_claims
 
 
 def walkthrough(base_url: str, supabase_token: str) -> str:
@@ -25,6 +28,13 @@ Try it (copy-paste into a shell):
     -d grant_type={GRANT_TYPE} \\
     -d subject_token_type={ACCESS_TOKEN} \\
     --data-urlencode "subject_token=$SUPABASE_TOKEN"; echo
+
+  # The development user also holds "write" (app_metadata); other users: make -s token SCOPES=...
+  curl -s {base_url}/token \\
+    -d grant_type={GRANT_TYPE} \\
+    -d subject_token_type={ACCESS_TOKEN} \\
+    --data-urlencode "subject_token=$SUPABASE_TOKEN" \\
+    --data-urlencode "scope=read write"; echo
 
   export API_TOKEN=$(curl -s {base_url}/token \\
     -d grant_type={GRANT_TYPE} \\
@@ -64,29 +74,27 @@ def main() -> int:
     return 0
 
 
-def port_from_env() -> int:
-    value = os.environ.get("PORT") or "3000"
+def port_from_env(env: Mapping[str, str] = os.environ) -> int:
+    value = env.get("PORT") or "3000"
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise ConfigurationError(f"PORT={value!r} must be a TCP port number (1-65535)")
     return int(value)
 
 
-def start() -> LocalStack:
-    port = port_from_env()
-    supabase_url = os.environ.get("SUPABASE_URL") or LOCAL_SUPABASE_URL
-    secret = os.environ.get("SUPABASE_JWT_SECRET") or LOCAL_JWT_SECRET
-    parameters = {
-        name: os.environ[var]
-        for var, name in (("SIGNING_MODE", "SigningMode"), ("SIGNING_ALG", "SigningAlgorithm"))
-        if os.environ.get(var)
-    }
-    return LocalStack(port, supabase_url, secret, parameters).start()
+def start(env: Mapping[str, str] = os.environ) -> LocalStack:
+    port = port_from_env(env)
+    settings = local_settings(env)
+    if settings.ignored:
+        print(f"make run: warning: {settings.warning()}", file=sys.stderr, flush=True)
+    return LocalStack(port, settings.supabase_url, settings.jwt_secret, settings.parameters).start()
 
 
 def serve_until_stopped(stack: LocalStack) -> None:
     assert stack.aws is not None
-    secret = stack.jwt_secret
-    token = hs256_token(user_claims(stack.supabase_url), secret)
+    assert stack.gateway is not None
+    scopes_claim = stack.gateway.template.parameters["ScopesClaim"]
+    claims = development_claims(stack.supabase_url, scopes=["write"], scopes_claim=scopes_claim)
+    token = hs256_token(claims, stack.jwt_secret)
     issuer = f"{stack.supabase_url}/auth/v1"
     print(f"tokengate local stack on {stack.base_url}")
     print(f"  local KMS + Secrets Manager (moto)  {stack.aws.endpoint}")

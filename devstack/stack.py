@@ -40,6 +40,8 @@ def deploy(
         "SupabaseUrl": supabase_url.rstrip("/"),
         "SupabaseJwtSecretArn": provisioned.jwt_secret_arn,
         "Issuer": issuer,
+        # The authorizer reads the keys from this stack (the issuer may name another host).
+        "ApiJwksUrl": f"{issuer}/.well-known/jwks.json",
     }
     values.update(parameters or {})
     if values.get("SigningMode") == "secretsmanager":
@@ -48,7 +50,6 @@ def deploy(
     template.attributes["SigningKey.Arn"] = provisioned.signing_key_arn
     for function in template.functions():
         os.environ.update(template.environment(function))
-    os.environ["API_JWKS_URL"] = f"{issuer}/.well-known/jwks.json"
     os.environ.update(environment or {})
     return template, provisioned
 

@@ -197,6 +197,18 @@ class Template:
             k: "" if (v := self.evaluate(val)) is None else str(v) for k, val in variables.items()
         }
 
+    def global_variables(self) -> dict[str, Any]:
+        """The functions' Globals environment, unevaluated."""
+        return dict(self.document["Globals"]["Function"]["Environment"]["Variables"])
+
+    def parameter_variables(self) -> dict[str, str]:
+        """Each Globals variable that is one parameter (``VAR: !Ref Parameter``), to its name."""
+        return {
+            name: value.value
+            for name, value in self.global_variables().items()
+            if isinstance(value, _Tag) and value.name == "Ref" and value.value in self.parameters
+        }
+
     def stage(self) -> str:
         return str(self.evaluate(self.api()["StageName"]))
 

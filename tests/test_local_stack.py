@@ -26,6 +26,7 @@ from devstack.client import Client, http
 from devstack.invoke import expired_api_token
 from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
+from devstack.template import Template
 from tests.factories import (
     DROP,
     HS_SECRET,
@@ -198,9 +199,12 @@ STOP_WAIT = 60.0
 
 
 def stack_env(**variables: str) -> dict[str, str]:
-    """This environment without any AWS, Supabase or signing setting of the caller's, plus these."""
+    """This environment without any AWS, Supabase or other setting of the caller's, plus these."""
     prefixes = ("AWS_", "SUPABASE_", "SIGNING_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)} | variables
+    ours = set(Template.load().global_variables())
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in ours
+    } | variables
 
 
 class ChildOutput:
@@ -306,8 +310,9 @@ def test_make_run_walkthrough_works_as_printed() -> None:
         )
         assert result.returncode == 0, result.stderr
         answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-        exchange, whoami, supabase_whoami, jwks = answers
+        exchange, read_write, whoami, supabase_whoami, jwks = answers
         assert exchange["token_type"] == "Bearer"
+        assert read_write["scope"] == "read write"
         assert whoami["sub"] == supabase_whoami["sub"]
         assert whoami["scope"] == "read"
         assert jwks["keys"]
@@ -318,6 +323,19 @@ def test_make_run_walkthrough_works_as_printed() -> None:
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
     with pytest.raises(urllib.error.URLError):
         http("GET", f"http://127.0.0.1:{port}/.well-known/jwks.json")
+
+
+def test_a_misspelt_setting_is_reported_in_one_line_at_start() -> None:
+    """A variable that looks like one of ours but is not is named, with a guess, before the
+    stack serves; it does not stop the stack (shells carry other tools' variables too)."""
+    typos = {"ROUTE_SCOPE": "{}", "TOKEN_TTL": "60", "SUPABASE_ACCESS_TOKEN": "Supabase CLI's"}
+    with served([sys.executable, "-m", "devstack"], **typos) as (_, port, output, _):
+        warnings = [line for line in output.splitlines() if "warning" in line]
+        assert warnings == [
+            "make run: warning: ignoring ROUTE_SCOPE (did you mean ROUTE_SCOPES?); "
+            "TOKEN_TTL (did you mean TOKEN_TTL_SECONDS?)"
+        ]
+        assert http("GET", f"http://127.0.0.1:{port}/.well-known/jwks.json")[0] == 200
 
 
 def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
@@ -428,6 +446,13 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
         ({"SIGNING_MODE": "hsm"}, "SigningMode='hsm' is not allowed"),
         ({"SUPABASE_URL": "ftp://example.com"}, "SupabaseUrl='ftp://example.com' does not match"),
         ({"SUPABASE_JWT_SECRET": "too-short"}, "secret must be at least 32 bytes"),
+        ({"MIN_AAL": "aal3"}, "MIN_AAL: MinAal='aal3' is not allowed: choose one of aal1, aal2"),
+        ({"TOKEN_TTL_SECONDS": "30"}, "TOKEN_TTL_SECONDS: TokenTtlSeconds='30' is outside 60"),
+        ({"JWKS_CACHE_SECONDS": "0"}, "JWKS_CACHE_SECONDS: JwksCacheSeconds='0' is outside 1"),
+        ({"SESSION_CHECK": "maybe"}, "SESSION_CHECK: SessionCheck='maybe' is not allowed"),
+        ({"SESSION_CHECK": "true"}, "SESSION_CHECK needs SUPABASE_API_KEY"),
+        ({"RESOURCES": "[1]"}, "RESOURCES must be a JSON object"),
+        ({"ISSUER": "not a url"}, "ISSUER must be an http(s) URL"),
         ({}, "is in use; try PORT="),
     ],
 )
