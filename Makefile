@@ -43,6 +43,11 @@ run: $(STAMP)
 token: $(STAMP)
 	@$(PY) -m devstack.token $(if $(SCOPES),--scopes "$(SCOPES)") $(if $(AAL),--aal "$(AAL)") $(if $(filter 1 true yes,$(ANONYMOUS)),--anonymous) $(if $(CLIENT_ID),--client-id "$(CLIENT_ID)") $(if $(LIFETIME),--lifetime "$(LIFETIME)")
 
+# events/ with fresh tokens and an env.json for sam local invoke, from the running make run
+# (CONTAINER_HOST=host.docker.internal for Docker Desktop's default network; see docs/local.md).
+events: $(STAMP)
+	@$(PY) -m devstack.sam_events --port $(PORT) $(if $(CONTAINER_HOST),--container-host "$(CONTAINER_HOST)")
+
 test: $(STAMP)
 	$(PY) -m pytest
 

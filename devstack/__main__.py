@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from tokengate.errors import ConfigurationError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
+from .sam_events import remove_state, write_state
 from .settings import local_settings
 from .stack import LocalStack
 from .supabase_dev import hs256_token
@@ -104,9 +105,11 @@ def serve_until_stopped(stack: LocalStack) -> None:
         print(f"  {route.method:5} {stack.base_url}{route.path}{guard}")
     print(walkthrough(stack.base_url, token))
     try:
+        write_state(stack)  # for make events
         print("Ctrl-C stops everything.", flush=True)
         signal.sigwait(STOP_SIGNALS)
     finally:
+        remove_state(stack)
         stack.stop()
     print("stopped.", flush=True)
 

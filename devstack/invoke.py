@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,38 @@ from .moto_aws import free_port
 from .stack import LocalStack
 from .supabase_dev import DEV_USER_ID, hs256_token, project_api_key_claims, user_claims
 from .template import Template
+from .token import development_claims
 
 
-def _exchange(stack: LocalStack, subject_token: str, scope: str) -> str:
-    status, _, body = Client(stack.base_url).exchange(subject_token, scope=scope)
+@dataclass(frozen=True)
+class Target:
+    """A running local stack, as far as minting tokens for it goes."""
+
+    base_url: str
+    supabase_url: str
+    jwt_secret: str
+    kms: Any
+    signing_key_arn: str
+    scopes_claim: str = "api_scopes"
+
+    @classmethod
+    def of(cls, stack: LocalStack) -> Target:
+        assert stack.aws is not None
+        assert stack.gateway is not None
+        return cls(
+            stack.base_url,
+            stack.supabase_url,
+            stack.jwt_secret,
+            stack.aws.client("kms"),
+            stack.provisioned.signing_key_arn,
+            stack.gateway.template.parameters["ScopesClaim"],
+        )
+
+
+def _exchange(target: Target, subject_token: str, scope: str) -> str:
+    status, _, body = Client(target.base_url).exchange(subject_token, scope=scope)
     if status != 200:
-        raise RuntimeError(f"the local stack refused the exchange: {body}")
+        raise EventError(f"the local stack refused the exchange: {body}")
     return str(body["access_token"])
 
 
@@ -53,24 +80,24 @@ def expired_api_token(kms: Any, key_arn: str, issuer: str, subject: str = DEV_US
     )
 
 
-def placeholders(stack: LocalStack) -> dict[str, str]:
+def placeholders(target: Target | LocalStack) -> dict[str, str]:
     """Fresh tokens for every placeholder the events use."""
+    if isinstance(target, LocalStack):
+        target = Target.of(target)
     now = int(time.time())
-    url, secret = stack.supabase_url, stack.jwt_secret
-    metadata = {"provider": "email", "providers": ["email"], "api_scopes": ["write"]}
-    supabase = hs256_token(user_claims(url, app_metadata=metadata), secret)
-    assert stack.aws is not None
+    url, secret = target.supabase_url, target.jwt_secret
+    supabase = hs256_token(
+        development_claims(url, scopes=["write"], scopes_claim=target.scopes_claim), secret
+    )
     return {
         "supabase_token": supabase,
         "expired_supabase_token": hs256_token(
             user_claims(url, iat=now - 7200, exp=now - 3600), secret
         ),
         "anon_key": hs256_token(project_api_key_claims("anon", now=now), secret, kid=None),
-        "api_token": _exchange(stack, supabase, "read"),
-        "api_token_write_only": _exchange(stack, supabase, "write"),
-        "expired_api_token": expired_api_token(
-            stack.aws.client("kms"), stack.provisioned.signing_key_arn, stack.base_url
-        ),
+        "api_token": _exchange(target, supabase, "read"),
+        "api_token_write_only": _exchange(target, supabase, "write"),
+        "expired_api_token": expired_api_token(target.kms, target.signing_key_arn, target.base_url),
     }
 
 

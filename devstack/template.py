@@ -193,9 +193,8 @@ class Template:
         variables = dict(glob.get("Environment", {}).get("Variables", {}))
         own = self.functions()[function].get("Environment", {}).get("Variables", {})
         variables.update(own)
-        return {
-            k: "" if (v := self.evaluate(val)) is None else str(v) for k, val in variables.items()
-        }
+        # A variable whose value is AWS::NoValue is left out, as CloudFormation leaves it out.
+        return {k: str(v) for k, val in variables.items() if (v := self.evaluate(val)) is not None}
 
     def global_variables(self) -> dict[str, Any]:
         """The functions' Globals environment, unevaluated."""

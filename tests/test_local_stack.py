@@ -25,6 +25,7 @@ import pytest
 from devstack.client import Client, http
 from devstack.invoke import expired_api_token
 from devstack.moto_aws import free_port
+from devstack.sam_events import state_path
 from devstack.stack import LocalStack
 from devstack.template import Template
 from tests.factories import (
@@ -316,11 +317,15 @@ def test_make_run_walkthrough_works_as_printed() -> None:
         assert whoami["sub"] == supabase_whoami["sub"]
         assert whoami["scope"] == "read"
         assert jwks["keys"]
+        record = state_path(port)  # where make events finds the running stack
+        assert record.stat().st_mode & 0o077 == 0
+        assert json.loads(record.read_text())["base_url"] == f"http://127.0.0.1:{port}"
 
         # The whole group gets SIGTERM and make forwards it too: the stack sees it twice.
         os.killpg(process.pid, signal.SIGTERM)
         rest = output_after_stop(process, child)
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
+    assert not state_path(port).exists()
     with pytest.raises(urllib.error.URLError):
         http("GET", f"http://127.0.0.1:{port}/.well-known/jwks.json")
 
