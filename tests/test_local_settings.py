@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -504,3 +506,10 @@ def test_make_token_signs_with_the_local_secret(capsys: pytest.CaptureFixture[st
     assert claims["iss"] == f"{LOCAL_SUPABASE_URL}/auth/v1"
     assert claims["app_metadata"]["api_scopes"] == ["write"]
     assert json.dumps(claims).count("user_metadata") == 1
+
+
+def test_the_local_guide_lists_every_setting_with_its_parameter() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "local.md").read_text()
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| (`\w+`|— \(local only\)) \|", guide, re.M))
+    expected = {var: f"`{param}`" for var, param in Template.load().parameter_variables().items()}
+    assert rows == expected | dict.fromkeys(LOCAL_ONLY, "— (local only)")
