@@ -1,4 +1,4 @@
-"""Development Supabase access tokens, shaped exactly like the Supabase CLI's (SUPABASE.md)."""
+"""Development Supabase access tokens, shaped as the Supabase CLI's are (docs/contract.md §5)."""
 
 from __future__ import annotations
 

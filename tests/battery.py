@@ -1,4 +1,4 @@
-"""SECURITY.md's attack battery as data: every family with its variants.
+"""The rejection battery (docs/contract.md §12) as data: every family with its variants.
 
 ``supabase_attacks`` and ``api_token_attacks`` return ``{name: token}``; every token must be
 refused (400 ``invalid_request`` at /token, 401 at an authorizer, InvalidTokenError in the core).
@@ -32,7 +32,7 @@ Attacks = dict[str, str]
 
 
 def public_key_materials(pair: KeyPair) -> dict[str, bytes]:
-    """Public key material an attacker might use as an HMAC secret (SECURITY.md A-2)."""
+    """Public key material an attacker might use as an HMAC secret (docs/contract.md §12 A-2)."""
     public = pair.private.public_key()
     pem = pair.public_pem()
     materials = {
@@ -88,7 +88,7 @@ def _ecdsa_variants(pair: KeyPair, header: dict[str, Any], claims: dict[str, Any
         f"ES256 {k}": f"{signing_input.decode()}.{b64url_encode(v)}" for k, v in variants.items()
     }
     # (r, n - s) is a valid signature too: not an attack on the signature, but a different string
-    # for the same token (SECURITY.md G-30); it must verify like the original.
+    # for the same token (docs/contract.md §12 G-30); it must verify like the original.
     del high_s
     return attacks
 

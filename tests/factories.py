@@ -7,6 +7,7 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from devstack.supabase_dev import project_api_key_claims
+from tokengate.errors import InvalidTokenError, Reason
 from tokengate.jws import b64url_encode
-from tokengate.keys import public_jwk, thumbprint
+from tokengate.keys import AsymmetricKey, public_jwk, thumbprint
 from tokengate.signing import der_to_jose
 
 SUPABASE_URL = "https://abcdefghijklmnopqrst.supabase.co"
@@ -72,7 +74,7 @@ def hs256(signing_input: bytes, secret: str | bytes = HS_SECRET) -> bytes:
 
 
 def supabase_claims(now: float | None = None, **overrides: Any) -> dict[str, Any]:
-    """Claims exactly as Supabase Auth puts them in an access token (SUPABASE.md)."""
+    """Claims exactly as Supabase Auth puts them in an access token (docs/contract.md §5)."""
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
         "iss": SUPABASE_ISSUER,
@@ -122,3 +124,16 @@ def key_token(pair: KeyPair, claims: dict[str, Any], **header: Any) -> str:
 def anon_key_claims(now: float | None = None, role: str = "anon") -> dict[str, Any]:
     """The project's legacy API keys: HS256 JWTs with iss 'supabase', a ref, no sub."""
     return project_api_key_claims(role, "abcdefghijklmnopqrst", now)
+
+
+class StaticKeySet:
+    """A fixed set of public keys: the KeySource seam for verifier tests (no JWKS, no network)."""
+
+    def __init__(self, keys: Iterable[AsymmetricKey]) -> None:
+        self._keys = {key.kid: key for key in keys if key.kid}
+
+    def get(self, kid: str) -> AsymmetricKey:
+        try:
+            return self._keys[kid]
+        except KeyError:
+            raise InvalidTokenError(Reason.UNKNOWN_KEY, "kid is not one of ours") from None

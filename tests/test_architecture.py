@@ -1,4 +1,4 @@
-"""Lines the design holds (STYLE.md): a pure core, thin handlers, no boto3 on the authorizers' path."""
+"""Lines the design holds (docs/style.md): a pure core, thin handlers, no boto3 on the authorizers' path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Both Lambda authorizers, every event format (SPEC §6, §7; SECURITY.md A, F)."""
+"""Both Lambda authorizers, every event format (docs/contract.md §6, §7; §12 A, F)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from devstack.invoke import expired_api_token
 from tests.conftest import ISSUER, InProcessApi
 from tests.factories import USER_ID, hs_token, supabase_claims
 from tests.jwks_server import JwksServer
-from tokengate.authorizer import RouteScopes, Unauthorized, api_base_url, parse_event
+from tokengate.authorizer import RouteScopes, Unauthorized, parse_event
 from tokengate.config import Settings
-from tokengate.runtime import issuer_for
+from tokengate.issuer import api_base_url, issuer_for
 
 ROUTES = '{"GET /whoami": "read", "GET /supabase/whoami": "", "POST /orders/{id}": "write", "GET /admin": "admin"}'
 ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/v1"
@@ -58,7 +58,11 @@ def event(
     kind: str, token: str | None, method: str = "GET", path: str = "/whoami"
 ) -> dict[str, Any]:
     return authorizer_event(
-        {"TOKEN": "token", "REQUEST": "request", "HTTP2": "http"}[kind], token, method, path, ARN
+        {"TOKEN": "token", "REQUEST": "request", "HTTP_API_V2": "http"}[kind],
+        token,
+        method,
+        path,
+        ARN,
     )
 
 
@@ -73,7 +77,7 @@ def decide(api: InProcessApi, function: str, payload: dict[str, Any]) -> str:
     return authorizer_outcome(answer, payload)
 
 
-FORMATS = ["TOKEN", "REQUEST", "HTTP2"]
+FORMATS = ["TOKEN", "REQUEST", "HTTP_API_V2"]
 
 
 def scenarios(api: InProcessApi) -> dict[str, tuple[str, str | None, str, str, str]]:
@@ -131,12 +135,12 @@ def test_allow_policy_and_context(api: InProcessApi) -> None:
 
 def test_http_api_simple_response(api: InProcessApi) -> None:
     answer = api.gateway.handlers["ApiTokenAuthorizerFunction"](
-        event("HTTP2", api_token(api)), LambdaContext()
+        event("HTTP_API_V2", api_token(api)), LambdaContext()
     )
     assert answer["isAuthorized"] is True
     assert answer["context"]["sub"] == USER_ID
     assert api.gateway.handlers["ApiTokenAuthorizerFunction"](
-        event("HTTP2", None), LambdaContext()
+        event("HTTP_API_V2", None), LambdaContext()
     ) == {"isAuthorized": False}
 
 
@@ -238,7 +242,9 @@ def test_without_issuer_the_exchange_and_the_authorizer_derive_the_same_one(regi
     exchange_event = {"requestContext": {"apiId": "abc123", "stage": "v1"}}
     partition = "aws-cn" if region.startswith("cn-") else "aws"
     arn_base = f"arn:{partition}:execute-api:{region}:123456789012:abc123/v1"
-    assert issuer_for(settings, exchange_event) == api_base_url(arn_base)
-    assert issuer_for(settings, exchange_event).startswith(f"https://abc123.execute-api.{region}.")
+    assert issuer_for(settings.issuer, settings.region, exchange_event) == api_base_url(arn_base)
+    assert issuer_for(settings.issuer, settings.region, exchange_event).startswith(
+        f"https://abc123.execute-api.{region}."
+    )
     configured = Settings.from_env({"SUPABASE_URL": "https://x.supabase.co", "ISSUER": ISSUER})
-    assert issuer_for(configured, exchange_event) == ISSUER
+    assert issuer_for(configured.issuer, configured.region, exchange_event) == ISSUER

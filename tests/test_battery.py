@@ -1,4 +1,4 @@
-"""SECURITY.md A-F against every surface: the Supabase verifier, the API-token verifier, and over
+"""docs/contract.md §12 A-F on each surface: the Supabase verifier, the API-token verifier, and over
 HTTP through the local stack (/token, /supabase/whoami, /whoami). Logs captured throughout must
 hold no token, signature or secret (G-29)."""
 
@@ -20,13 +20,14 @@ from tests.factories import (
     HS_SECRET,
     USER_ID,
     KeyPair,
+    StaticKeySet,
     hs256,
     jws,
     key_token,
     supabase_claims,
 )
 from tests.jwks_server import JwksServer
-from tokengate.apitoken import ApiTokenVerifier, StaticKeySet
+from tokengate.apitoken import ApiTokenVerifier
 from tokengate.aws import KmsSigner
 from tokengate.errors import InvalidTokenError
 from tokengate.exchange import INVALID_SUBJECT

@@ -1,4 +1,4 @@
-"""POST /token through the real handler, moto in-process (SPEC §3.1, §4)."""
+"""POST /token through the real handler, moto in-process (docs/contract.md §3.1, §4)."""
 
 from __future__ import annotations
 

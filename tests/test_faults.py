@@ -1,4 +1,4 @@
-"""Failure and fault injection (SECURITY.md G-27): AWS and the Supabase JWKS misbehaving.
+"""Failure and fault injection (docs/contract.md §12 G-27): AWS and the Supabase JWKS misbehaving.
 
 The exchange answers 503 temporarily_unavailable with Retry-After (or serves from cached keys);
 the authorizers never Allow; no token is ever half-issued.
@@ -125,7 +125,7 @@ def test_supabase_jwks_failure_serves_the_last_good_keys(
 def test_refetch_storm_through_the_handler(
     make_api: MakeApi, project: JwksServer, ec_key: KeyPair
 ) -> None:
-    """SECURITY.md B-9 at the exchange: 1,000 random kids, at most one JWKS fetch per window."""
+    """docs/contract.md §12 B-9 at the exchange: 1,000 random kids, one JWKS fetch per window."""
     api = make_api({"SupabaseUrl": project.base_url})
     assert api.exchange(key_token(ec_key, claims_for(project)))[0] == 200
     before = project.requests
@@ -134,7 +134,7 @@ def test_refetch_storm_through_the_handler(
     assert project.requests - before <= 1
 
 
-# -- the optional live-session check (SPEC §5) -------------------------------------------------
+# -- the optional live-session check (docs/contract.md §5) -------------------------------------------------
 
 
 @pytest.fixture

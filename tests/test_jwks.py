@@ -1,5 +1,5 @@
-"""The JWKS client: bounded fetches, caching, cooldown and last-good keys (SPEC §5; SECURITY.md
-B-9, G-27)."""
+"""The JWKS client: bounded fetches, caching, cooldown and last-good keys (docs/contract.md §5;
+§12 B-9, G-27)."""
 
 from __future__ import annotations
 

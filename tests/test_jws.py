@@ -1,4 +1,4 @@
-"""Strict compact JWS parsing (SPEC §5 first bullet; SECURITY.md B-11, C-12..16)."""
+"""Strict compact JWS parsing (docs/contract.md §5 first bullet; §12 B-11, C-12..16)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""JWK parsing, thumbprints and signature checks (RFC 7517/7518/7638; SECURITY.md A-5, A-7)."""
+"""JWK parsing, thumbprints and signature checks (RFC 7517/7518/7638; docs/contract.md §12 A-5,
+A-7)."""
 
 from __future__ import annotations
 

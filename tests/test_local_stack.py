@@ -1,4 +1,4 @@
-"""The local stack over real HTTP on loopback (SPEC §9): the acceptance path of the exchange."""
+"""The local stack over real HTTP on loopback (docs/contract.md §9): the acceptance path of the exchange."""
 
 from __future__ import annotations
 
@@ -401,7 +401,7 @@ def test_no_server_thread_can_take_a_stop_signal() -> None:
     assert {tid: mask & stop for tid, mask in others.items()} == dict.fromkeys(others, stop)
 
 
-# -- protected routes through the authorizers (SPEC §3.3, §7) ---------------------------------
+# -- protected routes through the authorizers (docs/contract.md §3.3, §7) ---------------------------------
 
 
 def expired(stack: LocalStack) -> str:

@@ -1,5 +1,5 @@
-"""Signing-key rotation (SECURITY.md G-28): the next key is published before it signs; tokens of
-the previous key verify until they expire; a retired key's tokens stop verifying."""
+"""Signing-key rotation (docs/contract.md §12 G-28): the next key is published before it signs;
+tokens of the previous key verify until they expire; a retired key's tokens stop verifying."""
 
 from __future__ import annotations
 

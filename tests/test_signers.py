@@ -1,4 +1,4 @@
-"""Signers: KMS (moto, in-process) and a Secrets Manager-held PEM key (SPEC §4; the ES256
+"""Signers: KMS (moto, in-process) and a Secrets Manager-held PEM key (docs/contract.md §4; the ES256
 zero-padding trap)."""
 
 from __future__ import annotations

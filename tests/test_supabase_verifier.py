@@ -1,4 +1,4 @@
-"""Supabase access-token verification (SPEC §5; SECURITY.md A, B, D, E)."""
+"""Supabase access-token verification (docs/contract.md §5; §12 A, B, D, E)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tests.factories import (
     SUPABASE_ISSUER,
     USER_ID,
     KeyPair,
+    StaticKeySet,
     anon_key_claims,
     b64json,
     hs256,
@@ -24,7 +25,7 @@ from tests.factories import (
     rsa_pair,
     supabase_claims,
 )
-from tokengate.apitoken import ApiTokenVerifier, StaticKeySet
+from tokengate.apitoken import ApiTokenVerifier
 from tokengate.errors import (
     ConfigurationError,
     DependencyUnavailableError,

@@ -1,4 +1,4 @@
-"""RFC 8693 request parsing (SPEC §3.1; SECURITY.md F-26)."""
+"""RFC 8693 request parsing (docs/contract.md §3.1, §12 F-26)."""
 
 from __future__ import annotations
 

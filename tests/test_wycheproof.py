@@ -1,4 +1,4 @@
-"""Project Wycheproof vectors against our signature verification (SECURITY.md, external vectors).
+"""Project Wycheproof vectors against our signature verification (docs/contract.md §12).
 
 Every vector runs. A disagreement is allowed only where we are deliberately stricter (we reject a
 vector Wycheproof calls valid), and each such case must be explained by one of the documented
@@ -17,18 +17,19 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from tokengate.errors import ConfigurationError, InvalidTokenError
 from tokengate.jws import b64url_decode, parse_jws
-from tokengate.keys import ASYMMETRIC_ALGORITHMS, EcKey, HmacKey, RsaKey, key_from_jwk
+from tokengate.keys import EcKey, HmacKey, RsaKey, key_from_jwk
 
 VECTORS = Path(__file__).parent / "vectors" / "wycheproof"
+JOSE_ALGORITHMS = frozenset({"RS256", "ES256", "HS256"})  # every algorithm the product accepts
 
 # Why we reject some vectors Wycheproof calls valid: each is a stricter, documented choice.
 STRICTER = {
-    "algorithm": "only RS256, ES256 and HS256 are accepted (SPEC §4-§5; RFC 8725 §3.1)",
-    "header": "header members other than alg, typ, kid are refused (SPEC §5)",
+    "algorithm": "only RS256, ES256 and HS256 are accepted (docs/contract.md §4-§5; RFC 8725 §3.1)",
+    "header": "header members other than alg, typ, kid are refused (docs/contract.md §5)",
     "key": "the key is unusable for us: oct keys only as the HS256 secret, RSA >= 2048, EC on P-256, use=sig",
-    "short secret": "HS256 secrets under 32 bytes refuse to start (SPEC §5)",
+    "short secret": "HS256 secrets under 32 bytes refuse to start (docs/contract.md §5)",
     "truncated tag": "JWS HS256 uses the full 32-byte HMAC-SHA256 tag (RFC 7518 §3.2)",
-    "encoding": "only canonical unpadded base64url and strict JSON are accepted (SPEC §5)",
+    "encoding": "only canonical unpadded base64url and strict JSON are accepted (docs/contract.md §5)",
 }
 
 
@@ -97,7 +98,7 @@ def group_key(group: dict[str, Any]) -> Any:
 def verify_jws(token: str, key: Any) -> bool:
     """The JWS layer every verifier here uses: strict parse, alg fixed by the key, signature."""
     jws = parse_jws(token)
-    if jws.header["alg"] != key.alg or jws.header["alg"] not in ASYMMETRIC_ALGORITHMS | {"HS256"}:
+    if jws.header["alg"] != key.alg or jws.header["alg"] not in JOSE_ALGORITHMS:
         return False
     return bool(key.verify(jws.signing_input, jws.signature))
 
@@ -107,7 +108,7 @@ def why_stricter(token: str, group: dict[str, Any], error: Exception | None) -> 
         header = json.loads(b64url_decode(token.split(".")[0]))
     except ValueError:
         return "encoding"
-    if header.get("alg") not in ASYMMETRIC_ALGORITHMS | {"HS256"}:
+    if header.get("alg") not in JOSE_ALGORITHMS:
         return "algorithm"
     if isinstance(error, ConfigurationError):
         return "short secret"

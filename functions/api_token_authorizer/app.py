@@ -1,4 +1,4 @@
-"""Lambda authorizer for API tokens (SPEC §6, §7). A thin adapter over tokengate.
+"""Lambda authorizer for API tokens (docs/contract.md §6, §7). A thin adapter over tokengate.
 
 It logs through the standard library (the function's LoggingConfig emits JSON): Powertools'
 Logger would add ~40 ms to every cold start of a function that sits in front of every API call.
@@ -11,10 +11,10 @@ from typing import Any
 
 from tokengate.authorizer import Authorizer, RouteScopes
 from tokengate.config import Settings
-from tokengate.runtime import ApiTokenPrincipals
+from tokengate.runtime import api_token_principals
 
 settings = Settings.from_env(os.environ)
-authorizer = Authorizer(ApiTokenPrincipals(settings), RouteScopes(settings.route_scopes))
+authorizer = Authorizer(api_token_principals(settings), RouteScopes(settings.route_scopes))
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

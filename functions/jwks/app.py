@@ -1,4 +1,6 @@
-"""GET /.well-known/{jwks.json, openid-configuration, oauth-authorization-server} (SPEC §3.2)."""
+"""GET /.well-known/{jwks.json, openid-configuration, oauth-authorization-server}.
+
+Key publication and discovery (docs/contract.md §3.2)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from tokengate.apigw import json_response
 from tokengate.config import Settings
 from tokengate.discovery import render_jwks, render_metadata
 from tokengate.errors import DependencyUnavailableError
-from tokengate.runtime import issuer_for, published_signers
+from tokengate.issuer import issuer_for
+from tokengate.runtime import published_signers
 
 logger = Logger()
 settings = Settings.from_env(os.environ)
@@ -32,7 +35,7 @@ def publish(event: dict[str, Any]) -> dict[str, Any]:
             logger.warning("keys unavailable", extra={"reason": exc.reason})
             return json_response(503, {"error": "temporarily_unavailable"}, {"Retry-After": "5"})
     if path.endswith(("/openid-configuration", "/oauth-authorization-server")):
-        issuer = issuer_for(settings, event)
+        issuer = issuer_for(settings.issuer, settings.region, event)
         metadata = render_metadata(issuer, [settings.signing_alg], settings.scopes_supported)
         return json_response(200, metadata, PUBLIC)
     return json_response(404, {"error": "not_found"})

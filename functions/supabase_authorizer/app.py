@@ -1,4 +1,4 @@
-"""Lambda authorizer accepting Supabase access tokens directly (SPEC §5, §7).
+"""Lambda authorizer accepting Supabase access tokens directly (docs/contract.md §5, §7).
 
 The same verifier and scope policy as the token exchange; standard-library logging for the same
 cold-start reason as the API-token authorizer.
@@ -11,10 +11,10 @@ from typing import Any
 
 from tokengate.authorizer import Authorizer, RouteScopes
 from tokengate.config import Settings
-from tokengate.runtime import SupabasePrincipals
+from tokengate.runtime import supabase_principals
 
 settings = Settings.from_env(os.environ)
-authorizer = Authorizer(SupabasePrincipals(settings), RouteScopes(settings.route_scopes))
+authorizer = Authorizer(supabase_principals(settings), RouteScopes(settings.route_scopes))
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

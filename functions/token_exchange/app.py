@@ -1,4 +1,4 @@
-"""POST /token: RFC 8693 token exchange (SPEC §3.1). A thin adapter over tokengate."""
+"""POST /token: RFC 8693 token exchange (docs/contract.md §3.1). A thin adapter over tokengate."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokengate.apigw import NO_STORE, body_bytes, header, json_response
+from tokengate.apigw import NO_STORE, BodyError, body_bytes, header, json_response
 from tokengate.config import Settings
 from tokengate.errors import (
     ConfigurationError,
@@ -17,8 +17,9 @@ from tokengate.errors import (
     InvalidTokenError,
     RequestError,
 )
-from tokengate.exchange import INVALID_SUBJECT, parse_token_request
-from tokengate.runtime import exchange_service, issuer_for
+from tokengate.exchange import INVALID_SUBJECT, MAX_BODY_BYTES, parse_token_request
+from tokengate.issuer import issuer_for
+from tokengate.runtime import exchange_service
 
 logger = Logger()
 metrics = Metrics()
@@ -30,13 +31,17 @@ RETRY_AFTER_SECONDS = "5"
 def exchange(event: dict[str, Any]) -> dict[str, Any]:
     """Event in, response out; the one place where errors become HTTP answers."""
     try:
-        request = parse_token_request(body_bytes(event), header(event, "content-type"))
-        issuer = issuer_for(settings, event)
+        request = parse_token_request(
+            body_bytes(event, MAX_BODY_BYTES), header(event, "content-type")
+        )
+        issuer = issuer_for(settings.issuer, settings.region, event)
         result = service.exchange(request, issuer)
     except InvalidTokenError as exc:
         return _refused("invalid_request", INVALID_SUBJECT, exc.reason)
     except RequestError as exc:
         return _refused(exc.error, exc.description, exc.error)
+    except BodyError as exc:
+        return _refused("invalid_request", str(exc), "invalid_request")
     except DependencyUnavailableError as exc:
         logger.warning(
             "token exchange unavailable", extra={"outcome": "unavailable", "reason": exc.reason}

@@ -1,4 +1,7 @@
-"""API Gateway REST (payload 1.0) event and response helpers shared by the HTTP handlers."""
+"""API Gateway REST (payload 1.0) event and response helpers shared by the HTTP handlers.
+
+Plain HTTP plumbing: it knows nothing of OAuth; each handler maps :class:`BodyError` to its own
+answer."""
 
 from __future__ import annotations
 
@@ -6,9 +9,6 @@ import base64
 import binascii
 import json
 from typing import Any
-
-from .errors import RequestError
-from .exchange import MAX_BODY_BYTES
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -25,16 +25,21 @@ def header(event: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def body_bytes(event: dict[str, Any]) -> bytes:
-    """The request body, capped before any decoding work."""
+class BodyError(ValueError):
+    """The request body is too large or not the base64 its event says it is."""
+
+
+def body_bytes(event: dict[str, Any], max_bytes: int) -> bytes:
+    """The request body, refused before any decoding work when its text is far over
+    ``max_bytes`` (base64 grows a body by a third; callers check the decoded size)."""
     body = event.get("body") or ""
-    if not isinstance(body, str) or len(body) > 2 * MAX_BODY_BYTES:
-        raise RequestError("invalid_request", "The request body is too large.")
+    if not isinstance(body, str) or len(body) > 2 * max_bytes:
+        raise BodyError("The request body is too large.")
     if event.get("isBase64Encoded"):
         try:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise RequestError("invalid_request", "The request body is not valid.") from exc
+            raise BodyError("The request body is not valid base64.") from exc
     return body.encode("utf-8")
 
 

@@ -1,13 +1,14 @@
-"""API tokens: minting (RFC 9068 profile, SPEC §4) and verification (SPEC §6)."""
+"""API tokens: minting (RFC 9068 profile, docs/contract.md §4) and verification (§6)."""
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from .claims import (
+    DEFAULT_LEEWAY_SECONDS,
     check_audience,
     check_issuer,
     check_times,
@@ -23,6 +24,7 @@ Clock = Callable[[], float]
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 MIN_TTL, MAX_TTL = 60, 3600
+DEFAULT_TTL = 900
 
 
 class IssuedToken(NamedTuple):
@@ -37,7 +39,7 @@ class IssuedToken(NamedTuple):
 class ApiTokenIssuer:
     """Mints API tokens; the signer is injected (KMS or an in-memory key)."""
 
-    def __init__(self, signer: Signer, ttl: int = 900, clock: Clock = time.time) -> None:
+    def __init__(self, signer: Signer, ttl: int = DEFAULT_TTL, clock: Clock = time.time) -> None:
         if not MIN_TTL <= ttl <= MAX_TTL:
             raise ConfigurationError(f"the token lifetime must be within {MIN_TTL}-{MAX_TTL} s")
         self._signer = signer
@@ -87,19 +89,6 @@ class KeySource(Protocol):
         ...
 
 
-class StaticKeySet:
-    """A fixed set of our own public keys (current, previous, next)."""
-
-    def __init__(self, keys: Iterable[AsymmetricKey]) -> None:
-        self._keys = {key.kid: key for key in keys if key.kid}
-
-    def get(self, kid: str) -> AsymmetricKey:
-        try:
-            return self._keys[kid]
-        except KeyError:
-            raise InvalidTokenError(Reason.UNKNOWN_KEY, "kid is not one of ours") from None
-
-
 class ApiTokenClaims(NamedTuple):
     sub: str
     scopes: tuple[str, ...]
@@ -117,7 +106,7 @@ class ApiTokenVerifier:
         keys: KeySource,
         issuer: str,
         audience: str,
-        leeway: int = 30,
+        leeway: int = DEFAULT_LEEWAY_SECONDS,
         max_lifetime: int = MAX_TTL,
         clock: Clock = time.time,
     ) -> None:

@@ -1,4 +1,4 @@
-"""API Gateway Lambda authorizer decisions (SPEC §7), shared by both authorizers.
+"""API Gateway Lambda authorizer decisions, shared by both authorizers (docs/contract.md §7).
 
 The event format is detected from the event: REST ``TOKEN``, REST ``REQUEST`` (and HTTP API
 payload 1.0, which answers the same way) or HTTP API payload 2.0. An Allow policy lists every
@@ -8,7 +8,6 @@ can replay it for any route without leaking an Allow or a spurious Deny.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -59,7 +58,7 @@ class Principal(NamedTuple):
 
 
 class AuthRequest(NamedTuple):
-    kind: str  # "TOKEN", "REQUEST" or "HTTP2"
+    kind: str  # "TOKEN", "REQUEST" or "HTTP_API_V2" (HTTP API payload format 2.0)
     token: str | None
     arn_base: str | None  # arn:aws:execute-api:region:account:api/stage
     route_key: str  # "GET /whoami"
@@ -123,7 +122,7 @@ def parse_event(event: dict[str, Any]) -> AuthRequest:
         match = _METHOD_ARN.fullmatch(str(event["routeArn"]))
         token = bearer_token(header(event, "authorization"))
         return AuthRequest(
-            "HTTP2", token, match[1] if match else None, str(event.get("routeKey", ""))
+            "HTTP_API_V2", token, match[1] if match else None, str(event.get("routeKey", ""))
         )
     match = _METHOD_ARN.fullmatch(str(event.get("methodArn", "")))
     route_key = f"{match[2]} {match[3] or '/'}" if match else ""
@@ -135,19 +134,6 @@ def parse_event(event: dict[str, Any]) -> AuthRequest:
     if event.get("httpMethod") and event.get("resource"):
         route_key = f"{event['httpMethod']} {event['resource']}"
     return AuthRequest("REQUEST", token, match[1] if match else None, route_key)
-
-
-def api_url(api_id: str, region: str, stage: str) -> str:
-    """The API's default base URL: the issuer and JWKS host when none is configured."""
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://{api_id}.execute-api.{region}.{suffix}/{stage}"
-
-
-def api_base_url(arn_base: str) -> str:
-    """``arn:aws:execute-api:<region>:<acct>:<api>/<stage>`` → the API's default base URL."""
-    region, rest = arn_base.split(":")[3], arn_base.split(":", 5)[5]
-    api_id, stage = rest.split("/", 1)
-    return api_url(api_id, region, stage)
 
 
 def _route_arn(arn_base: str, route_key: str) -> str:
@@ -190,16 +176,16 @@ class Authorizer:
                 principal = self._verify(request.token, request)
             except TokenGateError as exc:
                 reason = exc.reason
-        if principal is None or (request.arn_base is None and request.kind != "HTTP2"):
+        if principal is None or (request.arn_base is None and request.kind != "HTTP_API_V2"):
             self._on_decision("unauthorized", reason, None)
-            if request.kind == "HTTP2":
+            if request.kind == "HTTP_API_V2":
                 return {"isAuthorized": False}
             raise Unauthorized()
         permitted = self._routes.permits(request.route_key, principal.scopes)
         self._on_decision(
             "allow" if permitted else "deny", "ok" if permitted else "insufficient_scope", principal
         )
-        if request.kind == "HTTP2":
+        if request.kind == "HTTP_API_V2":
             return {"isAuthorized": permitted, "context": principal.context}
         assert request.arn_base is not None
         allowed = self._allowed_arns(request.arn_base, principal.scopes)
@@ -221,16 +207,3 @@ class Authorizer:
             "policyDocument": {"Version": "2012-10-17", "Statement": statements},
             "context": principal.context,
         }
-
-
-def flat_context(values: Mapping[str, Any]) -> dict[str, CONTEXT_VALUE]:
-    """API Gateway context values must be strings, numbers or booleans; others become JSON."""
-    context: dict[str, CONTEXT_VALUE] = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, (str, int, float, bool)):
-            context[key] = value
-        else:
-            context[key] = json.dumps(value, separators=(",", ":"))
-    return context

@@ -143,3 +143,25 @@ def local_signer_from_secret(secret_id: str, alg: str, secrets: Any = None) -> L
     if signer.alg != alg:
         raise ConfigurationError(f"the key in {secret_id} cannot sign {alg}")
     return signer
+
+
+class SecretsManagerSigner:
+    """A :class:`LocalKeySigner` whose PEM comes from Secrets Manager on first use (the opt-in
+    Secrets Manager signing mode), re-read hourly."""
+
+    def __init__(self, secret_id: str, alg: str, max_age: float = 3600.0) -> None:
+        self.alg = alg
+        secrets = LazyClient("secretsmanager")
+        self._signer = CachedValue(
+            lambda: local_signer_from_secret(secret_id, alg, secrets), max_age=max_age
+        )
+
+    @property
+    def kid(self) -> str:
+        return self._signer.get().kid
+
+    def sign(self, signing_input: bytes) -> bytes:
+        return self._signer.get().sign(signing_input)
+
+    def public_jwk(self) -> dict[str, str]:
+        return self._signer.get().public_jwk()

@@ -28,7 +28,6 @@ class CachedValue(Generic[T]):
         self._value: T | None = None
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
-        self.load_count = 0
 
     def get(self) -> T:
         if self._value is not None and self._clock() - self._loaded_at < self._max_age:
@@ -37,7 +36,6 @@ class CachedValue(Generic[T]):
             now = self._clock()
             if self._value is not None and now - self._loaded_at < self._max_age:
                 return self._value
-            self.load_count += 1
             try:
                 self._value = self._load()
             except DependencyUnavailableError:

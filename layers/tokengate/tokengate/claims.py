@@ -12,11 +12,12 @@ from typing import Any
 from .errors import ConfigurationError, InvalidTokenError, Reason
 
 MAX_LEEWAY_SECONDS = 60
+DEFAULT_LEEWAY_SECONDS = 30
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def checked_leeway(leeway: int) -> int:
-    """A clock-skew allowance a verifier may be built with: 0-60 s (SPEC §5)."""
+    """A clock-skew allowance a verifier may be built with: 0-60 s (docs/contract.md §5)."""
     if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
         raise ConfigurationError(f"the leeway must be within 0-{MAX_LEEWAY_SECONDS} seconds")
     return leeway

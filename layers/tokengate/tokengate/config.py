@@ -1,8 +1,9 @@
 """Configuration: one frozen, validated object built once from the environment.
 
-Every function reads the same variable names (documented in the README). A bad value raises
-:class:`ConfigurationError` at start, never a per-request 500. The mapping is passed in, so the
-core never reads ``os.environ`` itself.
+Every function reads the same variable names (documented in the README; template.yaml sets each
+from a parameter). A bad value raises :class:`ConfigurationError` at start, never a per-request
+500. The mapping is passed in, so the core never reads ``os.environ`` itself. Defaults and bounds
+are the domain modules' own constants: each is written once, beside the rule it constrains.
 """
 
 from __future__ import annotations
@@ -14,7 +15,18 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .apitoken import DEFAULT_TTL, MAX_TTL, MIN_TTL
+from .claims import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
 from .errors import ConfigurationError
+from .exchange import DEFAULT_CLIENT_ID, DEFAULT_PASSTHROUGH_CLAIMS
+from .jwks import (
+    DEFAULT_PUBLISH_MAX_AGE,
+    MAX_CACHE_SECONDS,
+    MAX_PUBLISH_MAX_AGE,
+    MIN_COOLDOWN_SECONDS,
+)
+from .scopes import DEFAULT_SCOPES_CLAIM
+from .supabase import DEFAULT_MIN_AAL
 
 SIGNING_MODES = ("kms", "secretsmanager")
 SIGNING_ALGORITHMS = ("RS256", "ES256")
@@ -33,7 +45,9 @@ def _bool(name: str, value: str) -> bool:
     raise ConfigurationError(f"{name} must be true or false")
 
 
-def _int(name: str, value: str, low: int, high: int) -> int:
+def _int(name: str, value: str, default: int, low: int, high: int) -> int:
+    if not value:
+        return default
     try:
         number = int(value)
     except ValueError:
@@ -64,36 +78,38 @@ def _url(name: str, value: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting, read and checked once by :meth:`from_env` (the only constructor)."""
+
     supabase_url: str
-    supabase_jwt_secret_arn: str = ""
-    supabase_jwks_enabled: bool = True
-    signing_mode: str = "kms"
-    signing_alg: str = "RS256"
-    signing_key_id: str = ""
-    published_key_ids: tuple[str, ...] = ()
-    issuer: str = ""
-    audiences: tuple[str, ...] = ("api",)
-    default_audience: str = "api"
-    resources: Mapping[str, str] = field(default_factory=dict)
-    token_ttl: int = 900
-    scopes_supported: tuple[str, ...] = ("read",)
-    default_scopes: tuple[str, ...] = ("read",)
-    scopes_claim: str = "api_scopes"
-    default_client_id: str = "cli"
-    passthrough_claims: tuple[str, ...] = ("aal",)
-    allow_anonymous: bool = False
-    allowed_client_ids: frozenset[str] = frozenset()
-    min_aal: str = "aal1"
-    leeway: int = 30
-    jwks_cache_seconds: int = 600
-    jwks_cooldown_seconds: int = 10
-    jwks_publish_max_age: int = 300
-    route_scopes: Mapping[str, str] = field(default_factory=dict)
-    api_jwks_url: str = ""
-    context_claims: tuple[str, ...] = ()
-    session_check: bool = False
-    supabase_api_key: str = field(default="", repr=False)
-    region: str = ""  # AWS_REGION, which Lambda sets: for the API's default URL
+    supabase_jwt_secret_arn: str
+    supabase_jwks_enabled: bool
+    signing_mode: str
+    signing_alg: str
+    signing_key_id: str
+    published_key_ids: tuple[str, ...]
+    issuer: str
+    audiences: tuple[str, ...]
+    default_audience: str
+    resources: Mapping[str, str]
+    token_ttl: int
+    scopes_supported: tuple[str, ...]
+    default_scopes: tuple[str, ...]
+    scopes_claim: str
+    default_client_id: str
+    passthrough_claims: tuple[str, ...]
+    allow_anonymous: bool
+    allowed_client_ids: frozenset[str]
+    min_aal: str
+    leeway: int
+    jwks_cache_seconds: int
+    jwks_cooldown_seconds: int
+    jwks_publish_max_age: int
+    route_scopes: Mapping[str, str]
+    api_jwks_url: str
+    context_claims: tuple[str, ...]
+    session_check: bool
+    supabase_api_key: str = field(repr=False)
+    region: str  # AWS_REGION, which Lambda sets: for the API's default URL
 
     @property
     def supabase_issuer(self) -> str:
@@ -110,10 +126,10 @@ class Settings:
 
         if not get("SUPABASE_URL"):
             raise ConfigurationError("SUPABASE_URL is required")
-        mode = get("SIGNING_MODE", "kms").lower()
+        mode = get("SIGNING_MODE", SIGNING_MODES[0]).lower()
         if mode not in SIGNING_MODES:
             raise ConfigurationError(f"SIGNING_MODE must be one of {SIGNING_MODES}")
-        alg = get("SIGNING_ALG", "RS256").upper()
+        alg = get("SIGNING_ALG", SIGNING_ALGORITHMS[0]).upper()
         if alg not in SIGNING_ALGORITHMS:
             raise ConfigurationError(f"SIGNING_ALG must be one of {SIGNING_ALGORITHMS}")
         audiences = _list(get("AUDIENCES", "api"))
@@ -139,24 +155,48 @@ class Settings:
             audiences=audiences,
             default_audience=get("DEFAULT_AUDIENCE") or audiences[0],
             resources=MappingProxyType(_json_object("RESOURCES", get("RESOURCES"))),
-            token_ttl=_int("TOKEN_TTL_SECONDS", get("TOKEN_TTL_SECONDS", "900"), 60, 3600),
+            token_ttl=_int(
+                "TOKEN_TTL_SECONDS", get("TOKEN_TTL_SECONDS"), DEFAULT_TTL, MIN_TTL, MAX_TTL
+            ),
             scopes_supported=scopes_supported,
             default_scopes=_list(
                 get("DEFAULT_SCOPES", scopes_supported[0] if scopes_supported else "")
             ),
-            scopes_claim=get("SCOPES_CLAIM", "api_scopes"),
-            default_client_id=get("DEFAULT_CLIENT_ID", "cli"),
-            passthrough_claims=_list(get("PASSTHROUGH_CLAIMS", "aal")),
+            scopes_claim=get("SCOPES_CLAIM", DEFAULT_SCOPES_CLAIM),
+            default_client_id=get("DEFAULT_CLIENT_ID", DEFAULT_CLIENT_ID),
+            passthrough_claims=_list(
+                get("PASSTHROUGH_CLAIMS", " ".join(DEFAULT_PASSTHROUGH_CLAIMS))
+            ),
             allow_anonymous=_bool("ALLOW_ANONYMOUS", get("ALLOW_ANONYMOUS", "false")),
             allowed_client_ids=frozenset(_list(get("ALLOWED_CLIENT_IDS"))),
-            min_aal=get("MIN_AAL", "aal1"),
-            leeway=_int("LEEWAY_SECONDS", get("LEEWAY_SECONDS", "30"), 0, 60),
-            jwks_cache_seconds=_int("JWKS_CACHE_SECONDS", get("JWKS_CACHE_SECONDS", "600"), 1, 600),
+            min_aal=get("MIN_AAL", DEFAULT_MIN_AAL),
+            leeway=_int(
+                "LEEWAY_SECONDS",
+                get("LEEWAY_SECONDS"),
+                DEFAULT_LEEWAY_SECONDS,
+                0,
+                MAX_LEEWAY_SECONDS,
+            ),
+            jwks_cache_seconds=_int(
+                "JWKS_CACHE_SECONDS",
+                get("JWKS_CACHE_SECONDS"),
+                int(MAX_CACHE_SECONDS),
+                1,
+                int(MAX_CACHE_SECONDS),
+            ),
             jwks_cooldown_seconds=_int(
-                "JWKS_COOLDOWN_SECONDS", get("JWKS_COOLDOWN_SECONDS", "10"), 10, 3600
+                "JWKS_COOLDOWN_SECONDS",
+                get("JWKS_COOLDOWN_SECONDS"),
+                int(MIN_COOLDOWN_SECONDS),
+                int(MIN_COOLDOWN_SECONDS),
+                3600,
             ),
             jwks_publish_max_age=_int(
-                "JWKS_PUBLISH_MAX_AGE", get("JWKS_PUBLISH_MAX_AGE", "300"), 0, 86400
+                "JWKS_PUBLISH_MAX_AGE",
+                get("JWKS_PUBLISH_MAX_AGE"),
+                DEFAULT_PUBLISH_MAX_AGE,
+                0,
+                MAX_PUBLISH_MAX_AGE,
             ),
             route_scopes=MappingProxyType(_json_object("ROUTE_SCOPES", get("ROUTE_SCOPES"))),
             api_jwks_url=get("API_JWKS_URL"),

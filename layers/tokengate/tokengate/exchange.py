@@ -11,13 +11,16 @@ from .apitoken import ApiTokenIssuer
 from .claims import scalar_claims
 from .errors import ConfigurationError, RequestError
 from .jws import strict_json_object
-from .supabase import SupabaseIdentity, SupabaseTokenVerifier
+from .scopes import ScopePolicy
+from .supabase import SupabaseTokenVerifier
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
 JWT = "urn:ietf:params:oauth:token-type:jwt"
 SUBJECT_TOKEN_TYPES = frozenset({ACCESS_TOKEN, JWT})
 MAX_BODY_BYTES = 16 * 1024
+DEFAULT_CLIENT_ID = "cli"  # the client_id of tokens exchanged by first-party clients
+DEFAULT_PASSTHROUGH_CLAIMS = ("aal",)
 MULTI_VALUED = frozenset({"audience", "resource"})
 INVALID_SUBJECT = "The subject token is invalid, expired or not acceptable."
 
@@ -118,16 +121,14 @@ def parse_token_request(body: bytes, content_type: str | None) -> TokenRequest:
 
 @dataclass(frozen=True)
 class ExchangePolicy:
-    """Which audiences, resources and scopes a user may obtain."""
+    """Which audiences and resources may be requested, and what an issued token carries besides
+    its scopes (those come from :class:`~tokengate.scopes.ScopePolicy`)."""
 
     audiences: frozenset[str]
     default_audience: str
     resources: Mapping[str, str] = field(default_factory=dict)
-    scopes_supported: tuple[str, ...] = ("read",)
-    default_scopes: tuple[str, ...] = ("read",)
-    scopes_claim: str | None = "api_scopes"
-    default_client_id: str = "cli"
-    passthrough_claims: tuple[str, ...] = ("aal",)
+    default_client_id: str = DEFAULT_CLIENT_ID
+    passthrough_claims: tuple[str, ...] = DEFAULT_PASSTHROUGH_CLAIMS
 
     def __post_init__(self) -> None:
         if self.default_audience not in self.audiences:
@@ -135,8 +136,6 @@ class ExchangePolicy:
         for resource, audience in self.resources.items():
             if not urlsplit(resource).scheme or audience not in self.audiences:
                 raise ConfigurationError(f"resource {resource!r} must map to an allowed audience")
-        if not set(self.default_scopes) <= set(self.scopes_supported):
-            raise ConfigurationError("default scopes must be among the supported scopes")
         if "user_metadata" in self.passthrough_claims:
             raise ConfigurationError("user_metadata is user-editable and is never passed through")
 
@@ -152,26 +151,6 @@ class ExchangePolicy:
                 raise RequestError("invalid_target", "The requested resource is not allowed.")
             targets.append(self.resources[resource])
         return list(dict.fromkeys(targets)) or [self.default_audience]
-
-    def user_scopes(self, identity: SupabaseIdentity) -> set[str]:
-        """Default scopes plus extras from ``app_metadata`` (server-controlled), never from
-        ``user_metadata`` (user-editable)."""
-        granted = set(self.default_scopes)
-        extra = identity.app_metadata.get(self.scopes_claim) if self.scopes_claim else None
-        if isinstance(extra, str):
-            extra = extra.split()
-        if isinstance(extra, list):
-            granted.update(s for s in extra if isinstance(s, str))
-        return granted & set(self.scopes_supported)
-
-    def scopes_for(self, request: TokenRequest, identity: SupabaseIdentity) -> list[str]:
-        if request.scopes is None:
-            return list(self.default_scopes)
-        if not all(request.scopes):
-            raise RequestError("invalid_scope", "The scope parameter is malformed.")
-        if not set(request.scopes) <= self.user_scopes(identity):
-            raise RequestError("invalid_scope", "The requested scope exceeds what is allowed.")
-        return list(dict.fromkeys(request.scopes))
 
 
 class ExchangeResult(NamedTuple):
@@ -190,11 +169,13 @@ class TokenExchangeService:
         verifier: SupabaseTokenVerifier,
         issuer: ApiTokenIssuer,
         policy: ExchangePolicy,
+        scopes: ScopePolicy,
         session_check: SessionCheck | None = None,
     ) -> None:
         self._verifier = verifier
         self._issuer = issuer
         self._policy = policy
+        self._scopes = scopes
         self._session_check = session_check
 
     def exchange(self, request: TokenRequest, issuer_url: str) -> ExchangeResult:
@@ -204,7 +185,7 @@ class TokenExchangeService:
         DependencyUnavailableError."""
         audiences = self._policy.audiences_for(request)
         identity = self._verifier.verify(request.subject_token)
-        scopes = self._policy.scopes_for(request, identity)
+        scopes = self._scopes.scopes_for(request.scopes, identity)
         if self._session_check is not None:
             self._session_check.check(request.subject_token)
         extra = scalar_claims(identity.claims, self._policy.passthrough_claims)

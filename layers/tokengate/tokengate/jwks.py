@@ -23,6 +23,8 @@ Clock = Callable[[], float]
 MAX_JWKS_BYTES = 64 * 1024
 MAX_CACHE_SECONDS = 600.0
 MIN_COOLDOWN_SECONDS = 10.0
+DEFAULT_PUBLISH_MAX_AGE = 300  # Cache-Control max-age of our own JWKS
+MAX_PUBLISH_MAX_AGE = 86400
 
 
 class JwksFetcher(Protocol):
@@ -77,7 +79,6 @@ class JwksCache:
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
         self._lock = threading.Lock()
-        self.fetch_count = 0
 
     def get(self, kid: str) -> AsymmetricKey:
         """The key for ``kid``; InvalidTokenError if unknown, DependencyUnavailableError if
@@ -102,7 +103,6 @@ class JwksCache:
         if now - self._attempted_at < self._cooldown:
             return  # at most one request per cooldown window, failed or not
         self._attempted_at = now
-        self.fetch_count += 1
         try:
             document = strict_json_object(self._fetcher.fetch(self.url))
             keys = keys_from_jwks(document)

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from .errors import ConfigurationError
 from .jws import b64url_decode, b64url_encode
 
-ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "ES256"})
 MIN_RSA_BITS = 2048
 MIN_HMAC_SECRET_BYTES = 32
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

@@ -1,4 +1,4 @@
-"""The optional live-session check (SPEC §5): is the Supabase session behind a token still live?
+"""The optional live-session check (docs/contract.md §5): is a token's session still live?
 
 Supabase does not revoke access tokens on sign-out; ``GET <SUPABASE_URL>/auth/v1/user`` answers
 200 only while the session is live (and the user exists and is not banned). Off by default: it

@@ -1,4 +1,4 @@
-"""Verification of Supabase Auth access tokens (SPEC §5).
+"""Verification of Supabase Auth access tokens (docs/contract.md §5).
 
 ``HS256`` is checked against the project's legacy secret; ``ES256``/``RS256`` against the key the
 project's JWKS publishes under the token's ``kid``. The accepted algorithm always comes from the
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .claims import (
+    DEFAULT_LEEWAY_SECONDS,
     check_audience,
     check_issuer,
     check_times,
@@ -30,6 +31,7 @@ Clock = Callable[[], float]
 SUPABASE_AUDIENCE = "authenticated"
 SUPABASE_ROLE = "authenticated"
 AAL_LEVELS = {"aal1": 1, "aal2": 2}
+DEFAULT_MIN_AAL = "aal1"
 # Supabase allows access-token lifetimes of up to one week.
 SUPABASE_MAX_LIFETIME = 7 * 24 * 3600
 
@@ -39,10 +41,10 @@ class SupabasePolicy:
     """What a Supabase token must satisfy beyond a valid signature."""
 
     issuer: str
-    leeway: int = 30
+    leeway: int = DEFAULT_LEEWAY_SECONDS
     allow_anonymous: bool = False
     allowed_client_ids: frozenset[str] = frozenset()
-    min_aal: str = "aal1"
+    min_aal: str = DEFAULT_MIN_AAL
     max_lifetime: int = SUPABASE_MAX_LIFETIME
 
     def __post_init__(self) -> None:

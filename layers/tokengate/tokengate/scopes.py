@@ -1,0 +1,51 @@
+"""Which API scopes a verified Supabase user may hold: one rule for the exchange and the Supabase
+authorizer.
+
+A user gets the default scopes plus the extras listed under one ``app_metadata`` key
+(server-controlled), never anything from ``user_metadata`` (user-editable), and only scopes the
+API knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigurationError, RequestError
+from .supabase import SupabaseIdentity
+
+DEFAULT_SCOPES_CLAIM = "api_scopes"
+
+
+@dataclass(frozen=True)
+class ScopePolicy:
+    scopes_supported: tuple[str, ...]
+    default_scopes: tuple[str, ...]
+    scopes_claim: str | None = DEFAULT_SCOPES_CLAIM
+
+    def __post_init__(self) -> None:
+        if not set(self.default_scopes) <= set(self.scopes_supported):
+            raise ConfigurationError("default scopes must be among the supported scopes")
+
+    def user_scopes(self, identity: SupabaseIdentity) -> set[str]:
+        """Default scopes plus extras from ``app_metadata[scopes_claim]`` (a list or a
+        space-separated string), limited to the supported scopes."""
+        granted = set(self.default_scopes)
+        extra = identity.app_metadata.get(self.scopes_claim) if self.scopes_claim else None
+        if isinstance(extra, str):
+            extra = extra.split()
+        if isinstance(extra, list):
+            granted.update(s for s in extra if isinstance(s, str))
+        return granted & set(self.scopes_supported)
+
+    def scopes_for(
+        self, requested: tuple[str, ...] | None, identity: SupabaseIdentity
+    ) -> list[str]:
+        """RFC 6749 §3.3: the default scopes when none is requested, else the requested ones,
+        each of which this user must be entitled to (``invalid_scope`` otherwise)."""
+        if requested is None:
+            return list(self.default_scopes)
+        if not all(requested):
+            raise RequestError("invalid_scope", "The scope parameter is malformed.")
+        if not set(requested) <= self.user_scopes(identity):
+            raise RequestError("invalid_scope", "The requested scope exceeds what is allowed.")
+        return list(dict.fromkeys(requested))
