@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import sys
 from collections.abc import Mapping
@@ -77,7 +78,7 @@ def main() -> int:
 
 def port_from_env(env: Mapping[str, str] = os.environ) -> int:
     value = env.get("PORT") or "3000"
-    if not value.isdigit() or not 0 < int(value) < 65536:
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 0 < int(value) < 65536:
         raise ConfigurationError(f"PORT={value!r} must be a TCP port number (1-65535)")
     return int(value)
 

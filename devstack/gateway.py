@@ -221,7 +221,7 @@ def _body_length(values: list[str]) -> int:
     """The one ``Content-Length`` a request may carry: digits only, every copy the same."""
     if not values:
         return 0
-    if len(set(values)) != 1 or not values[0].strip().isdigit():
+    if len(set(values)) != 1 or not re.fullmatch(r"[0-9]+", values[0].strip()):
         raise _BadRequest(_gateway_error(400, "Bad Request: invalid Content-Length"))
     length = int(values[0])
     if length > MAX_BODY:

@@ -447,6 +447,7 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
     [
         ({"PORT": "abc"}, "PORT='abc' must be a TCP port number"),
         ({"PORT": "70000"}, "PORT='70000' must be a TCP port number"),
+        ({"PORT": "\u00b2"}, "PORT='\u00b2' must be a TCP port number"),
         ({"SIGNING_ALG": "PS256"}, "SigningAlgorithm='PS256' is not allowed"),
         ({"SIGNING_MODE": "hsm"}, "SigningMode='hsm' is not allowed"),
         ({"SUPABASE_URL": "ftp://example.com"}, "SupabaseUrl='ftp://example.com' does not match"),
@@ -541,6 +542,7 @@ def test_any_method_and_route_gets_a_gateway_answer(
         ("Content-Length: -1", 400),
         ("Content-Length: abc", 400),
         ("Content-Length: 1e3", 400),
+        ("Content-Length: \u00b2", 400),  # a digit to str.isdigit, not to int()
         ("Content-Length: 5\r\nContent-Length: 6", 400),
         ("Content-Length: 99999999999", 413),
         ("Transfer-Encoding: chunked", 411),
@@ -551,7 +553,7 @@ def test_a_malformed_body_length_is_answered_and_the_connection_closed(
 ) -> None:
     """Kept open by the client, the connection must still be answered and closed by the stack:
     no handler thread waits for a body whose end it cannot know, and no traceback."""
-    request = f"POST /token HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\ngrant_type=x".encode()
+    request = f"POST /token HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\ngrant_type=x".encode("latin-1")
     raw, closed = raw_exchange(stack, request)
     got_status, headers, body = parse_answer(raw)
     assert (got_status, headers["Connection"]) == (status, "close"), raw
