@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run token events test lint bench load build deploy invoke rotate lock clean
+.PHONY: help run token events test lint bench load build deploy smoke invoke rotate lock clean
 
 help:
 	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
@@ -21,14 +21,16 @@ help:
 	@echo "make load    2,000 exchanges + 10,000 authorized calls on the local stack (loopback)"
 	@echo "make build   sam build (no Docker)"
 	@echo "make deploy  sam deploy (guided the first time)"
+	@echo "make smoke URL=<base URL> SUPABASE_TOKEN=<token>   end-to-end check of a running stack"
 	@echo "make invoke FN=TokenExchangeFunction EVENT=events/<file>.json   run a handler on an event"
 	@echo "make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<arn>]   rotate the signing key"
 
 # The virtual environment is rebuilt whenever the pinned requirements change.
-$(STAMP): requirements/dev.txt layers/tokengate/requirements.txt
+$(STAMP): requirements/dev.txt layers/tokengate/requirements.txt client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'tokengate-dev.pth').write_text('\n'.join(str(pathlib.Path(p).resolve()) for p in ('layers/tokengate', '.')) + '\n')"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e ./client
+	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], '00-tokengate-dev.pth').write_text('\n'.join(str(pathlib.Path(p).resolve()) for p in ('layers/tokengate', '.')) + '\n')"
 	touch $(STAMP)
 
 $(SAM): requirements/sam.txt
@@ -87,3 +89,9 @@ lock:
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+
+# Post-deploy check against any base URL: make smoke URL=<Outputs.BaseUrl> SUPABASE_TOKEN=<token>
+smoke: export SUPABASE_TOKEN := $(SUPABASE_TOKEN)
+smoke: $(STAMP)
+	@test -n "$(URL)" -a -n "$$SUPABASE_TOKEN" || { echo "usage: make smoke URL=<base URL> SUPABASE_TOKEN=<Supabase access token>"; exit 2; }
+	@$(PY) scripts/smoke.py --url "$(URL)"

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from moto import mock_aws
 
+from benchmarks import cli
 from devstack.events import exchange_body, proxy_event
 from devstack.gateway import LambdaContext
 from devstack.moto_aws import FAKE_CREDENTIALS
@@ -327,6 +328,8 @@ def main() -> int:
     )
     for name, ms in imports.items():
         print(f"  {name:58} {ms:6.0f} ms   target <= {IMPORT_TARGETS[name]} ms")
+    print()
+    cli.main()
     return 0
 
 

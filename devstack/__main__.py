@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from tokengate.errors import ConfigurationError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
@@ -15,7 +16,8 @@ from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 from .sam_events import remove_state, write_state
 from .settings import local_settings
 from .stack import LocalStack
-from .supabase_dev import hs256_token
+from .supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
+from .supabase_dev import LOCAL_SUPABASE_URL, hs256_token
 from .template import ParameterError
 from .token import development_claims
 
@@ -88,22 +90,57 @@ def start(env: Mapping[str, str] = os.environ) -> LocalStack:
     settings = local_settings(env)
     if settings.ignored:
         print(f"make run: warning: {settings.warning()}", file=sys.stderr, flush=True)
-    return LocalStack(port, settings.supabase_url, settings.jwt_secret, settings.parameters).start()
+    # No SUPABASE_URL (e.g. `supabase start` or a hosted project): serve the development stand-in.
+    stand_in = None if settings.supabase_url else serve_stand_in(settings.jwt_secret)
+    supabase_url = settings.supabase_url or (stand_in.url if stand_in else "")
+    stack = LocalStack(port, supabase_url, settings.jwt_secret, settings.parameters)
+    stack.stand_in = stand_in
+    return stack.start()
+
+
+def serve_stand_in(secret: str) -> SupabaseAuthStandIn:
+    """On the Supabase CLI's local port when it is free, else on any free port."""
+    stand_in = SupabaseAuthStandIn(secret)
+    try:
+        return stand_in.serve(urlsplit(LOCAL_SUPABASE_URL).port or 0)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        return stand_in.serve(0)
+
+
+def cli_walkthrough(stack: LocalStack, stand_in: SupabaseAuthStandIn) -> str:
+    return f"""
+Supabase Auth: a development stand-in on {stand_in.issuer} (set SUPABASE_URL to use a real project)
+  user {DEV_EMAIL}   password {DEV_PASSWORD}
+
+Sign in with the CLI (in another shell; `pipx install ./client`, or use .venv/bin/tokengate):
+
+  export TOKENGATE_API_URL={stack.base_url} SUPABASE_URL={stand_in.url} \\
+    SUPABASE_ANON_KEY={stand_in.anon_key}
+  tokengate login --email {DEV_EMAIL}
+  tokengate call GET /whoami
+  tokengate token | tokengate explain -
+"""
 
 
 def serve_until_stopped(stack: LocalStack) -> None:
     assert stack.aws is not None
     assert stack.gateway is not None
-    scopes_claim = stack.gateway.template.parameters["ScopesClaim"]
-    claims = development_claims(stack.supabase_url, scopes=["write"], scopes_claim=scopes_claim)
+    parameters = stack.gateway.template.parameters
+    issuer = parameters["SupabaseIssuer"] or f"{stack.supabase_url}/auth/v1"
+    claims = development_claims(
+        stack.supabase_url, scopes=["write"], scopes_claim=parameters["ScopesClaim"], issuer=issuer
+    )
     token = hs256_token(claims, stack.jwt_secret)
-    issuer = f"{stack.supabase_url}/auth/v1"
     print(f"tokengate local stack on {stack.base_url}")
     print(f"  local KMS + Secrets Manager (moto)  {stack.aws.endpoint}")
     print(f"  Supabase issuer  {issuer}  (JWKS {issuer}/.well-known/jwks.json)")
     for route in stack.gateway.routes if stack.gateway else []:
         guard = f"  [{route.authorizer}]" if route.authorizer else ""
         print(f"  {route.method:5} {stack.base_url}{route.path}{guard}")
+    if stack.stand_in is not None:
+        print(cli_walkthrough(stack, stack.stand_in))
     print(walkthrough(stack.base_url, token))
     try:
         write_state(stack)  # for make events

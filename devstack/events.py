@@ -67,10 +67,15 @@ def authorizer_event(
     method: str = "GET",
     path: str = "/whoami",
     arn_base: str = ARN_BASE,
+    resource: str | None = None,
 ) -> dict[str, Any]:
-    """``kind``: ``token`` (REST TOKEN), ``request`` (REST REQUEST) or ``http`` (HTTP API 2.0)."""
+    """``kind``: ``token`` (REST TOKEN), ``request`` (REST REQUEST) or ``http`` (HTTP API 2.0).
+
+    ``resource``: the route API Gateway selected (``/orders/{id}``), ``path`` when omitted. HTTP
+    API events list the route key among their identity sources, as the README asks."""
     value = f"Bearer {token}" if token is not None else None
     arn = f"{arn_base}/{method}{path}"
+    resource = resource or path
     if kind == "token":
         return {"type": "TOKEN", "authorizationToken": value or "", "methodArn": arn}
     headers = {"Authorization": value} if value else {}
@@ -78,7 +83,7 @@ def authorizer_event(
         return {
             "type": "REQUEST",
             "methodArn": arn,
-            "resource": path,
+            "resource": resource,
             "path": path,
             "httpMethod": method,
             "headers": headers,
@@ -86,7 +91,7 @@ def authorizer_event(
             "queryStringParameters": {},
             "pathParameters": {},
             "stageVariables": {},
-            "requestContext": request_context(path, method),
+            "requestContext": request_context(path, method) | {"resourcePath": resource},
         }
     if kind != "http":
         raise ValueError(f"unknown authorizer event kind {kind!r}")
@@ -94,8 +99,8 @@ def authorizer_event(
         "version": "2.0",
         "type": "REQUEST",
         "routeArn": arn,
-        "identitySource": [value] if value else [],
-        "routeKey": f"{method} {path}",
+        "identitySource": [value, f"{method} {resource}"] if value else [],
+        "routeKey": f"{method} {resource}",
         "rawPath": f"/v1{path}",
         "rawQueryString": "",
         "headers": {k.lower(): v for k, v in headers.items()},
@@ -103,7 +108,7 @@ def authorizer_event(
             "accountId": ACCOUNT,
             "apiId": API_ID,
             "stage": "v1",
-            "routeKey": f"{method} {path}",
+            "routeKey": f"{method} {resource}",
             "http": {"method": method, "path": f"/v1{path}", "sourceIp": "127.0.0.1"},
         },
     }

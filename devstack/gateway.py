@@ -3,14 +3,15 @@
 Requests become API Gateway-shaped events for the real handlers; routes with an authorizer are
 first sent through it as API Gateway does: no or malformed identity → 401 without calling it;
 ``Unauthorized`` → 401; a policy that does not allow the method ARN → 403; results cached per
-identity for the template's ``ReauthorizeEvery``.
+identity for the template's ``ReauthorizeEvery``. API Gateway's own answers (no such route, 401,
+403, an authorizer failure) are the template's ``GatewayResponses`` (:func:`gateway_response`).
 """
 
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
+import logging
 import re
 import socket
 import sys
@@ -24,11 +25,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tokengate.apigw import header
+from tokengate.routes import RouteTable
 
 from .events import ACCOUNT, API_ID
 from .lambda_runtime import LambdaContext as LambdaContext
 from .template import Authorizer, Handler, Route, Template
 
+logger = logging.getLogger("devstack.gateway")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway REST payload limit
 
 
@@ -47,13 +50,59 @@ def _gateway_error(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
+# The status of each answer API Gateway gives itself, when the template's entry sets none.
+GATEWAY_STATUS = {
+    "MISSING_AUTHENTICATION_TOKEN": 403,
+    "UNAUTHORIZED": 401,
+    "ACCESS_DENIED": 403,
+    "AUTHORIZER_CONFIGURATION_ERROR": 500,
+    "REQUEST_TOO_LARGE": 413,
+    "THROTTLED": 429,
+    "INTEGRATION_FAILURE": 504,
+    "INTEGRATION_TIMEOUT": 504,
+}
+_CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
+
+
+def gateway_response(
+    responses: dict[str, Any], response_type: str, message: str, context: dict[str, Any]
+) -> Answer:
+    """API Gateway's own answer of ``response_type``, as the template's ``GatewayResponses``
+    define it: the type's entry, else ``DEFAULT_4XX``/``DEFAULT_5XX`` by status, else API
+    Gateway's built-in ``{"message": ...}``. Header values are static ('quoted'); ``$context``
+    variables in the body are filled from ``context`` (keys as after ``$context.``), an unknown
+    one with nothing, as API Gateway does."""
+    own = responses.get(response_type) or {}
+    status = int(own.get("StatusCode", GATEWAY_STATUS[response_type]))
+    default = responses.get("DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX") or {}
+    spec = own if "ResponseTemplates" in own else {**default, **own}
+    values = {"error.message": message, "error.messageString": json.dumps(message)} | context
+    template = (spec.get("ResponseTemplates") or {}).get(
+        "application/json", '{"message":$context.error.messageString}'
+    )
+    body = _CONTEXT_VARIABLE.sub(lambda m: str(values.get(m[1], "")), template)
+    headers = {"Content-Type": "application/json"}
+    for name, value in (spec.get("ResponseParameters") or {}).get("Headers", {}).items():
+        if not (value.startswith("'") and value.endswith("'")):
+            raise ValueError(f"gateway response header {name}: only static values are served")
+        headers[name] = value[1:-1]
+    return Answer(status, headers, body.encode())
+
+
+def iam_pattern_matches(pattern: str, arn: str) -> bool:
+    """An IAM resource pattern: ``*`` any characters (``/`` included), ``?`` any one; nothing
+    else is special (unlike fnmatch, ``[`` is a plain character)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, arn, re.DOTALL) is not None
+
+
 def policy_allows(policy: dict[str, Any], method_arn: str) -> bool:
     """IAM evaluation as API Gateway applies it: an explicit Deny wins, then any Allow."""
     allowed = False
     for statement in policy.get("policyDocument", {}).get("Statement", []):
         resources = statement.get("Resource", [])
         resources = [resources] if isinstance(resources, str) else resources
-        if any(fnmatch.fnmatchcase(method_arn, pattern) for pattern in resources):
+        if any(iam_pattern_matches(pattern, method_arn) for pattern in resources):
             if statement.get("Effect") == "Deny":
                 return False
             allowed = allowed or statement.get("Effect") == "Allow"
@@ -77,16 +126,49 @@ class Gateway:
         self.stage = template.stage()
         self.routes = template.routes()
         self.authorizers = template.authorizers()
+        self._table = RouteTable(route.key for route in self.routes)
+        self._by_key = {route.key: route for route in self.routes}
+        for key in self.unlisted_routes():
+            logger.warning(
+                "route %s uses an authorizer but ROUTE_SCOPES does not list it: its requests are "
+                "denied, and a TOKEN authorizer's cached policy is not guaranteed to leave it out",
+                key,
+            )
         self.handlers = handlers
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.clock: Callable[[], float] = time.monotonic
+        self.responses: dict[str, Any] = template.api().get("GatewayResponses") or {}
+
+    def _answer(
+        self,
+        response_type: str,
+        message: str,
+        method: str,
+        authorizer: dict[str, Any] | None = None,
+    ) -> Answer:
+        context = {"httpMethod": method} | {
+            f"authorizer.{k}": v for k, v in (authorizer or {}).items()
+        }
+        return gateway_response(self.responses, response_type, message, context)
+
+    def unlisted_routes(self) -> list[str]:
+        """Routes guarded by an authorizer whose ROUTE_SCOPES does not list them. An authorizer
+        decides for the routes it knows: every guarded route must be in its table."""
+        unlisted = []
+        for route in self.routes:
+            if route.authorizer is None:
+                continue
+            function = self.authorizers[route.authorizer].function
+            table = json.loads(self.template.environment(function).get("ROUTE_SCOPES") or "{}")
+            if RouteTable(table).find(route.key) is None:
+                unlisted.append(route.key)
+        return unlisted
 
     def _route(self, method: str, path: str) -> Route | None:
-        for route in self.routes:
-            if route.method in (method, "ANY") and route.pattern.match(path):
-                return route
-        return None
+        """The route API Gateway selects (tokengate.routes: the most specific match)."""
+        selected = self._table.select(method, path)
+        return None if selected is None else self._by_key[selected.key]
 
     def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes, peer: str
@@ -95,7 +177,9 @@ class Gateway:
         path = parts.path
         route = self._route(method, path)
         if route is None:
-            return _gateway_error(403, "Missing Authentication Token")
+            return self._answer(
+                "MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token", method
+            )
         event = self._proxy_event(route, method, path, parts.query, headers, body, peer)
         if route.authorizer:
             denied = self._authorize(self.authorizers[route.authorizer], event)
@@ -156,14 +240,15 @@ class Gateway:
         return f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{API_ID}/{self.stage}/{method}{path}"
 
     def _authorize(self, auth: Authorizer, event: dict[str, Any]) -> Answer | None:
-        unauthorized = _gateway_error(
-            401, "Unauthorized", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        )
+        unauthorized = self._answer("UNAUTHORIZED", "Unauthorized", event["httpMethod"])
         identity = header(event, auth.header)
         if not identity or (auth.validation and not re.fullmatch(auth.validation, identity)):
             return unauthorized
         method_arn = self.method_arn(event["httpMethod"], event["path"])
-        key = (auth.name, identity)
+        # The cache key is every identity source's value: the header, and for REQUEST
+        # authorizers the context variables the template lists (e.g. httpMethod, path).
+        context = event["requestContext"]
+        key = (auth.name, identity, *(str(context.get(name, "")) for name in auth.context))
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached[0] > self.clock():
@@ -196,12 +281,19 @@ class Gateway:
             except Exception as exc:  # noqa: BLE001 - API Gateway maps any other failure to 500
                 if str(exc) == "Unauthorized":
                     return unauthorized
-                return _gateway_error(500, "Internal server error")
+                return self._answer(
+                    "AUTHORIZER_CONFIGURATION_ERROR", "Internal server error", event["httpMethod"]
+                )
             if auth.ttl > 0:
                 with self._lock:
                     self._cache[key] = (self.clock() + auth.ttl, policy)
         if not policy_allows(policy, method_arn):
-            return _gateway_error(403, "User is not authorized to access this resource")
+            return self._answer(
+                "ACCESS_DENIED",
+                "User is not authorized to access this resource",
+                event["httpMethod"],
+                {"principalId": policy.get("principalId"), **(policy.get("context") or {})},
+            )
         event["requestContext"]["authorizer"] = {
             "principalId": policy.get("principalId"),
             **(policy.get("context") or {}),

@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
+from .supabase_dev import LOCAL_JWT_SECRET
 from .template import ParameterError, Template, check_parameter
 
 LOCAL_ONLY = {
@@ -30,7 +30,7 @@ CLOSE = 0.8  # difflib ratio from which a name is taken for a misspelling of one
 
 @dataclass(frozen=True)
 class LocalSettings:
-    supabase_url: str
+    supabase_url: str  # empty: none given (make run then serves its Supabase Auth stand-in)
     jwt_secret: str
     parameters: dict[str, str]  # template parameter → value, checked
     ignored: tuple[str, ...]  # one note per variable that looks like ours and is not applied
@@ -55,7 +55,7 @@ def local_settings(env: Mapping[str, str], template: Template | None = None) -> 
         except ParameterError as error:
             raise ParameterError(f"{variable}: {error}") from None
         parameters[parameter] = value
-    supabase_url = parameters.pop("SupabaseUrl", "") or LOCAL_SUPABASE_URL
+    supabase_url = parameters.pop("SupabaseUrl", "")
     if parameters.get("SupabaseJwtSecretArn"):
         raise ParameterError(
             "SUPABASE_JWT_SECRET_ARN: the local stack stores SUPABASE_JWT_SECRET in its own "

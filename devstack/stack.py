@@ -12,6 +12,7 @@ import boto3
 from .gateway import Gateway, serve
 from .lambda_runtime import as_lambda
 from .moto_aws import REGION, LocalAws, Provisioned, point_boto3_at, provision
+from .supabase_auth import SupabaseAuthStandIn
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
 from .template import Handler, Template
 
@@ -77,6 +78,7 @@ class LocalStack:
         self.aws: LocalAws | None = None
         self._server: Any = None
         self.gateway: Gateway | None = None
+        self.stand_in: SupabaseAuthStandIn | None = None  # stopped with the stack
 
     def start(self) -> LocalStack:
         self.aws = LocalAws().start()
@@ -116,6 +118,9 @@ class LocalStack:
         if self.aws is not None:
             self.aws.stop()
             self.aws = None
+        if self.stand_in is not None:
+            self.stand_in.stop()
+            self.stand_in = None
 
     def __enter__(self) -> LocalStack:
         return self.start()

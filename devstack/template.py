@@ -1,12 +1,12 @@
 """Reads ``template.yaml``: the single source of truth for routes, authorizers and environment.
 
-A small evaluator covers the intrinsic functions the template uses (Ref, If, Equals, Not, Sub,
-GetAtt, Split) so the local stack sees the same variable names and defaults a deployment does.
+A small evaluator covers the intrinsic functions the template uses (Ref, If, Equals, Not, And,
+Or, Sub, GetAtt, Split) so the local stack sees the same variable names and defaults a
+deployment does.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import re
 import sys
@@ -17,8 +17,6 @@ from types import ModuleType
 from typing import Any
 
 import yaml
-
-from tokengate.authorizer import path_pattern
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -60,9 +58,9 @@ class Route:
     function: str
     authorizer: str | None
 
-    @functools.cached_property
-    def pattern(self) -> re.Pattern[str]:
-        return path_pattern(self.path)
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +71,7 @@ class Authorizer:
     header: str
     validation: str | None
     ttl: int
+    context: tuple[str, ...] = ()  # REQUEST identity sources context.<name>, in the cache key
 
 
 class ParameterError(ValueError):
@@ -155,6 +154,10 @@ class Template:
             return self.evaluate(arg[0]) == self.evaluate(arg[1])
         if name == "Not":
             return not self.evaluate(arg[0])
+        if name == "And":
+            return all(self.evaluate(v) for v in arg)
+        if name == "Or":
+            return any(self.evaluate(v) for v in arg)
         if name == "Condition":
             return self.condition(arg)
         if name == "Split":
@@ -201,12 +204,25 @@ class Template:
         return dict(self.document["Globals"]["Function"]["Environment"]["Variables"])
 
     def parameter_variables(self) -> dict[str, str]:
-        """Each Globals variable that is one parameter (``VAR: !Ref Parameter``), to its name."""
+        """Each Globals variable that carries one parameter, to its name: ``VAR: !Ref Parameter``,
+        or ``VAR: !If [Cond, !Ref Parameter, ...]`` where ``Cond`` is "Parameter is not empty"
+        (the parameter's value whenever it is set)."""
         return {
-            name: value.value
+            name: parameter
             for name, value in self.global_variables().items()
-            if isinstance(value, _Tag) and value.name == "Ref" and value.value in self.parameters
+            if (parameter := self._carried_parameter(value)) is not None
         }
+
+    def _carried_parameter(self, value: Any) -> str | None:
+        if isinstance(value, _Tag) and value.name == "Ref" and value.value in self.parameters:
+            return str(value.value)
+        if isinstance(value, _Tag) and value.name == "If":
+            condition, then = value.value[0], value.value[1]
+            parameter = self._carried_parameter(then)
+            test = self.document.get("Conditions", {}).get(condition)
+            if parameter is not None and _is_not_empty_test(test, parameter):
+                return parameter
+        return None
 
     def stage(self) -> str:
         return str(self.evaluate(self.api()["StageName"]))
@@ -239,6 +255,7 @@ class Template:
                 header=headers[0],
                 validation=identity.get("ValidationExpression"),
                 ttl=int(self.evaluate(identity.get("ReauthorizeEvery", 300))),
+                context=tuple(identity.get("Context", ())),
             )
         return result
 
@@ -249,6 +266,17 @@ class Template:
         module = _load_module(f"fn_{function}", ROOT / props["CodeUri"] / f"{module_name}.py")
         handler: Handler = getattr(module, attr)
         return handler
+
+
+def _is_not_empty_test(test: Any, parameter: str) -> bool:
+    """Whether a condition reads ``!Not [!Equals [!Ref parameter, ""]]``."""
+    if not (isinstance(test, _Tag) and test.name == "Not"):
+        return False
+    equals = test.value[0]
+    if not (isinstance(equals, _Tag) and equals.name == "Equals"):
+        return False
+    left, right = equals.value
+    return isinstance(left, _Tag) and left.name == "Ref" and left.value == parameter and right == ""
 
 
 def _load_module(name: str, path: Path) -> ModuleType:

@@ -10,6 +10,7 @@ Supabase CLI's local one) for the project at ``SUPABASE_URL``; only the token go
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .settings import local_settings
-from .supabase_dev import hs256_token, user_claims
+from .supabase_dev import LOCAL_SUPABASE_URL, hs256_token, user_claims
 from .template import ParameterError, Template
 
 
@@ -30,6 +31,7 @@ def development_claims(
     anonymous: bool = False,
     client_id: str | None = None,
     lifetime: int = 3600,
+    issuer: str = "",
 ) -> dict[str, Any]:
     """The claims Supabase Auth puts in a user's access token, with these choices. ``scopes``
     go where an operator's server-side code would put them: ``app_metadata[scopes_claim]``."""
@@ -53,9 +55,23 @@ def development_claims(
         }
     if client_id is not None:
         overrides["client_id"] = client_id
+    if issuer:  # the project's own issuer (a custom domain), else <supabase_url>/auth/v1
+        overrides["iss"] = issuer
     if lifetime <= 0:  # already expired: issued an hour before it expired
         overrides["iat"] = now + lifetime - 3600
     return user_claims(supabase_url, lifetime=lifetime, **overrides)
+
+
+def running_supabase_url(env: Mapping[str, str]) -> str:
+    """Without SUPABASE_URL: the project of the make run on $PORT (its Supabase Auth stand-in may
+    have taken another port than the Supabase CLI's), else the Supabase CLI's local address."""
+    from .sam_events import state_path  # the record make run keeps; imported late (a cycle)
+
+    try:
+        port = int(env.get("PORT") or 3000)
+        return str(json.loads(state_path(port).read_text())["supabase_url"])
+    except (OSError, ValueError, KeyError):
+        return LOCAL_SUPABASE_URL
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,13 +101,14 @@ def main(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> int:
         return 2
     scopes_claim = settings.parameters.get("ScopesClaim") or template.parameters["ScopesClaim"]
     claims = development_claims(
-        settings.supabase_url,
+        settings.supabase_url or running_supabase_url(env),
         scopes=args.scopes.replace(",", " ").split(),
         scopes_claim=scopes_claim,
         aal=args.aal,
         anonymous=args.anonymous,
         client_id=args.client_id,
         lifetime=args.lifetime,
+        issuer=settings.parameters.get("SupabaseIssuer", ""),
     )
     print(hs256_token(claims, settings.jwt_secret))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,9 +16,10 @@ from devstack.invoke import expired_api_token
 from tests.conftest import ISSUER, InProcessApi
 from tests.factories import USER_ID, hs_token, supabase_claims
 from tests.jwks_server import JwksServer
-from tokengate.authorizer import RouteScopes, Unauthorized, parse_event
+from tokengate.authorizer import Unauthorized, parse_event
 from tokengate.config import Settings
 from tokengate.issuer import api_base_url, issuer_for
+from tokengate.policies import RouteScopes
 
 ROUTES = '{"GET /whoami": "read", "GET /supabase/whoami": "", "POST /orders/{id}": "write", "GET /admin": "admin"}'
 ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/v1"
@@ -55,7 +57,11 @@ def expired(api: InProcessApi) -> str:
 
 
 def event(
-    kind: str, token: str | None, method: str = "GET", path: str = "/whoami"
+    kind: str,
+    token: str | None,
+    method: str = "GET",
+    path: str = "/whoami",
+    resource: str | None = None,
 ) -> dict[str, Any]:
     return authorizer_event(
         {"TOKEN": "token", "REQUEST": "request", "HTTP_API_V2": "http"}[kind],
@@ -63,6 +69,7 @@ def event(
         method,
         path,
         ARN,
+        resource,
     )
 
 
@@ -81,6 +88,7 @@ FORMATS = ["TOKEN", "REQUEST", "HTTP_API_V2"]
 
 
 def scenarios(api: InProcessApi) -> dict[str, tuple[str, str | None, str, str, str]]:
+    """name → (authorizer, token, method, path or "path route" when they differ, outcome)"""
     api_tok = api_token(api)
     write_only = api_token(api, scope="write")
     supa = hs_token(supabase_claims())
@@ -95,7 +103,7 @@ def scenarios(api: InProcessApi) -> dict[str, tuple[str, str | None, str, str, s
         "api expired": (a, expired(api), "GET", "/whoami", "unauthorized"),
         "api tampered": (a, tampered, "GET", "/whoami", "unauthorized"),
         "api wrong scope": (a, write_only, "GET", "/whoami", "deny"),
-        "api scope for another route": (a, write_only, "POST", "/orders/42", "allow"),
+        "api scope for another route": (a, write_only, "POST", "/orders/42 /orders/{id}", "allow"),
         "api unlisted route": (a, api_tok, "DELETE", "/whoami", "deny"),
         "api given a supabase token": (a, supa, "GET", "/whoami", "unauthorized"),
         "api garbage": (a, "abc.def.ghi", "GET", "/whoami", "unauthorized"),
@@ -109,8 +117,9 @@ def scenarios(api: InProcessApi) -> dict[str, tuple[str, str | None, str, str, s
 
 @pytest.mark.parametrize("kind", FORMATS)
 def test_every_scenario_in_every_event_format(api: InProcessApi, kind: str) -> None:
-    for name, (function, token, method, path, expected) in scenarios(api).items():
-        outcome = decide(api, function, event(kind, token, method, path))
+    for name, (function, token, method, paths, expected) in scenarios(api).items():
+        path, _, resource = paths.partition(" ")
+        outcome = decide(api, function, event(kind, token, method, path, resource or None))
         assert outcome == expected, f"{kind} {name}: {outcome}"
 
 
@@ -144,54 +153,120 @@ def test_http_api_simple_response(api: InProcessApi) -> None:
     ) == {"isAuthorized": False}
 
 
-@pytest.mark.parametrize("scope", ["read", "write", "read write", "admin", "read write admin"])
-@pytest.mark.parametrize("function", ["ApiTokenAuthorizerFunction", "SupabaseAuthorizerFunction"])
-def test_cached_policy_replayed_on_every_route_allows_exactly_the_scoped_routes(
-    api: InProcessApi, scope: str, function: str
-) -> None:
-    """API Gateway caches one policy per token and replays it for every route (300 s by default)."""
-    table = RouteScopes(
-        {
-            "GET /whoami": "read",
-            "GET /supabase/whoami": "",
-            "POST /orders/{id}": "write",
-            "GET /admin": "admin",
-        }
+# -- the attacks of a real route table: nested routes, greedy routes, ANY beside a method --------
+ATTACK_ROUTES = {
+    "GET /whoami": "read",
+    "GET /supabase/whoami": "",
+    "POST /orders/{id}": "write",
+    "POST /orders/{id}/refund": "admin",
+    "GET /{proxy+}": "read",
+    "GET /admin": "admin",
+    "ANY /items": "read",
+    "DELETE /items": "admin",
+}
+# (method, path, the route API Gateway selects, allowed for a "read write" caller)
+ATTACK_REQUESTS = [
+    ("POST", "/orders/8", "/orders/{id}", True),
+    ("POST", "/orders/8/refund", "/orders/{id}/refund", False),
+    ("GET", "/admin", "/admin", False),
+    ("GET", "/reports/2026/q1", "/{proxy+}", True),
+    ("GET", "/items", "/items", True),
+    ("DELETE", "/items", "/items", False),
+    ("POST", "/items", "/items", True),
+]
+
+
+@pytest.fixture
+def attack_api(make_api: MakeApi, own_jwks: JwksServer) -> InProcessApi:
+    built = make_api(
+        {"RouteScopes": json.dumps(ATTACK_ROUTES), "ScopesSupported": "read write admin"},
+        API_JWKS_URL=own_jwks.jwks_url,
+        ISSUER=ISSUER,
     )
+    own_jwks.document = built.call("GET", "/.well-known/jwks.json")[2]
+    return built
+
+
+def read_write_token(api: InProcessApi, function: str) -> str:
     if function == "ApiTokenAuthorizerFunction":
-        token, scopes = api_token(api, scope=scope), frozenset(scope.split())
-    else:
-        metadata = {"provider": "email", "api_scopes": scope.split()}
-        token, scopes = (
-            hs_token(supabase_claims(app_metadata=metadata)),
-            frozenset({"read", *scope.split()}),
-        )
-    routes = [
-        ("GET", "/whoami"),
-        ("GET", "/supabase/whoami"),
-        ("POST", "/orders/7"),
-        ("GET", "/admin"),
-        ("DELETE", "/orders/7"),
-        ("GET", "/unlisted"),
-    ]
-    for first_method, first_path in routes:
-        policy = api.gateway.handlers[function](
-            event("TOKEN", token, first_method, first_path), LambdaContext()
-        )
-        for method, path in routes:
-            expected = table.permits(f"{method} {path}", scopes)
-            assert policy_allows(policy, f"{ARN}/{method}{path}") is expected, (
-                first_path,
-                method,
-                path,
+        return api_token(api, scope="read write")
+    metadata = {"provider": "email", "api_scopes": ["read", "write"]}
+    return hs_token(supabase_claims(app_metadata=metadata))
+
+
+@pytest.mark.parametrize("kind", ["TOKEN", "REQUEST"])
+@pytest.mark.parametrize("function", ["ApiTokenAuthorizerFunction", "SupabaseAuthorizerFunction"])
+def test_a_cached_policy_replayed_on_any_route_decides_as_a_fresh_call(
+    attack_api: InProcessApi, function: str, kind: str
+) -> None:
+    """API Gateway caches one policy per token and replays it on every route: ``.../orders/*``
+    written for ``POST /orders/{id}`` must not let ``POST /orders/8/refund`` through, a greedy
+    ``GET /{proxy+}`` must not lend its scope to ``GET /admin``, nor ``ANY /items`` to
+    ``DELETE /items``."""
+    token = read_write_token(attack_api, function)
+    handler = attack_api.gateway.handlers[function]
+    for first_method, first_path, first_route, first_allowed in ATTACK_REQUESTS:
+        payload = event(kind, token, first_method, first_path, first_route)
+        outcome = decide(attack_api, function, payload)
+        assert outcome == ("allow" if first_allowed else "deny"), (first_method, first_path)
+        policy = handler(payload, LambdaContext(function))
+        for method, path, _, allowed in ATTACK_REQUESTS:
+            assert policy_allows(policy, f"{ARN}/{method}{path}") is allowed, (
+                f"policy of {first_method} {first_path} replayed on {method} {path}"
             )
 
 
-def test_route_scope_table_rejects_bad_keys() -> None:
+def test_the_local_gateway_caches_and_selects_routes_as_api_gateway_does(
+    make_api: MakeApi, own_jwks: JwksServer
+) -> None:
+    """The template's own routes and default RouteScopes, through the gateway and its cache."""
+    api = make_api(API_JWKS_URL=own_jwks.jwks_url, ISSUER=ISSUER)
+    own_jwks.document = api.call("GET", "/.well-known/jwks.json")[2]
+    calls: list[str] = []
+    for function in ("ApiTokenAuthorizerFunction", "SupabaseAuthorizerFunction"):
+        inner = api.gateway.handlers[function]
+
+        def counted(payload: dict[str, Any], context: Any, inner: Any = inner) -> Any:
+            calls.append(payload.get("methodArn", ""))
+            return inner(payload, context)
+
+        api.gateway.handlers[function] = counted
+    writer = f"Bearer {api_token(api, scope='read write')}"
+    assert api.call("POST", "/orders/8", Authorization=writer)[0] == 200
+    assert api.call("POST", "/orders/8/refund", Authorization=writer)[0] == 403
+    assert api.call("GET", "/orders/8", Authorization=writer)[0] == 200
+    assert api.call("PUT", "/files/a/b", Authorization=writer)[0] == 200
+    assert len(calls) == 1  # one policy, replayed on every route above
+    reader = f"bearer {api_token(api, scope='read')}"  # the scheme in lower case (RFC 6750)
+    assert api.call("GET", "/files/a/b.txt", Authorization=reader)[0] == 200
+    assert api.call("PUT", "/files/a/b.txt", Authorization=reader)[0] == 403
+    assert api.call("POST", "/orders/8", Authorization=reader)[0] == 403
+    supabase = f"Bearer {hs_token(supabase_claims())}"  # default scopes: read
+    assert api.call("GET", "/supabase/orders/8", Authorization=supabase)[0] == 200
+    assert api.call("POST", "/supabase/orders/8/refund", Authorization=supabase)[0] == 403
+    assert api.call("GET", "/supabase/orders/9", Authorization=supabase)[0] == 200
+
+
+def test_route_tables_are_validated_at_start() -> None:
     from tokengate.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError):
-        RouteScopes({"/whoami": "read"})
+    for table in [
+        {"/whoami": "read"},
+        {"GET whoami": "read"},
+        {"FETCH /a": "read"},
+        {"get /a": "read"},
+        {"GET /a/{rest+}/b": "read"},
+        {"GET /a//b": "read"},
+        {"GET /a/": "read"},
+        {"GET /a/*": "read"},
+        {"GET /a?b": "read"},
+        {"GET /{id}/{id}": "read"},
+        {"GET /a/{x}": "read", "GET /a/{y}": "write"},
+        {"GET /a b": "read"},
+    ]:
+        with pytest.raises(ConfigurationError):
+            RouteScopes(table)
+    RouteScopes({"GET /": "", "ANY /{proxy+}": "read", "GET /a/{x}/b/{rest+}": "write"})
 
 
 @pytest.mark.parametrize(
@@ -203,6 +278,7 @@ def test_route_scope_table_rejects_bad_keys() -> None:
         "Bearer a b",
         "Bearer  abc",
         "bearer",
+        "Bearerabc",
         "Bearer abc\n",
         "abc",
     ],
@@ -212,6 +288,21 @@ def test_malformed_authorization_values_are_unauthorized(value: str) -> None:
         {"type": "TOKEN", "authorizationToken": value, "methodArn": f"{ARN}/GET/whoami"}
     )
     assert request.token is None
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(api: InProcessApi, scheme: str) -> None:
+    """RFC 6750 §2.1 with RFC 9110 §11.1: the parser, the template's validation expression (as
+    the local gateway applies it) and both authorizers accept any casing."""
+    assert (
+        parse_event(
+            {"type": "TOKEN", "authorizationToken": f"{scheme} abc", "methodArn": f"{ARN}/GET/a"}
+        ).token
+        == "abc"
+    )
+    assert api.call("GET", "/whoami", Authorization=f"{scheme} {api_token(api)}")[0] == 200
+    supabase = hs_token(supabase_claims())
+    assert api.call("GET", "/supabase/whoami", Authorization=f"{scheme} {supabase}")[0] == 200
 
 
 def test_warm_api_token_decisions_make_no_network_call(

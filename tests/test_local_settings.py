@@ -281,6 +281,30 @@ def check_client_ids(run: Running) -> None:
     assert run.exchange(run.hs(client_id="app2"))[0] == 400
 
 
+def check_client_scopes(run: Running) -> None:
+    """The client's tokens carry at most its own scopes, though the user holds more."""
+    user = {"provider": "email", "api_scopes": ["write"]}
+    assert run.exchange(run.hs(client_id="app1", app_metadata=user), scope="write")[0] == 200
+    refused = run.exchange(run.hs(client_id="app1", app_metadata=user), scope="read")
+    assert refused[1]["error"] == "invalid_scope"
+
+
+def check_supabase_issuer(run: Running) -> None:
+    custom = hs_token(supabase_claims(iss="https://auth.example.com/auth/v1"))
+    assert run.exchange(custom)[0] == 200
+    assert run.exchange(run.hs())[0] == 400
+
+
+def check_supabase_jwks_url(run: Running) -> None:
+    assert run.exchange(run.es())[0] == 200
+    assert "/keys/project.json" in run.supabase.paths
+
+
+def check_discovery_supabase(run: Running) -> None:
+    metadata = run.client.get("/.well-known/openid-configuration")[2]
+    assert metadata["tokengate_supabase_url"] == run.supabase.base_url
+
+
 def check_min_aal(run: Running) -> None:
     assert run.exchange(run.hs(aal="aal1"))[0] == 400
     assert run.exchange(run.hs(aal="aal2"))[0] == 200
@@ -370,7 +394,20 @@ CASES: dict[str, tuple[dict[str, str], Check]] = {
     "SCOPES_CLAIM": ({"SCOPES_CLAIM": "roles"}, check_scopes_claim),
     "PASSTHROUGH_CLAIMS": ({"PASSTHROUGH_CLAIMS": "aal email"}, check_passthrough),
     "ALLOW_ANONYMOUS": ({"ALLOW_ANONYMOUS": "true"}, check_anonymous),
-    "ALLOWED_CLIENT_IDS": ({"ALLOWED_CLIENT_IDS": "app1"}, check_client_ids),
+    "ALLOWED_CLIENT_IDS": (
+        {"ALLOWED_CLIENT_IDS": "app1", "CLIENT_SCOPES": '{"app1": ["read"]}'},
+        check_client_ids,
+    ),
+    "CLIENT_SCOPES": (
+        {"ALLOWED_CLIENT_IDS": "app1", "CLIENT_SCOPES": '{"app1": ["write"]}'},
+        check_client_scopes,
+    ),
+    "SUPABASE_ISSUER": (
+        {"SUPABASE_ISSUER": "https://auth.example.com/auth/v1"},
+        check_supabase_issuer,
+    ),
+    "SUPABASE_JWKS_URL": ({}, check_supabase_jwks_url),  # the project's server, another path
+    "DISCOVERY_SUPABASE": ({"DISCOVERY_SUPABASE": "true"}, check_discovery_supabase),
     "MIN_AAL": ({"MIN_AAL": "aal2"}, check_min_aal),
     "LEEWAY_SECONDS": ({"LEEWAY_SECONDS": "0"}, check_leeway),
     "ROUTE_SCOPES": (
@@ -400,6 +437,8 @@ def test_make_run_honours_the_setting(
     env = {"PORT": str(free_port()), "SUPABASE_URL": supabase_server.base_url} | variables
     if variable == "API_JWKS_URL":
         env["API_JWKS_URL"] = supabase_server.jwks_url
+    if variable == "SUPABASE_JWKS_URL":
+        env["SUPABASE_JWKS_URL"] = f"{supabase_server.base_url}/keys/project.json"
     with make_run(env) as stack:
         run = Running(stack, Client(stack.base_url), supabase_server, ec_key)
         check(run)
@@ -469,6 +508,7 @@ def test_make_token_reaches_every_policy_branch(
         "MIN_AAL": "aal2",
         "ALLOW_ANONYMOUS": "true",
         "ALLOWED_CLIENT_IDS": "app1",
+        "CLIENT_SCOPES": '{"app1": ["read"]}',
         "SCOPES_CLAIM": "roles",
     }
     tokens = {

@@ -438,8 +438,8 @@ def test_protected_routes(client: Client, stack: LocalStack, supabase: JwksServe
 def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
     status, headers, body = client.get("/whoami", "abc.def.ghi")
     assert status == 401
-    assert body == {"message": "Unauthorized"}
-    assert headers["WWW-Authenticate"].startswith("Bearer")
+    assert body["error"] == "invalid_token"
+    assert headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
 
 
 @pytest.mark.parametrize(

@@ -165,13 +165,21 @@ def test_routes_and_authorizers_come_from_the_template(tmp_path: Path) -> None:
     changed.write_text(TEMPLATE.read_text().replace("Path: /whoami", "Path: /me"))
     template = Template.load({"SupabaseUrl": "https://x.supabase.co"}, path=changed)
     gateway = Gateway(template, handlers={})
-    assert gateway.handle("GET", "/whoami", {}, b"", "127.0.0.1").status == 403  # no such route
+    assert gateway.handle("GET", "/whoami", {}, b"", "127.0.0.1").status == 404  # no such route
     answer = gateway.handle("GET", "/me", {}, b"", "127.0.0.1")
     assert answer.status == 401  # the route exists, guarded by the template's authorizer
     routes = {(r.method, r.path): r.authorizer for r in template.routes()}
     assert routes[("GET", "/me")] == "ApiTokenAuthorizer"
     assert routes[("GET", "/supabase/whoami")] == "SupabaseAuthorizer"
     assert routes[("POST", "/token")] is None
+    assert gateway.unlisted_routes() == ["GET /me"]  # RouteScopes still names /whoami
+
+
+def test_route_scopes_list_every_guarded_route_of_the_template() -> None:
+    """Each authorizer decides for the routes its table lists; the default table lists every
+    route the template guards, with its own path syntax."""
+    gateway = Gateway(Template.load({"SupabaseUrl": "https://x.supabase.co"}), handlers={})
+    assert gateway.unlisted_routes() == []
 
 
 def test_parameters_document_themselves() -> None:

@@ -11,6 +11,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokengate.apigw import json_response
+from tokengate.coldstart import count_cold_start
 from tokengate.config import Settings
 from tokengate.discovery import render_jwks, render_metadata
 from tokengate.errors import DependencyUnavailableError
@@ -18,11 +19,21 @@ from tokengate.issuer import issuer_for
 from tokengate.runtime import published_signers
 
 logger = Logger()
+count_cold_start(os.environ)
 settings = Settings.from_env(os.environ)
 # Each signer reads its public key once and keeps it (KMS) or refreshes it hourly (Secrets
 # Manager); rendering the set on each request costs microseconds.
 signers = published_signers(settings)
 PUBLIC = {"Cache-Control": f"public, max-age={settings.jwks_publish_max_age}"}
+# Both values are public (the project URL and its publishable key); published only when asked.
+PRODUCT_MEMBERS = (
+    {
+        "supabase_url": settings.supabase_url,
+        "supabase_publishable_key": settings.supabase_api_key,
+    }
+    if settings.discovery_supabase
+    else {}
+)
 
 
 def publish(event: dict[str, Any]) -> dict[str, Any]:
@@ -36,7 +47,7 @@ def publish(event: dict[str, Any]) -> dict[str, Any]:
             return json_response(503, {"error": "temporarily_unavailable"}, {"Retry-After": "5"})
     if path.endswith(("/openid-configuration", "/oauth-authorization-server")):
         issuer = issuer_for(settings.issuer, settings.region, event)
-        metadata = render_metadata(issuer, [settings.signing_alg], settings.scopes_supported)
+        metadata = render_metadata(issuer, settings.scopes_supported, **PRODUCT_MEMBERS)
         return json_response(200, metadata, PUBLIC)
     return json_response(404, {"error": "not_found"})
 

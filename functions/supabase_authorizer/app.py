@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tokengate.authorizer import Authorizer, RouteScopes
+from tokengate.authorizer import Authorizer
+from tokengate.coldstart import count_cold_start
 from tokengate.config import Settings
+from tokengate.policies import RouteScopes
 from tokengate.runtime import supabase_principals
 
+count_cold_start(os.environ)
 settings = Settings.from_env(os.environ)
 authorizer = Authorizer(supabase_principals(settings), RouteScopes(settings.route_scopes))
 

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, Protocol
 
 from .claims import (
     DEFAULT_LEEWAY_SECONDS,
+    canonical_subject,
     check_audience,
     check_issuer,
     check_times,
@@ -141,7 +142,7 @@ class ApiTokenVerifier:
         if not sub or scope is None or not client_id or not jti or sid is None:
             raise InvalidTokenError(Reason.CLAIM, "a required API token claim is missing")
         return ApiTokenClaims(
-            sub=sub,
+            sub=canonical_subject(sub),
             scopes=tuple(scope.split()),
             client_id=client_id,
             jti=jti,

@@ -1,27 +1,31 @@
-"""API Gateway Lambda authorizer decisions, shared by both authorizers (docs/contract.md §7).
+"""API Gateway Lambda authorizer decisions, shared by both authorizers.
 
 The event format is detected from the event: REST ``TOKEN``, REST ``REQUEST`` (and HTTP API
-payload 1.0, which answers the same way) or HTTP API payload 2.0. An Allow policy lists every
-route the caller's scopes allow, so API Gateway's authorizer cache — keyed on the token alone —
-can replay it for any route without leaking an Allow or a spurious Deny.
+payload 1.0, which answers the same way) or HTTP API payload 2.0. The scope a request needs is
+that of the route API Gateway sends it to (:mod:`tokengate.routes`): ``REQUEST`` and HTTP API
+events name it, a ``TOKEN`` event's method ARN is resolved to it. REST answers are IAM policies
+that API Gateway may replay on other routes from its cache (:mod:`tokengate.policies`); HTTP API
+simple responses are replayed per identity source values, so they are decided per route only when
+``$context.routeKey`` is among them.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .apigw import header
-from .errors import ConfigurationError, TokenGateError
+from .errors import TokenGateError
+from .policies import PolicyPlanner, RouteScopes
+from .routes import Route
 
-_ROUTE_KEY = re.compile(r"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) (/\S*)")
 _METHOD_ARN = re.compile(
-    r"(arn:[a-z-]+:execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+/[^/]+)/([A-Z]+)(/.*)?"
+    r"(arn:[a-z-]+:execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+/[A-Za-z0-9_$-]+)/([A-Z]+)(/.*)?"
 )
 CONTEXT_VALUE = str | int | float | bool
-
+_BEARER = re.compile(r"bearer ", re.IGNORECASE)
 
 logger = logging.getLogger("tokengate.authorizer")
 
@@ -49,6 +53,13 @@ class Unauthorized(Exception):
         super().__init__("Unauthorized")
 
 
+def insufficient_scope(required: frozenset[str], held: frozenset[str]) -> str:
+    """What a denied caller lacks, for API Gateway's 403 answer: every scope routes require that
+    the token does not hold (space-separated). A function of the token alone, so an answer API
+    Gateway's cache replays on another route stays true."""
+    return " ".join(sorted(required - held))
+
+
 class Principal(NamedTuple):
     """A verified caller, as every authorizer sees it."""
 
@@ -58,60 +69,21 @@ class Principal(NamedTuple):
 
 
 class AuthRequest(NamedTuple):
-    kind: str  # "TOKEN", "REQUEST" or "HTTP_API_V2" (HTTP API payload format 2.0)
+    kind: str  # "TOKEN", "REQUEST" or "HTTP_API_V2"
     token: str | None
     arn_base: str | None  # arn:aws:execute-api:region:account:api/stage
-    route_key: str  # "GET /whoami"
-
-
-_PATH_PARAMETER = re.compile(r"\{[^/{}]+\}")
-
-
-def path_pattern(path: str) -> re.Pattern[str]:
-    """A route path in API Gateway syntax (``{id}``, greedy ``{proxy+}``) as a regex over
-    request paths."""
-    parts, start = [], 0
-    for match in _PATH_PARAMETER.finditer(path):
-        parts += [
-            re.escape(path[start : match.start()]),
-            ".+" if match[0].endswith("+}") else "[^/]+",
-        ]
-        start = match.end()
-    return re.compile("".join([*parts, re.escape(path[start:])]) + r"\Z")
-
-
-class RouteScopes:
-    """``"METHOD /path"`` → required scope (``""``: any valid token). Unlisted routes deny."""
-
-    def __init__(self, table: Mapping[str, str]) -> None:
-        for key in table:
-            if not _ROUTE_KEY.fullmatch(key):
-                raise ConfigurationError(f"route {key!r} must look like 'GET /path'")
-        self._table = dict(table)
-        self._routes = [
-            (key.split(" ", 1)[0], path_pattern(key.split(" ", 1)[1]), scope)
-            for key, scope in table.items()
-        ]
-
-    def allowed(self, scopes: frozenset[str]) -> list[str]:
-        return [key for key, scope in self._table.items() if not scope or scope in scopes]
-
-    def permits(self, route_key: str, scopes: frozenset[str]) -> bool:
-        method, _, path = route_key.partition(" ")
-        return any(
-            (not scope or scope in scopes)
-            and route_method in (method, "ANY")
-            and pattern.match(path)
-            for route_method, pattern, scope in self._routes
-        )
+    route_key: str  # what the event names: "METHOD /resource" (REST), the route key (HTTP)
+    method: str = ""  # the request, from the method ARN (REST)
+    path: str = ""
+    identity_sources: tuple[str, ...] = ()  # HTTP API: the identity source values
 
 
 def bearer_token(value: str | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` value (RFC 6750 §2.1), or None.
 
-    Only the scheme and the single space are checked here; the token's alphabet is checked once,
-    by the strict JWS parser."""
-    if value is None or len(value) < 8 or value[:7].lower() != "bearer ":
+    The scheme is case-insensitive (RFC 9110 §11.1). Only the scheme and the single space are
+    checked here; the token's alphabet is checked once, by the strict JWS parser."""
+    if not isinstance(value, str) or len(value) < 8 or not _BEARER.match(value):
         return None
     token = value[7:]
     return None if any(c.isspace() for c in token[:1] + token[-1:]) or " " in token else token
@@ -120,26 +92,30 @@ def bearer_token(value: str | None) -> str | None:
 def parse_event(event: dict[str, Any]) -> AuthRequest:
     if event.get("version") == "2.0" and "routeArn" in event:
         match = _METHOD_ARN.fullmatch(str(event["routeArn"]))
-        token = bearer_token(header(event, "authorization"))
+        sources = event.get("identitySource")
         return AuthRequest(
-            "HTTP_API_V2", token, match[1] if match else None, str(event.get("routeKey", ""))
+            "HTTP_API_V2",
+            bearer_token(header(event, "authorization")),
+            match[1] if match else None,
+            str(event.get("routeKey", "")),
+            identity_sources=tuple(
+                v for v in (sources if isinstance(sources, list) else []) if isinstance(v, str)
+            ),
         )
     match = _METHOD_ARN.fullmatch(str(event.get("methodArn", "")))
-    route_key = f"{match[2]} {match[3] or '/'}" if match else ""
+    arn_base, method, path = (match[1], match[2], match[3] or "/") if match else (None, "", "")
     if event.get("type") == "TOKEN":
         raw = event.get("authorizationToken")
         token = bearer_token(raw if isinstance(raw, str) else None)
-        return AuthRequest("TOKEN", token, match[1] if match else None, route_key)
+        return AuthRequest("TOKEN", token, arn_base, "", method, path)
+    resource, http_method = event.get("resource"), event.get("httpMethod")
+    route_key = (
+        f"{http_method} {resource}"
+        if isinstance(resource, str) and isinstance(http_method, str)
+        else ""
+    )
     token = bearer_token(header(event, "authorization"))
-    if event.get("httpMethod") and event.get("resource"):
-        route_key = f"{event['httpMethod']} {event['resource']}"
-    return AuthRequest("REQUEST", token, match[1] if match else None, route_key)
-
-
-def _route_arn(arn_base: str, route_key: str) -> str:
-    method, path = route_key.split(" ", 1)
-    path = _PATH_PARAMETER.sub("*", path)
-    return f"{arn_base}/{'*' if method == 'ANY' else method}{path}"
+    return AuthRequest("REQUEST", token, arn_base, route_key, method, path)
 
 
 class Authorizer:
@@ -153,19 +129,23 @@ class Authorizer:
     ) -> None:
         self._verify = verify
         self._routes = routes
+        self._planner = PolicyPlanner(routes)
         self._on_decision = on_decision or log_decision
-        self._arn_memo: dict[tuple[str, frozenset[str]], tuple[str, ...]] = {}
+        self._warned_route_key = False
 
-    def _allowed_arns(self, arn_base: str, scopes: frozenset[str]) -> tuple[str, ...]:
-        """The ARNs of every route these scopes allow; memoized (few distinct scope sets)."""
-        key = (arn_base, scopes)
-        arns = self._arn_memo.get(key)
-        if arns is None:
-            if len(self._arn_memo) >= 256:
-                self._arn_memo.clear()
-            allowed = self._routes.allowed(scopes)
-            arns = self._arn_memo[key] = tuple(sorted(_route_arn(arn_base, k) for k in allowed))
-        return arns
+    def _route(self, request: AuthRequest) -> Route | None:
+        """The route API Gateway sent the request to, if the table lists it. A REST event's
+        named resource must also be the one its method ARN selects, or the table and the API
+        disagree (a route missing from the table) and nothing is allowed."""
+        table = self._routes.table
+        if request.kind == "HTTP_API_V2":
+            return table.find(request.route_key)
+        selected = table.select(request.method, request.path)
+        if request.kind == "REQUEST":
+            named = table.resource(request.method, request.route_key.partition(" ")[2])
+            if named != selected:
+                return None
+        return selected
 
     def decide(self, event: dict[str, Any]) -> dict[str, Any]:
         request = parse_event(event)
@@ -181,29 +161,56 @@ class Authorizer:
             if request.kind == "HTTP_API_V2":
                 return {"isAuthorized": False}
             raise Unauthorized()
-        permitted = self._routes.permits(request.route_key, principal.scopes)
-        self._on_decision(
-            "allow" if permitted else "deny", "ok" if permitted else "insufficient_scope", principal
-        )
+        route = self._route(request)
         if request.kind == "HTTP_API_V2":
-            return {"isAuthorized": permitted, "context": principal.context}
+            return self._simple_response(request, route, principal)
         assert request.arn_base is not None
-        allowed = self._allowed_arns(request.arn_base, principal.scopes)
-        statements: list[dict[str, Any]] = []
-        if allowed:
-            statements.append(
-                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": list(allowed)}
-            )
+        permitted, statements = self._planner.answer(
+            request.arn_base, request.method, request.path, route, principal.scopes
+        )
+        self._on_decision(
+            "allow" if permitted else "deny", self._reason(route, principal, permitted), principal
+        )
+        context = principal.context
         if not permitted:
-            statements.append(
-                {
-                    "Action": "execute-api:Invoke",
-                    "Effect": "Deny",
-                    "Resource": [_route_arn(request.arn_base, request.route_key)],
-                }
-            )
+            # For API Gateway's ACCESS_DENIED answer ($context.authorizer.insufficient_scope).
+            missing = insufficient_scope(self._routes.names(), principal.scopes)
+            context = {**context, "insufficient_scope": missing}
         return {
             "principalId": principal.sub,
             "policyDocument": {"Version": "2012-10-17", "Statement": statements},
-            "context": principal.context,
+            "context": context,
         }
+
+    def _reason(self, route: Route | None, principal: Principal, permitted: bool) -> str:
+        if permitted:
+            return "ok"
+        if route is None:
+            return "route_not_in_table"
+        if self._routes.permits(route, principal.scopes):
+            return "unrepresentable_path"  # per-route answer for a path holding "*" or "?"
+        return "insufficient_scope"
+
+    def _simple_response(
+        self, request: AuthRequest, route: Route | None, principal: Principal
+    ) -> dict[str, Any]:
+        """HTTP API answers carry no route: API Gateway replays them for any request with the
+        same identity source values. Unless the route key is one of them, the answer must be the
+        same on every route: allowed only where every route of the table is."""
+        permitted = self._routes.permits(route, principal.scopes)
+        reason = self._reason(route, principal, permitted)
+        if (
+            permitted
+            and request.route_key not in request.identity_sources
+            and not all(self._routes.permits(r, principal.scopes) for r in self._routes.table)
+        ):
+            permitted, reason = False, "route_key_not_an_identity_source"
+            if not self._warned_route_key:
+                self._warned_route_key = True
+                logger.warning(
+                    "declare $context.routeKey among the authorizer's identity sources: "
+                    "without it a cached answer would be replayed on other routes, so only "
+                    "callers allowed on every route are allowed"
+                )
+        self._on_decision("allow" if permitted else "deny", reason, principal)
+        return {"isAuthorized": permitted, "context": principal.context}

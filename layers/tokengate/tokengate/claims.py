@@ -23,14 +23,17 @@ def checked_leeway(leeway: int) -> int:
     return leeway
 
 
-def _number(claims: dict[str, Any], name: str) -> float | None:
-    """A NumericDate (RFC 7519 §2): a JSON number; strings and booleans are refused."""
+def _number(claims: dict[str, Any], name: str) -> int | float | None:
+    """A NumericDate (RFC 7519 §2): a JSON number; strings and booleans are refused.
+
+    Kept as parsed: JSON integers have no size limit, and Python compares an int with a float
+    exactly, so no conversion can overflow before the range checks below."""
     if name not in claims:
         return None
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidTokenError(Reason.TIME_CLAIM, f"{name} is not a number")
-    return float(value)
+    return value
 
 
 def check_times(claims: dict[str, Any], now: float, leeway: int, max_lifetime: int) -> float:
@@ -48,9 +51,9 @@ def check_times(claims: dict[str, Any], now: float, leeway: int, max_lifetime: i
         raise InvalidTokenError(Reason.EXPIRED, "token expired")
     if iat > now + leeway or (nbf is not None and nbf > now + leeway):
         raise InvalidTokenError(Reason.NOT_YET_VALID, "token used before its time")
-    if exp - iat > max_lifetime:
+    if exp > iat + max_lifetime:  # not exp - iat: that would turn a huge int into a float
         raise InvalidTokenError(Reason.LIFETIME, "lifetime longer than the issuer allows")
-    return exp
+    return float(exp)  # now bounded by now + leeway + max_lifetime
 
 
 def check_issuer(claims: dict[str, Any], issuer: str) -> None:
@@ -72,11 +75,20 @@ def check_audience(claims: dict[str, Any], audience: str) -> None:
         raise InvalidTokenError(Reason.AUDIENCE, "audience not accepted")
 
 
+def canonical_subject(sub: str) -> str:
+    """One spelling per user: a UUID in lower case (RFC 9562 §4: UUIDs are case-insensitive on
+    input and lower case on output), anything else as it is."""
+    lowered = sub.lower()
+    return lowered if len(sub) == 36 and sub.isascii() and _UUID.fullmatch(lowered) else sub
+
+
 def check_uuid_subject(claims: dict[str, Any]) -> str:
+    """``sub`` must be a UUID string; returned in its canonical, lower-case form, so the same
+    user never becomes two principals."""
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not _UUID.fullmatch(sub.lower()) or len(sub) != 36:
+    if not isinstance(sub, str) or not sub.isascii() or not _UUID.fullmatch(sub.lower()):
         raise InvalidTokenError(Reason.SUBJECT, "sub is not a UUID")
-    return sub
+    return sub.lower()
 
 
 def optional_string(claims: dict[str, Any], name: str) -> str | None:

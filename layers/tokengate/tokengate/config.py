@@ -25,6 +25,7 @@ from .jwks import (
     MAX_PUBLISH_MAX_AGE,
     MIN_COOLDOWN_SECONDS,
 )
+from .routes import RouteTable
 from .scopes import DEFAULT_SCOPES_CLAIM
 from .supabase import DEFAULT_MIN_AAL
 
@@ -69,6 +70,45 @@ def _json_object(name: str, value: str) -> dict[str, Any]:
     return document
 
 
+def _client_scopes(
+    value: str, supported: tuple[str, ...], clients: frozenset[str]
+) -> Mapping[str, tuple[str, ...]]:
+    """CLIENT_SCOPES: a JSON object of OAuth client id → the API scopes (a list, or a
+    space-separated string) that client's tokens may ever carry; clients must be allow-listed."""
+    if not value.strip():
+        return MappingProxyType({})
+    try:
+        document = json.loads(value)
+    except ValueError:
+        raise ConfigurationError("CLIENT_SCOPES must be a JSON object") from None
+    if not isinstance(document, dict):
+        raise ConfigurationError("CLIENT_SCOPES must be a JSON object")
+    table: dict[str, tuple[str, ...]] = {}
+    for client, scopes in document.items():
+        if isinstance(scopes, str):
+            scopes = scopes.split()
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise ConfigurationError(f"CLIENT_SCOPES[{client!r}] must list scopes")
+        unknown = sorted(set(scopes) - set(supported))
+        if unknown:
+            raise ConfigurationError(
+                f"CLIENT_SCOPES[{client!r}] names scopes the API does not support: {unknown}"
+            )
+        if client not in clients:
+            raise ConfigurationError(
+                f"CLIENT_SCOPES names {client!r}, which ALLOWED_CLIENT_IDS does not allow"
+            )
+        table[client] = tuple(dict.fromkeys(scopes))
+    return MappingProxyType(table)
+
+
+def _route_scopes(value: str) -> Mapping[str, str]:
+    """ROUTE_SCOPES: route keys checked here, so every function refuses a bad table at start."""
+    table = _json_object("ROUTE_SCOPES", value)
+    RouteTable(table)
+    return MappingProxyType(table)
+
+
 def _url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.query:
@@ -76,11 +116,26 @@ def _url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+def _supabase_issuer(value: str, supabase_url: str) -> str:
+    """The Supabase tokens' ``iss``: by default ``<SUPABASE_URL>/auth/v1``. A project behind a
+    Supabase custom domain may sign with an issuer on another host than the URL its clients use,
+    so it can be set on its own. Compared exactly, so it is taken as given (no trailing slash
+    trimmed: an issuer ending in ``/`` would then never match)."""
+    if not value:
+        return f"{supabase_url}/auth/v1"
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigurationError("SUPABASE_ISSUER must be an http(s) URL")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting, read and checked once by :meth:`from_env` (the only constructor)."""
 
     supabase_url: str
+    supabase_issuer: str  # the Supabase tokens' exact iss
+    supabase_jwks_url: str  # where the project's ES256/RS256 keys are read
     supabase_jwt_secret_arn: str
     supabase_jwks_enabled: bool
     signing_mode: str
@@ -99,6 +154,7 @@ class Settings:
     passthrough_claims: tuple[str, ...]
     allow_anonymous: bool
     allowed_client_ids: frozenset[str]
+    client_scopes: Mapping[str, tuple[str, ...]]  # OAuth client id → its API scopes, at most
     min_aal: str
     leeway: int
     jwks_cache_seconds: int
@@ -108,16 +164,9 @@ class Settings:
     api_jwks_url: str
     context_claims: tuple[str, ...]
     session_check: bool
+    discovery_supabase: bool  # discovery also names the Supabase project and its public key
     supabase_api_key: str = field(repr=False)
     region: str  # AWS_REGION, which Lambda sets: for the API's default URL
-
-    @property
-    def supabase_issuer(self) -> str:
-        return f"{self.supabase_url}/auth/v1"
-
-    @property
-    def supabase_jwks_url(self) -> str:
-        return f"{self.supabase_issuer}/.well-known/jwks.json"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -136,13 +185,22 @@ class Settings:
         if not audiences:
             raise ConfigurationError("AUDIENCES must name at least one audience")
         scopes_supported = _list(get("SCOPES_SUPPORTED", "read"))
+        allowed_client_ids = frozenset(_list(get("ALLOWED_CLIENT_IDS")))
         issuer = get("ISSUER")
         session_check = _bool("SESSION_CHECK", get("SESSION_CHECK", "false"))
         api_key = get("SUPABASE_API_KEY")
         if session_check and not api_key:
             raise ConfigurationError("SESSION_CHECK needs SUPABASE_API_KEY (the publishable key)")
+        supabase_url = _url("SUPABASE_URL", get("SUPABASE_URL"))
+        supabase_issuer = _supabase_issuer(get("SUPABASE_ISSUER"), supabase_url)
         return cls(
-            supabase_url=_url("SUPABASE_URL", get("SUPABASE_URL")),
+            supabase_url=supabase_url,
+            supabase_issuer=supabase_issuer,
+            supabase_jwks_url=(
+                _url("SUPABASE_JWKS_URL", get("SUPABASE_JWKS_URL"))
+                if get("SUPABASE_JWKS_URL")
+                else f"{supabase_issuer}/.well-known/jwks.json"
+            ),
             supabase_jwt_secret_arn=get("SUPABASE_JWT_SECRET_ARN"),
             supabase_jwks_enabled=_bool(
                 "SUPABASE_JWKS_ENABLED", get("SUPABASE_JWKS_ENABLED", "true")
@@ -168,7 +226,10 @@ class Settings:
                 get("PASSTHROUGH_CLAIMS", " ".join(DEFAULT_PASSTHROUGH_CLAIMS))
             ),
             allow_anonymous=_bool("ALLOW_ANONYMOUS", get("ALLOW_ANONYMOUS", "false")),
-            allowed_client_ids=frozenset(_list(get("ALLOWED_CLIENT_IDS"))),
+            allowed_client_ids=allowed_client_ids,
+            client_scopes=_client_scopes(
+                get("CLIENT_SCOPES"), scopes_supported, allowed_client_ids
+            ),
             min_aal=get("MIN_AAL", DEFAULT_MIN_AAL),
             leeway=_int(
                 "LEEWAY_SECONDS",
@@ -198,10 +259,11 @@ class Settings:
                 0,
                 MAX_PUBLISH_MAX_AGE,
             ),
-            route_scopes=MappingProxyType(_json_object("ROUTE_SCOPES", get("ROUTE_SCOPES"))),
+            route_scopes=_route_scopes(get("ROUTE_SCOPES")),
             api_jwks_url=get("API_JWKS_URL"),
             context_claims=_list(get("CONTEXT_CLAIMS", "aal")),
             session_check=session_check,
+            discovery_supabase=_bool("DISCOVERY_SUPABASE", get("DISCOVERY_SUPABASE", "false")),
             supabase_api_key=api_key,
             region=get("AWS_REGION"),
         )

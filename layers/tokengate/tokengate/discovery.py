@@ -1,4 +1,31 @@
-"""Key publication (RFC 7517 JWKS) and discovery metadata (RFC 8414, OpenID Discovery)."""
+"""Key publication (RFC 7517 JWKS) and discovery metadata (RFC 8414, OpenID Connect Discovery).
+
+One document answers at both ``/.well-known/oauth-authorization-server`` and
+``/.well-known/openid-configuration``, and every member in it is true of this server:
+
+* ``issuer``, ``jwks_uri`` and ``token_endpoint``: what verifiers and clients need. JwtBearer-style
+  verifiers (ASP.NET Core JwtBearer, openid-client, Spring's resource server, a pyjwt
+  ``PyJWKClient`` fed from discovery) read ``issuer`` and ``jwks_uri`` and nothing else.
+* ``grant_types_supported`` names the one grant (RFC 8693 token exchange): RFC 8414's default when
+  it is omitted (authorization code and implicit) would be false.
+* ``token_endpoint_auth_methods_supported`` is ``["none"]``: callers authenticate with the subject
+  token, not as an OAuth client.
+* ``response_types_supported`` is ``[]``: the member is REQUIRED by both specifications, and this
+  server has no authorization endpoint, so it supports no response type. Listing ``token`` would
+  advertise an implicit flow that does not exist.
+* ``subject_types_supported`` is ``["public"]``: ``sub`` is the Supabase user id, the same for
+  every audience (no pairwise identifiers).
+* ``scopes_supported``: the configured scopes.
+
+Left out on purpose: ``authorization_endpoint`` (there is none; RFC 8414 lets a server without a
+grant that uses it omit it) and ``id_token_signing_alg_values_supported`` (no ID token is ever
+issued). OpenID Connect Discovery calls both REQUIRED of an OpenID Provider; tokengate is not
+one, and serves ``openid-configuration`` only because verifiers find ``jwks_uri`` there. The
+algorithm of the API tokens is in each JWK's ``alg``.
+
+Product members (optional, ``tokengate_``-prefixed, both values public): the Supabase project URL
+and its publishable key, so a client can find the sign-in service from the issuer alone.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +42,25 @@ def render_jwks(jwks: Iterable[dict[str, str]]) -> dict[str, Any]:
 
 
 def render_metadata(
-    issuer: str, algorithms: Iterable[str], scopes: Iterable[str]
+    issuer: str,
+    scopes: Iterable[str],
+    *,
+    supabase_url: str = "",
+    supabase_publishable_key: str = "",
 ) -> dict[str, Any]:
-    """The same document serves ``openid-configuration`` and ``oauth-authorization-server``;
-    ``issuer`` equals the API tokens' ``iss`` exactly."""
-    return {
+    """The discovery document; ``issuer`` equals the API tokens' ``iss`` exactly."""
+    metadata: dict[str, Any] = {
         "issuer": issuer,
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "token_endpoint": f"{issuer}/token",
         "grant_types_supported": [GRANT_TYPE],
         "token_endpoint_auth_methods_supported": ["none"],
-        "response_types_supported": ["token"],
+        "response_types_supported": [],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": sorted(set(algorithms)),
         "scopes_supported": list(scopes),
     }
+    if supabase_url:
+        metadata["tokengate_supabase_url"] = supabase_url
+    if supabase_publishable_key:
+        metadata["tokengate_supabase_publishable_key"] = supabase_publishable_key
+    return metadata

@@ -81,6 +81,7 @@ def scope_policy(settings: Settings) -> ScopePolicy:
         scopes_supported=settings.scopes_supported,
         default_scopes=settings.default_scopes,
         scopes_claim=settings.scopes_claim or None,
+        client_scopes=settings.client_scopes,
     )
 
 

@@ -4,11 +4,17 @@ authorizer.
 A user gets the default scopes plus the extras listed under one ``app_metadata`` key
 (server-controlled), never anything from ``user_metadata`` (user-editable), and only scopes the
 API knows.
+
+A token Supabase's OAuth server issued to a third-party app (it carries ``client_id``) acts for
+the user only as far as the app may: its API scopes are the user's, limited to what the
+configuration lets that client ever receive (nothing for a client it does not list) and, when the
+token's own ``scope`` (the user's consent) names API scopes, to those too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .errors import ConfigurationError, RequestError
 from .supabase import SupabaseIdentity
@@ -21,6 +27,7 @@ class ScopePolicy:
     scopes_supported: tuple[str, ...]
     default_scopes: tuple[str, ...]
     scopes_claim: str | None = DEFAULT_SCOPES_CLAIM
+    client_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not set(self.default_scopes) <= set(self.scopes_supported):
@@ -35,7 +42,18 @@ class ScopePolicy:
             extra = extra.split()
         if isinstance(extra, list):
             granted.update(s for s in extra if isinstance(s, str))
-        return granted & set(self.scopes_supported)
+        granted &= set(self.scopes_supported)
+        if identity.client_id is not None:
+            granted &= set(self.client_scopes.get(identity.client_id, ()))
+            consent = identity.claims.get("scope")
+            named = (
+                set(consent.split()) & set(self.scopes_supported)
+                if isinstance(consent, str)
+                else set()
+            )
+            if named:
+                granted &= named
+        return granted
 
     def scopes_for(
         self, requested: tuple[str, ...] | None, identity: SupabaseIdentity
@@ -43,7 +61,8 @@ class ScopePolicy:
         """RFC 6749 §3.3: the default scopes when none is requested, else the requested ones,
         each of which this user must be entitled to (``invalid_scope`` otherwise)."""
         if requested is None:
-            return list(self.default_scopes)
+            allowed = self.user_scopes(identity)
+            return [scope for scope in self.default_scopes if scope in allowed]
         if not all(requested):
             raise RequestError("invalid_scope", "The scope parameter is malformed.")
         if not set(requested) <= self.user_scopes(identity):

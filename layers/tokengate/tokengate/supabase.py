@@ -71,7 +71,7 @@ class SupabasePolicy:
         if client_id is not None and client_id not in self.allowed_client_ids:
             raise InvalidTokenError(Reason.CLIENT, "third-party client not allowed")
         aal = claims.get("aal", "aal1")
-        if aal not in AAL_LEVELS:
+        if not isinstance(aal, str) or aal not in AAL_LEVELS:
             raise InvalidTokenError(Reason.AAL, "unknown aal")
         if AAL_LEVELS[aal] < AAL_LEVELS[self.min_aal]:
             raise InvalidTokenError(Reason.AAL, "aal below the required level")

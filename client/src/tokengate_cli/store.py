@@ -1,0 +1,187 @@
+"""Where the client keeps its state: a directory of its own, and secrets in a keyring or files.
+
+The directory (``TOKENGATE_HOME``, else the user's config directory) is created 0700. It always
+holds ``config.json`` (public settings: the API and Supabase URLs, the publishable key, which
+secret store is in use) and ``lock`` (the cross-process lock). Secrets (the Supabase session and
+the cached API tokens) go to the OS keyring when a real backend exists, else to files in the same
+directory, 0600, written atomically (write a temporary file, fsync, rename). With
+``TOKENGATE_HOME`` set the file store is always used, so tests and CI never touch a keyring.
+
+This module is on the fast path of ``tokengate token``: it imports nothing beyond the standard
+library until a keyring is actually needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import ClientError
+
+APP_NAME = "tokengate"
+CONFIG_FILE = "config.json"
+LOCK_FILE = "lock"
+SECRET_NAMES = ("session", "tokens")
+KEYRING_SERVICE = "tokengate"
+
+
+def default_home() -> Path:
+    configured = os.environ.get("TOKENGATE_HOME")
+    if configured:
+        return Path(configured).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_NAME, appauthor=False))
+
+
+def ensure_private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as 0600, atomically: readers see the old or the new file."""
+    import tempfile  # not on the cached-token path, which only reads
+
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        if hasattr(os, "fchmod"):  # mkstemp makes it 0600 already; say so where modes exist
+            os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None  # a damaged file counts as absent; the next write replaces it
+    return value if isinstance(value, dict) else None
+
+
+class SecretStore(Protocol):
+    kind: str
+
+    def get(self, name: str) -> dict[str, Any] | None: ...
+
+    def put(self, name: str, value: dict[str, Any]) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+class FileStore:
+    """Secrets as 0600 JSON files in the 0700 state directory."""
+
+    kind = "file"
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return read_json(self.home / f"{name}.json")
+
+    def put(self, name: str, value: dict[str, Any]) -> None:
+        ensure_private_dir(self.home)
+        atomic_write(self.home / f"{name}.json", json.dumps(value, separators=(",", ":")))
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.home / f"{name}.json").unlink()
+
+
+class KeyringStore:
+    """Secrets in the OS keyring (macOS Keychain, Windows Credential Locker, Secret Service),
+    one entry per secret, keyed by the state directory so two homes never share entries."""
+
+    kind = "keyring"
+
+    def __init__(self, home: Path) -> None:
+        import keyring
+
+        self._keyring = keyring
+        self._prefix = f"{home.resolve()}:"
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        with keyring_errors():
+            text = self._keyring.get_password(KEYRING_SERVICE, self._prefix + name)
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def put(self, name: str, value: dict[str, Any]) -> None:
+        with keyring_errors():
+            self._keyring.set_password(
+                KEYRING_SERVICE, self._prefix + name, json.dumps(value, separators=(",", ":"))
+            )
+
+    def delete(self, name: str) -> None:
+        from keyring.errors import PasswordDeleteError
+
+        with keyring_errors(), contextlib.suppress(PasswordDeleteError):
+            self._keyring.delete_password(KEYRING_SERVICE, self._prefix + name)
+
+
+@contextlib.contextmanager
+def keyring_errors() -> Iterator[None]:
+    """A keyring failure (locked, no D-Bus session, denied) is one line, with the way out."""
+    from keyring.errors import KeyringError
+
+    try:
+        yield
+    except KeyringError as exc:
+        raise ClientError(
+            f"the OS keyring refused ({type(exc).__name__}: {exc}); "
+            "set TOKENGATE_HOME to keep state in files instead"
+        ) from exc
+
+
+def keyring_available() -> bool:
+    """True when a real keyring backend is configured: not the ``fail`` or ``null`` backends,
+    nor a chainer with nothing behind it, nor the plaintext backends of keyrings.alt."""
+    if os.environ.get("TOKENGATE_HOME"):
+        return False
+    try:
+        import keyring
+        from keyring.backends import chainer, fail
+
+        backend = keyring.get_keyring()
+    except Exception:  # noqa: BLE001 - any failure to load a keyring means: use files
+        return False
+    if isinstance(backend, fail.Keyring) or type(backend).__module__.startswith(
+        ("keyring.backends.null", "keyrings.alt")
+    ):
+        return False
+    if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
+        return False
+    return float(getattr(backend, "priority", 0)) > 0
+
+
+def choose_store_kind() -> str:
+    return "keyring" if keyring_available() else "file"
+
+
+def open_store(home: Path, kind: str) -> SecretStore:
+    if kind == "keyring" and not os.environ.get("TOKENGATE_HOME"):
+        return KeyringStore(home)
+    return FileStore(home)

@@ -1,0 +1,365 @@
+"""IAM policies an authorizer can return without API Gateway's cache ever leaking a decision.
+
+API Gateway caches an authorizer's policy per identity (a ``TOKEN`` authorizer: per token) and
+evaluates the cached policy against the method ARN of later requests, on any route. In a resource
+ARN an IAM ``*`` matches any characters, ``/`` included, so ``.../POST/orders/*`` (written for
+``POST /orders/{id}``) also matches ``POST /orders/8/refund``.
+
+For a set of scopes, :class:`PolicyPlanner` writes one policy for every route:
+
+* an ``Allow`` of each permitted route's pattern (variables as ``*``, ``ANY`` as each method);
+* a ``Deny`` of each denied route's pattern wherever some ``Allow`` reaches a request API Gateway
+  sends to that route (an explicit Deny wins in IAM);
+
+and proves, when the function starts, whether that policy is *exact*: that no such ``Deny`` also
+reaches a request sent to a permitted route. The proof is a search over request paths built from
+the table's literal segments, a fresh segment and an empty one, which stand for every path: each
+route and pattern only compares a segment with a literal or asks whether it is empty.
+
+Where the policy would not be exact (a permitted route nested under a denied broader pattern, for
+example), it is still safe: it allows no denied request. Such scopes get it for every request
+it decides rightly; a permitted request one of its Denies would wrongly catch gets a *per-route*
+answer instead: the request's own route pattern with the Denies it needs, or, when one of those
+would also reach the route itself, the exact method ARN. No answer ever allows a request a fresh
+decision denies, whatever route the cache replays it on; each is exact for every request of the
+same method and path, which is what a cache keyed on them (a ``REQUEST`` authorizer with the
+identity sources ``context.httpMethod`` and ``context.path``) replays it on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .routes import ANY, GREEDY, LITERAL, METHODS, Route, RouteTable, path_segments
+
+logger = logging.getLogger("tokengate.policies")
+
+FRESH = "\x00"  # a segment equal to no literal (literals never hold NUL)
+EMPTY = ""  # an empty segment: "/a//b" or "/a/"
+MAX_CHECKED_SCOPE_SETS = 1024
+Statement = dict[str, Any]
+
+
+class RouteScopes:
+    """``"METHOD /path"`` → the scope it requires (``""``: any valid token).
+
+    A request needs the scope of the route API Gateway sends it to, never another route's that
+    happens to match too; a route the table does not list is denied.
+    """
+
+    def __init__(self, table: Mapping[str, str]) -> None:
+        self.table = RouteTable(table)
+        self._scope = {route: str(table[route.key]) for route in self.table.routes}
+
+    def required(self, route: Route) -> str:
+        return self._scope[route]
+
+    def permits(self, route: Route | None, scopes: frozenset[str]) -> bool:
+        if route is None or route not in self._scope:
+            return False
+        scope = self._scope[route]
+        return not scope or scope in scopes
+
+    def names(self) -> frozenset[str]:
+        """Every scope some route requires."""
+        return frozenset(scope for scope in self._scope.values() if scope)
+
+
+# -- path languages over segments -------------------------------------------------------------
+def _route_step(route: Route, state: int, symbol: str) -> int | None:
+    """Advance a route's (deterministic) automaton by one path segment.
+
+    States: ``i`` < n before segment ``i``; ``n`` matched (no greedy variable); ``n + 1`` the
+    greedy variable has taken only an empty segment (not a match); ``n + 2`` it has taken more.
+    """
+    n = len(route.segments)
+    if state > n:
+        return n + 2
+    if state == n:
+        return None
+    segment = route.segments[state]
+    if segment.kind == GREEDY:
+        return n + 1 if symbol == EMPTY else n + 2
+    if symbol == EMPTY or (segment.kind == LITERAL and symbol != segment.text):
+        return None
+    return state + 1
+
+
+def _route_accepts(route: Route, state: int) -> bool:
+    n = len(route.segments)
+    return state == n + 2 or (
+        state == n and not (route.segments and route.segments[-1].kind == GREEDY)
+    )
+
+
+def pattern_parts(route: Route) -> tuple[str | None, ...]:
+    """A route's resource pattern, one part per segment: the literal, or None for ``*``."""
+    return tuple(s.text if s.kind == LITERAL else None for s in route.segments)
+
+
+def pattern_path(parts: tuple[str | None, ...]) -> str:
+    return "/" + "/".join("*" if part is None else part for part in parts)
+
+
+_GlobState = tuple[int, bool]  # (part index, inside the "*" of that part)
+
+
+def _glob_step(
+    parts: tuple[str | None, ...], states: frozenset[_GlobState], symbol: str
+) -> frozenset[_GlobState]:
+    """``*`` between slashes takes one or more whole segments; a literal part exactly one."""
+    following: set[_GlobState] = set()
+    for index, inside in states:
+        if inside:
+            following.add((index, True))
+        elif index < len(parts):
+            part = parts[index]
+            if part is None:
+                following.add((index, True))
+            elif part == symbol:
+                following.add((index + 1, False))
+    return frozenset(following | {(index + 1, False) for index, inside in following if inside})
+
+
+def _glob_accepts(parts: tuple[str | None, ...], states: frozenset[_GlobState]) -> bool:
+    return (len(parts), False) in states
+
+
+def _glob_matches(parts: tuple[str | None, ...], segments: list[str]) -> bool:
+    if not parts:
+        return not segments
+    states = frozenset({(0, False)})
+    for symbol in segments or [EMPTY]:  # "/" is the pattern "/*" with "*" empty
+        states = _glob_step(parts, states, symbol)
+    return _glob_accepts(parts, states)
+
+
+def reaches(route: Route, preferred: Iterable[Route], parts: tuple[str | None, ...]) -> bool:
+    """Whether the pattern ``parts`` matches some path that API Gateway sends to ``route`` (a
+    path ``route`` matches and no ``preferred`` route does)."""
+    rivals = tuple(preferred)
+    root = _route_accepts(route, 0) and not any(_route_accepts(r, 0) for r in rivals)
+    if root and _glob_matches(parts, []):
+        return True
+    if not parts:
+        return False  # the pattern "/" matches only the root path, handled above
+    alphabet = {FRESH, EMPTY}
+    for r in (route, *rivals):
+        alphabet.update(s.text for s in r.segments if s.kind == LITERAL)
+    alphabet.update(part for part in parts if part is not None)
+    start = (0, frozenset({(0, False)}), tuple[int | None, ...](0 for _ in rivals))
+    seen = {start}
+    frontier = [start]
+    while frontier:
+        state, globs, others = frontier.pop()
+        for symbol in alphabet:
+            after = _route_step(route, state, symbol)
+            if after is None:
+                continue
+            after_globs = _glob_step(parts, globs, symbol)
+            if not after_globs:
+                continue
+            after_others = tuple(
+                None if o is None else _route_step(r, o, symbol)
+                for r, o in zip(rivals, others, strict=True)
+            )
+            if (
+                _route_accepts(route, after)
+                and _glob_accepts(parts, after_globs)
+                and not any(
+                    o is not None and _route_accepts(r, o)
+                    for r, o in zip(rivals, after_others, strict=True)
+                )
+            ):
+                return True
+            config = (after, after_globs, after_others)
+            if config not in seen:
+                seen.add(config)
+                frontier.append(config)
+    return False
+
+
+# -- per method ---------------------------------------------------------------------------------
+class _MethodRoutes:
+    """The routes serving some methods, and which route patterns reach which routes' requests."""
+
+    def __init__(self, methods: tuple[str, ...], routes: list[Route]) -> None:
+        self.methods = methods
+        self.routes = sorted(routes, key=lambda r: r.precedence)
+        self.parts = {route: pattern_parts(route) for route in self.routes}
+        # reach[a][b]: route b's pattern matches a request API Gateway sends to route a.
+        self.reach: dict[Route, dict[Route, bool]] = {}
+        for index, route in enumerate(self.routes):
+            preferred = [r for r in self.routes[:index] if r.precedence < route.precedence]
+            self.reach[route] = {
+                other: reaches(route, preferred, self.parts[other]) for other in self.routes
+            }
+        # A route every request of which goes to a more specific one (``ANY /a`` beside
+        # ``GET /a``, for GET) needs neither an Allow nor a Deny for these methods.
+        self.live = [route for route in self.routes if self.reach[route][route]]
+
+
+def _method_groups(table: RouteTable) -> list[_MethodRoutes]:
+    explicit = sorted({r.method for r in table.routes if r.method != ANY})
+    any_routes = [r for r in table.routes if r.method == ANY]
+    groups = [
+        _MethodRoutes((method,), [r for r in table.routes if r.method in (method, ANY)])
+        for method in explicit
+    ]
+    others = tuple(m for m in METHODS if m not in explicit)
+    if any_routes and others:
+        groups.append(_MethodRoutes(others, any_routes))
+    return groups
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A denied route whose Deny would also reach a permitted route's requests."""
+
+    denied: Route
+    permitted: Route
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole-table policy for one set of scopes, and whether it is exact."""
+
+    allow: tuple[tuple[str, str], ...]  # (method, resource pattern path)
+    deny: tuple[tuple[str, str], ...]
+    conflicts: tuple[Conflict, ...]
+
+    @property
+    def exact(self) -> bool:
+        return not self.conflicts
+
+
+def _statements(
+    arn_base: str, allow: Iterable[tuple[str, str]], deny: Iterable[tuple[str, str]]
+) -> list[Statement]:
+    statements: list[Statement] = []
+    for effect, resources in (("Allow", allow), ("Deny", deny)):
+        arns = sorted({f"{arn_base}/{method}{path}" for method, path in resources})
+        if arns:
+            statements.append({"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns})
+    return statements
+
+
+def has_wildcard(text: str) -> bool:
+    return "*" in text or "?" in text
+
+
+def _log_conflicts(conflicts: Iterable[Conflict], shown: int = 10) -> None:
+    pairs = [f"{c.denied.key} while allowing {c.permitted.key}" for c in conflicts]
+    more = f"; and {len(pairs) - shown} more" if len(pairs) > shown else ""
+    logger.warning(
+        "IAM wildcards cannot express this route table exactly for every scope set: callers "
+        "whose scopes deny %s may get per-route policies (keep the authorizer cache keyed on the "
+        "route, or its TTL at 0, so they are not replayed on other routes)",
+        "; ".join(pairs[:shown]) + more,
+    )
+
+
+class PolicyPlanner:
+    """Policies for a route table; every scope set's exactness is decided when it is built."""
+
+    def __init__(self, scopes: RouteScopes) -> None:
+        self.scopes = scopes
+        self._groups = _method_groups(scopes.table)
+        self._plans: dict[frozenset[str], Plan] = {}
+        self._documents: dict[tuple[str, frozenset[str]], list[tuple[str, list[str]]]] = {}
+        names = sorted(scopes.names())
+        self.checked_every_scope_set = 2 ** len(names) <= MAX_CHECKED_SCOPE_SETS
+        conflicts: set[Conflict] = set()
+        if self.checked_every_scope_set:
+            for size in range(len(names) + 1):
+                for held in itertools.combinations(names, size):
+                    conflicts.update(self.plan(frozenset(held)).conflicts)
+        self.conflicts = tuple(sorted(conflicts, key=lambda c: (c.denied.key, c.permitted.key)))
+        if self.conflicts:
+            _log_conflicts(self.conflicts)
+
+    def plan(self, held: frozenset[str]) -> Plan:
+        """The plan for the scopes a caller holds (only the table's scope names matter)."""
+        key = held & self.scopes.names()
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= 4 * MAX_CHECKED_SCOPE_SETS:
+                self._plans.clear()
+            plan = self._plans[key] = self._build(key)
+            if plan.conflicts and not self.checked_every_scope_set:
+                _log_conflicts(plan.conflicts)  # too many scope sets to check them all at start
+        return plan
+
+    def _build(self, held: frozenset[str]) -> Plan:
+        allow: list[tuple[str, str]] = []
+        deny: list[tuple[str, str]] = []
+        conflicts: list[Conflict] = []
+        for group in self._groups:
+            permitted = [r for r in group.live if self.scopes.permits(r, held)]
+            denied = [r for r in group.live if not self.scopes.permits(r, held)]
+            needed = [d for d in denied if any(group.reach[d][p] for p in permitted)]
+            conflicts += [Conflict(d, p) for d in needed for p in permitted if group.reach[p][d]]
+            for method in group.methods:
+                allow += [(method, pattern_path(group.parts[r])) for r in permitted]
+                deny += [(method, pattern_path(group.parts[r])) for r in needed]
+        return Plan(tuple(allow), tuple(deny), tuple(dict.fromkeys(conflicts)))
+
+    def _whole_table(self, arn_base: str, held: frozenset[str], plan: Plan) -> list[Statement]:
+        """The exact policy, built once per API stage and scope set (the warm path)."""
+        key = (arn_base, held & self.scopes.names())
+        built = self._documents.get(key)
+        if built is None:
+            if len(self._documents) >= 256:
+                self._documents.clear()
+            built = self._documents[key] = [
+                (s["Effect"], s["Resource"]) for s in _statements(arn_base, plan.allow, plan.deny)
+            ]
+        # Fresh objects each time: a caller may keep or change what it is given.
+        return [
+            {"Action": "execute-api:Invoke", "Effect": effect, "Resource": list(resources)}
+            for effect, resources in built
+        ]
+
+    def _group(self, method: str) -> _MethodRoutes | None:
+        return next((g for g in self._groups if method in g.methods), None)
+
+    def answer(
+        self, arn_base: str, method: str, path: str, route: Route | None, held: frozenset[str]
+    ) -> tuple[bool, list[Statement]]:
+        """Whether a request API Gateway sent to ``route`` (None: to a route the table does not
+        list) is allowed for a caller holding ``held``, and the policy that says so."""
+        refuse = (False, _statements(arn_base, (), [(method, path)]))
+        group = self._group(method)
+        if route is None or group is None or route not in group.live:
+            return refuse
+        plan = self.plan(held)
+        if not self.scopes.permits(route, held):
+            # The whole-table policy denies every request of a denied route, exact or not.
+            return (False, self._whole_table(arn_base, held, plan)) if plan.allow else refuse
+        if plan.exact:
+            return True, self._whole_table(arn_base, held, plan)
+        denied = [r for r in group.live if not self.scopes.permits(r, held)]
+        permitted = [r for r in group.live if self.scopes.permits(r, held)]
+        needed = [d for d in denied if any(group.reach[d][p] for p in permitted)]
+        segments = path_segments(path) or []
+        if not any(_glob_matches(group.parts[d], segments) for d in needed):
+            # Not one of the requests a needed Deny would wrongly catch: the whole-table policy
+            # allows it, and replayed elsewhere denies only those requests.
+            return True, self._whole_table(arn_base, held, plan)
+        # Per-route answer: this route's pattern with the Denies it needs, unless one of them
+        # would also reach this route; then the exact method ARN.
+        needed = [d for d in denied if group.reach[d][route]]
+        if not any(group.reach[route][d] for d in needed):
+            return True, _statements(
+                arn_base,
+                [(method, pattern_path(group.parts[route]))],
+                [(method, pattern_path(group.parts[d])) for d in needed],
+            )
+        if has_wildcard(path):
+            # The exact ARN would itself be a pattern ("*" and "?" are wildcards in IAM).
+            return refuse
+        return True, _statements(arn_base, [(method, path)], ())
