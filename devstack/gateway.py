@@ -309,15 +309,17 @@ class _BadRequest(Exception):
         self.answer = answer
 
 
-def _body_length(values: list[str]) -> int:
-    """The one ``Content-Length`` a request may carry: digits only, every copy the same."""
+def _body_length(values: list[str], too_large: Answer) -> int:
+    """The one ``Content-Length`` a request may carry: digits only, every copy the same. Framing
+    errors get the HTTP layer's built-in ``{"message": ...}``: such a request never reaches API
+    Gateway's own responses; an oversized body gets its REQUEST_TOO_LARGE response."""
     if not values:
         return 0
     if len(set(values)) != 1 or not re.fullmatch(r"[0-9]+", values[0].strip()):
         raise _BadRequest(_gateway_error(400, "Bad Request: invalid Content-Length"))
     length = int(values[0])
     if length > MAX_BODY:
-        raise _BadRequest(_gateway_error(413, "Request Entity Too Large"))
+        raise _BadRequest(too_large)
     return length
 
 
@@ -356,7 +358,10 @@ def serve(gateway: Gateway, port: int) -> ThreadingHTTPServer:
             try:
                 if "Transfer-Encoding" in self.headers:
                     raise _BadRequest(_gateway_error(411, "Length Required"))
-                length = _body_length(self.headers.get_all("Content-Length") or [])
+                too_large = gateway_response(
+                    gateway.responses, "REQUEST_TOO_LARGE", "Request Entity Too Large", {}
+                )
+                length = _body_length(self.headers.get_all("Content-Length") or [], too_large)
             except _BadRequest as bad:
                 # The body's end is unknown: answer and close rather than read the next request
                 # from the middle of this one.

@@ -511,29 +511,37 @@ def parse_answer(raw: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status", "message"),
+    ("method", "path"),
     [
-        ("HEAD", "/whoami", 403, "Missing Authentication Token"),
-        ("OPTIONS", "/token", 403, "Missing Authentication Token"),
-        ("PROPFIND", "/token", 403, "Missing Authentication Token"),
-        ("DELETE", "/token", 403, "Missing Authentication Token"),
-        ("GET", "/no/such/route", 403, "Missing Authentication Token"),
-        ("POST", "/whoami", 403, "Missing Authentication Token"),
-        ("GET", "/whoami", 401, "Unauthorized"),
+        ("HEAD", "/whoami"),
+        ("OPTIONS", "/token"),
+        ("PROPFIND", "/token"),
+        ("DELETE", "/token"),
+        ("GET", "/no/such/route"),
+        ("POST", "/whoami"),
+        ("GET", "/whoami"),
     ],
 )
-def test_any_method_and_route_gets_a_gateway_answer(
-    stack: LocalStack, method: str, path: str, status: int, message: str
+def test_any_method_and_route_gets_the_gateway_answer(
+    stack: LocalStack, method: str, path: str
 ) -> None:
+    """Over HTTP, whatever the method, the answer the gateway gives (never Python's 501 page):
+    the same status, headers and JSON body as the gateway's own, HEAD without the body."""
+    assert stack.gateway is not None
+    expected = stack.gateway.handle(method, path, {"Host": "x"}, b"", "127.0.0.1")
     request = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
     raw, closed = raw_exchange(stack, request)
-    got_status, headers, body = parse_answer(raw)
+    status, headers, body = parse_answer(raw)
     assert closed
-    assert (got_status, headers["Content-Type"]) == (status, "application/json"), raw
-    if method == "HEAD":  # the headers of the answer a GET would get, without its body
-        assert body == b"" and int(headers["Content-Length"]) > 0
+    assert status == expected.status, raw
+    assert headers["Content-Type"] == "application/json"
+    assert {k: headers[k] for k in expected.headers} == expected.headers
+    assert int(headers["Content-Length"]) == len(expected.body)
+    if method == "HEAD":
+        assert body == b""
     else:
-        assert json.loads(body) == {"message": message}
+        assert json.loads(body) == json.loads(expected.body)
+        assert isinstance(json.loads(body), dict)
 
 
 @pytest.mark.parametrize(
@@ -558,7 +566,7 @@ def test_a_malformed_body_length_is_answered_and_the_connection_closed(
     got_status, headers, body = parse_answer(raw)
     assert (got_status, headers["Connection"]) == (status, "close"), raw
     assert headers["Content-Type"] == "application/json"
-    assert set(json.loads(body)) == {"message"}
+    assert isinstance(json.loads(body), dict)
     assert closed
     assert client.get("/.well-known/jwks.json")[0] == 200  # still serving
 
