@@ -15,6 +15,7 @@ longer than the longest token lifetime (TokenTtlSeconds, at most 3600 s) plus th
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -56,24 +57,43 @@ def rotation_overrides(
     raise ValueError(f"unknown step {step!r}")
 
 
-def create_key(kms: Any, alg: str, stack: str) -> str:
-    """A new signing key like the stack's (SIGN_VERIFY, same key spec)."""
+def signing_key_policy(exchange_role_arn: str, alg: str) -> str:
+    """The stack's own key policy (template.yaml, SigningKey) for a key made outside the stack:
+    only the exchange function's role signs; the account administers, never signs."""
+    from devstack.template import Template
+
+    _, partition, _, _, account, _ = exchange_role_arn.split(":", 5)
+    template = Template.load({"SigningAlgorithm": alg})
+    template.attributes.update(
+        {
+            "AWS::Partition": partition,
+            "AWS::AccountId": account,
+            "TokenExchangeRole.Arn": exchange_role_arn,
+        }
+    )
+    policy = template.evaluate(template.resources["SigningKey"]["Properties"]["KeyPolicy"])
+    return json.dumps(policy, separators=(",", ":"))
+
+
+def create_key(kms: Any, alg: str, stack: str, policy: str | None = None) -> str:
+    """A new signing key like the stack's (SIGN_VERIFY, same key spec, same key policy)."""
     key = kms.create_key(
         KeyUsage="SIGN_VERIFY",
         KeySpec=KMS_KEY_SPECS[alg],
         Description=f"{stack} API token signing key (rotation)",
+        **({"Policy": policy} if policy else {}),
     )
     return str(key["KeyMetadata"]["Arn"])
 
 
-def stack_state(cloudformation: Any, stack: str) -> tuple[dict[str, str], str, str]:
-    """(parameters, the stack's own key ARN, signing algorithm)."""
+def stack_state(cloudformation: Any, stack: str) -> tuple[dict[str, str], dict[str, str], str]:
+    """(parameters, outputs, signing algorithm)."""
     description = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
     parameters = {
         p["ParameterKey"]: p.get("ParameterValue", "") for p in description.get("Parameters", [])
     }
     outputs = {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
-    return parameters, outputs["SigningKeyArn"], parameters.get("SigningAlgorithm", "RS256")
+    return parameters, outputs, parameters.get("SigningAlgorithm", "RS256")
 
 
 def deploy_command(stack: str, overrides: dict[str, str]) -> list[str]:
@@ -105,11 +125,12 @@ def main(argv: list[str]) -> int:
         boto3.client("kms").schedule_key_deletion(KeyId=args.key, PendingWindowInDays=30)
         print(f"{args.key} is scheduled for deletion in 30 days (cancel-key-deletion undoes it)")
         return 0
-    parameters, stack_key, alg = stack_state(boto3.client("cloudformation"), args.stack)
+    parameters, outputs, alg = stack_state(boto3.client("cloudformation"), args.stack)
     if args.step == "create":
-        print(create_key(boto3.client("kms"), alg, args.stack))
+        policy = signing_key_policy(outputs["TokenExchangeRoleArn"], alg)
+        print(create_key(boto3.client("kms"), alg, args.stack, policy))
         return 0
-    overrides = rotation_overrides(args.step, parameters, stack_key, args.next)
+    overrides = rotation_overrides(args.step, parameters, outputs["SigningKeyArn"], args.next)
     command = deploy_command(args.stack, overrides)
     print(shlex.join(command))
     return subprocess.call(command) if args.apply else 0  # noqa: S603 - sam, with our arguments

@@ -11,11 +11,13 @@ import pytest
 from moto import mock_aws
 
 from devstack.gateway import Gateway
-from devstack.moto_aws import Provisioned, free_port
+from devstack.moto_aws import LocalAws, Provisioned, free_port
 from devstack.stack import LocalStack, deploy, load_handlers
 from devstack.template import Template
 from tests.factories import HS_SECRET, SUPABASE_URL, KeyPair, ec_pair, rsa_pair
 from tests.jwks_server import JwksServer
+from tokengate.aws import AwsJsonClient
+from tokengate.errors import DependencyUnavailableError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
 
@@ -39,11 +41,15 @@ class StaticJwksFetcher:
         self.document: Any = {"keys": [k.jwk() for k in keys]}
         self.calls = 0
         self.fail: Exception | None = None
+        self.fail_next = 0  # fail this many fetches, then serve
 
     def fetch(self, url: str) -> bytes:
         self.calls += 1
         if self.fail is not None:
             raise self.fail
+        if self.fail_next:
+            self.fail_next -= 1
+            raise DependencyUnavailableError("jwks_unavailable", "ConnectionResetError")
         return json.dumps(self.document).encode()
 
 
@@ -90,9 +96,11 @@ class InProcessApi:
     """The template's API with moto in-process: the real handlers and authorizers behind the same
     gateway logic the local stack serves over HTTP, counting every AWS call the handlers make."""
 
-    def __init__(self, template: Template, provisioned: Provisioned) -> None:
+    def __init__(
+        self, template: Template, provisioned: Provisioned, aws_calls: list[str] | None = None
+    ) -> None:
         self.provisioned = provisioned
-        self.aws_calls: list[str] = []
+        self.aws_calls: list[str] = aws_calls if aws_calls is not None else []
         # Count from the very first call (the handlers read secrets when they load): clients
         # made after this, from boto3's default session, report every call here.
         boto3.setup_default_session()
@@ -128,19 +136,42 @@ class InProcessApi:
 ISSUER = "https://api.example.com"
 
 
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[LocalAws]:
+    """moto in server mode, in this process: the functions reach KMS and Secrets Manager over
+    HTTP (signed requests, as in AWS) and see what ``mock_aws`` provisions (one moto state)."""
+    server = LocalAws().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def make_api(aws_env: None, restore_environ: None) -> Iterator[Callable[..., InProcessApi]]:
+def make_api(
+    aws_env: None,
+    restore_environ: None,
+    moto_server: LocalAws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., InProcessApi]]:
+    calls: list[str] = []
+    call = AwsJsonClient.call
+
+    def counted(client: AwsJsonClient, action: str, payload: Any) -> dict[str, Any]:
+        calls.append(f"{client.service}:{action}")
+        return call(client, action, payload)
+
+    monkeypatch.setattr(AwsJsonClient, "call", counted)  # a spy: the call itself is made
     with mock_aws():
 
         def build(parameters: dict[str, str] | None = None, **environment: str) -> InProcessApi:
+            calls.clear()
             template, provisioned = deploy(
                 supabase_url=SUPABASE_URL,
                 jwt_secret=HS_SECRET,
                 issuer=ISSUER,
                 parameters=parameters,
-                environment=environment,
+                environment={"AWS_ENDPOINT_URL": moto_server.endpoint} | environment,
             )
-            return InProcessApi(template, provisioned)
+            return InProcessApi(template, provisioned, calls)
 
         yield build
 

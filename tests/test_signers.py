@@ -3,16 +3,24 @@ zero-padding trap)."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+
 import boto3
 import jwt
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from devstack.moto_aws import new_private_key_pem
+from devstack.moto_aws import LocalAws, new_private_key_pem
 from tokengate.apitoken import ApiTokenIssuer
 from tokengate.aws import KMS_KEY_SPECS, KmsSigner, local_signer_from_secret
-from tokengate.errors import ConfigurationError, DependencyUnavailableError
+from tokengate.errors import (
+    ConfigurationError,
+    DependencyMisconfiguredError,
+    DependencyUnavailableError,
+)
 from tokengate.jws import b64url_decode
 from tokengate.keys import key_from_jwk
 from tokengate.signing import LocalKeySigner
@@ -83,22 +91,28 @@ def test_kms_key_of_the_wrong_type_is_a_configuration_error(kms) -> None:  # typ
 
 
 @pytest.mark.parametrize(
-    "code",
+    ("code", "status", "reason", "misconfigured"),
     [
-        "ThrottlingException",
-        "KMSInternalException",
-        "DisabledException",
-        "KMSInvalidStateException",
+        ("ThrottlingException", 400, "kms_throttled", False),
+        ("KMSInternalException", 500, "kms_unavailable", False),
+        ("KeyUnavailableException", 500, "kms_unavailable", False),
+        ("DisabledException", 400, "kms_misconfigured", True),
+        ("KMSInvalidStateException", 400, "kms_misconfigured", True),
+        ("AccessDeniedException", 400, "kms_misconfigured", True),
+        ("NotFoundException", 400, "kms_misconfigured", True),
     ],
 )
-def test_kms_sign_errors_fail_closed(kms, code: str) -> None:  # type: ignore[no-untyped-def]
+def test_kms_sign_errors_fail_closed(  # type: ignore[no-untyped-def]
+    kms, code: str, status: int, reason: str, misconfigured: bool
+) -> None:
     signer = KmsSigner(kms_key(kms, "RS256"), "RS256", kms=kms)
     assert signer.kid  # the public key is read from moto first
     with Stubber(kms) as stub:
-        stub.add_client_error("sign", service_error_code=code, http_status_code=400)
+        stub.add_client_error("sign", service_error_code=code, http_status_code=status)
         with pytest.raises(DependencyUnavailableError) as caught:
             issue(signer)
-    assert caught.value.reason == "kms_unavailable"
+    assert caught.value.reason == reason
+    assert isinstance(caught.value, DependencyMisconfiguredError) is misconfigured
 
 
 def test_missing_kms_key_fails_closed(kms) -> None:  # type: ignore[no-untyped-def]
@@ -127,3 +141,172 @@ def test_secrets_manager_signer(aws_env: None, alg: str) -> None:
 def test_pem_that_is_not_a_key_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError):
         LocalKeySigner.from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+
+
+# -- the functions' own AWS client: SigV4-signed JSON over the deadline-bounded transport -------
+
+
+class Capture:
+    """A loopback endpoint that records one request and answers like KMS ``Sign`` would."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append(("POST", self.path, dict(self.headers.items()), body))
+                answer = b'{"KeyId":"k","Signature":"c2ln","SigningAlgorithm":"ECDSA_SHA_256"}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    "AWS_SESSION_TOKEN": "session-token-as-lambda-provides-it",
+    "AWS_REGION": "eu-west-1",
+}
+
+
+def test_our_requests_carry_the_signature_botocore_computes() -> None:
+    """The request as it arrived, re-signed by botocore's SigV4Auth with the same credentials,
+    timestamp and body: the Authorization header must be the one we sent."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from tokengate.aws import KmsApi
+
+    capture = Capture()
+    try:
+        kms = KmsApi(environ=CREDENTIALS | {"AWS_ENDPOINT_URL": capture.url})
+        answer = kms.sign(
+            KeyId="arn:aws:kms:eu-west-1:123456789012:key/k",
+            Message=b"header.payload",
+            MessageType="RAW",
+            SigningAlgorithm="ECDSA_SHA_256",
+        )
+    finally:
+        capture.close()
+    assert answer["Signature"] == b"sig"
+    ((method, path, headers, body),) = capture.requests
+    assert headers["X-Amz-Target"] == "TrentService.Sign"
+    assert headers["Content-Type"] == "application/x-amz-json-1.1"
+    assert headers["X-Amz-Security-Token"] == CREDENTIALS["AWS_SESSION_TOKEN"]
+    sent = headers.pop("Authorization")
+    assert sent.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/kms/aws4_request" in sent
+    request = AWSRequest(
+        method=method,
+        url=f"{capture.url}{path}",
+        data=body,
+        headers={k: v for k, v in headers.items() if k.lower() in sent.lower()},
+    )
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    credentials = Credentials(
+        CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        CREDENTIALS["AWS_SESSION_TOKEN"],
+    )
+    auth = SigV4Auth(credentials, "kms", "eu-west-1")
+    canonical = auth.canonical_request(request)
+    signature = auth.signature(auth.string_to_sign(request, canonical), request)
+    assert sent.endswith(f"Signature={signature}")
+    signed = sent.split("SignedHeaders=")[1].split(",")[0].split(";")
+    assert {"host", "x-amz-date", "x-amz-target", "x-amz-security-token"} <= set(signed)
+    body_sent = json.loads(body)
+    assert body_sent["Message"] == base64.b64encode(b"header.payload").decode()
+
+
+def test_a_changed_body_does_not_match_the_signature() -> None:
+    """The oracle above can fail: the same headers over another body give another signature."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    credentials = Credentials("AKIDEXAMPLE", "secret", None)
+    signatures = set()
+    for body in (b'{"a":1}', b'{"a":2}'):
+        request = AWSRequest(method="POST", url="http://127.0.0.1:1/", data=body, headers={})
+        request.context["timestamp"] = "20261128T000000Z"
+        auth = SigV4Auth(credentials, "kms", "us-east-1")
+        signatures.add(
+            auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+        )
+    assert len(signatures) == 2
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_moto_server_serves_our_kms_and_secrets_manager_calls(
+    moto_server: LocalAws, aws_env: None, alg: str
+) -> None:
+    from tokengate.aws import KmsApi, SecretsApi, SecretsManagerSigner
+
+    environ = dict(os.environ) | {"AWS_ENDPOINT_URL": moto_server.endpoint}
+    kms_admin, secrets_admin = moto_server.client("kms"), moto_server.client("secretsmanager")
+    arn = kms_key(kms_admin, alg)
+    signer = KmsSigner(arn, alg, kms=KmsApi(environ=environ))
+    (token,) = issue(signer)
+    public = jwt.PyJWK(signer.public_jwk()).key
+    assert jwt.decode(token, public, algorithms=[alg], audience="api")["sub"] == "u"
+    secret = secrets_admin.create_secret(
+        Name=f"pem-{alg}", SecretString=new_private_key_pem(alg).decode()
+    )["ARN"]
+    held = SecretsManagerSigner(secret, alg, secrets=SecretsApi(environ=environ))
+    (token,) = issue(held)
+    public = jwt.PyJWK(held.public_jwk()).key
+    assert jwt.decode(token, public, algorithms=[alg], audience="api")["sub"] == "u"
+
+
+def test_missing_credentials_are_a_configuration_fault() -> None:
+    from tokengate.aws import KmsApi
+
+    kms = KmsApi(environ={"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"})
+    with pytest.raises(DependencyMisconfiguredError):
+        kms.get_public_key(KeyId="k")
+
+
+def test_the_endpoint_must_be_https_or_loopback() -> None:
+    from tokengate.aws import KmsApi
+
+    with pytest.raises(ConfigurationError):
+        KmsApi(environ=CREDENTIALS | {"AWS_ENDPOINT_URL": "http://kms.example.com"})
+    assert KmsApi(environ=CREDENTIALS).endpoint == "https://kms.eu-west-1.amazonaws.com/"
+
+
+def test_no_attempt_starts_that_the_budget_cannot_cover() -> None:
+    from tokengate.aws import MIN_ATTEMPT_SECONDS, KmsApi
+    from tokengate.budget import Budget
+
+    budget = Budget()
+    capture = Capture()
+    try:
+        kms = KmsApi(budget, environ=CREDENTIALS | {"AWS_ENDPOINT_URL": capture.url})
+        with budget.within(MIN_ATTEMPT_SECONDS / 2), pytest.raises(DependencyUnavailableError):
+            kms.get_public_key(KeyId="k")
+        assert capture.requests == []
+        with budget.within(2.0):
+            kms.sign(KeyId="k", Message=b"m", MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")
+        assert len(capture.requests) == 1
+    finally:
+        capture.close()

@@ -22,7 +22,7 @@ from devstack.supabase_auth import (
 )
 from devstack.supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET
 from tests.conftest import FakeClock
-from tokengate.jwks import JwksCache, UrllibJwksFetcher
+from tokengate.jwks import HttpJwksFetcher, JwksCache
 from tokengate.supabase import SupabasePolicy, SupabaseTokenVerifier
 
 
@@ -63,7 +63,7 @@ def test_password_sign_in_gives_a_session_the_exchange_would_accept(
     assert session.user.id == DEV_USER_ID and session.user.email == DEV_EMAIL
     assert session.token_type == "bearer" and session.expires_in == 3600
     # The same verifier and policy the exchange runs, over the stand-in's published JWKS (ES256).
-    jwks = JwksCache(f"{stand_in.issuer}/.well-known/jwks.json", UrllibJwksFetcher(), clock=clock)
+    jwks = JwksCache(f"{stand_in.issuer}/.well-known/jwks.json", HttpJwksFetcher(), clock=clock)
     verifier = SupabaseTokenVerifier(SupabasePolicy(stand_in.issuer), jwks=jwks, clock=clock)
     identity = verifier.verify(session.access_token)
     assert identity.sub == DEV_USER_ID

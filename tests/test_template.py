@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +23,22 @@ Grant = tuple[str, str, str]  # (action, resource, condition)
 
 
 def permissions(parameters: dict[str, str]) -> dict[str, set[Grant]]:
-    template = Template.load({"SupabaseUrl": "https://x.supabase.co"} | parameters)
-    template.attributes["SigningKey.Arn"] = KEY
+    """Each function's effective grants: its role's IAM statements, and what the signing key's
+    policy grants its role by name."""
+    template = deployed(parameters)
+    named = []
+    if template.condition("UseKms"):
+        named = [st for st in key_policy(template)["Statement"] if st["Principal"]["AWS"] != ROOT]
     grants: dict[str, set[Grant]] = {}
-    for name, props in template.functions().items():
+    for name in template.functions():
         found: set[Grant] = set()
-        for policy in template.evaluate(props.get("Policies", [])):
-            assert isinstance(policy, dict), f"{name}: only inline statements, no managed policies"
-            for statement in policy["Statement"]:
+        if role_of(template, name) == "TokenExchangeRole":
+            for statement in named:
+                assert statement["Principal"]["AWS"] == EXCHANGE_ROLE
+                for action in statement["Action"]:
+                    found.add((action, KEY, str(statement.get("Condition", ""))))
+        for statements in iam_statements(template, name):
+            for statement in statements:
                 if statement is None:
                     continue
                 assert statement["Effect"] == "Allow"
@@ -38,6 +50,28 @@ def permissions(parameters: dict[str, str]) -> dict[str, set[Grant]]:
                         found.add((action, resource, condition))
         grants[name] = found
     return grants
+
+
+def role_of(template: Template, function: str) -> str | None:
+    """The logical id of a function's explicit role (None: SAM's implicit role)."""
+    role = template.functions()[function].get("Role")
+    return None if role is None else str(role.value[0])
+
+
+def iam_statements(template: Template, function: str) -> list[list[dict[str, Any]]]:
+    """The statements of each inline policy of a function's role, evaluated: SAM ``Policies``
+    for an implicit role, the ``AWS::IAM::Role``'s ``Policies`` for an explicit one."""
+    role = role_of(template, function)
+    if role is None:
+        policies = template.evaluate(template.functions()[function].get("Policies", []))
+        for policy in policies:
+            assert isinstance(policy, dict), f"{function}: only inline statements"
+        return [policy["Statement"] for policy in policies]
+    properties = template.resources[role]["Properties"]
+    assert properties["ManagedPolicyArns"] == [properties["ManagedPolicyArns"][0]]
+    assert "AWSLambdaBasicExecutionRole" in template.evaluate(properties["ManagedPolicyArns"][0])
+    policies = [p for p in template.evaluate(properties.get("Policies", [])) if p is not None]
+    return [policy["PolicyDocument"]["Statement"] for policy in policies]
 
 
 SIGN_RS = str({"StringEquals": {"kms:SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256"}})
@@ -76,6 +110,9 @@ CASES: dict[str, tuple[dict[str, str], dict[str, set[Grant]]]] = {
         },
         {
             "TokenExchangeFunction": {
+                # The stack's own key still names the exchange's role (it may still be published).
+                ("kms:Sign", KEY, SIGN_RS),
+                ("kms:GetPublicKey", KEY, ""),
                 (
                     "kms:Sign",
                     "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-2222-3333-4444-555566667777",
@@ -226,3 +263,195 @@ def test_parameter_values_within_the_constraints_are_taken() -> None:
         "SigningKeyArn": "",
     }
     assert Template.load(values).parameters.items() >= values.items()
+
+
+# -- who may sign? The key policy and the IAM policies, evaluated together --------------------
+
+ACCOUNT = "123456789012"
+ROOT = f"arn:aws:iam::{ACCOUNT}:root"
+EXCHANGE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/tokengate-TokenExchangeRole-X"
+ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Administrator"
+ADMIN_POLICY = [{"Effect": "Allow", "Action": ["kms:*"], "Resource": "*"}]  # the usual admin grant
+
+
+def deployed(parameters: dict[str, str] | None = None) -> Template:
+    template = Template.load({"SupabaseUrl": "https://x.supabase.co"} | (parameters or {}))
+    template.attributes.update(
+        {
+            "SigningKey.Arn": KEY,
+            "AWS::Partition": "aws",
+            "AWS::AccountId": ACCOUNT,
+            "TokenExchangeRole.Arn": EXCHANGE_ROLE,
+        }
+    )
+    return template
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def matches(patterns: Any, value: str) -> bool:
+    return any(fnmatch.fnmatchcase(value.lower(), str(p).lower()) for p in as_list(patterns))
+
+
+def iam_principals(template: Template) -> dict[str, list[dict[str, Any]]]:
+    """Every IAM principal of the account that could act on the key: each function's role, and
+    an administrator holding ``kms:*`` on ``*``."""
+    principals = {ADMIN: ADMIN_POLICY}
+    for function in template.functions():
+        role = role_of(template, function)
+        arn = EXCHANGE_ROLE if role == "TokenExchangeRole" else f"{function}Role"
+        principals[arn] = [st for sts in iam_statements(template, function) for st in sts if st]
+    return principals
+
+
+def who_may(action: str, key_policy: dict[str, Any], template: Template) -> set[str]:
+    """Principals allowed ``action`` on the key: named in the key policy, or allowed by their
+    IAM policy where the key policy delegates that action to the account (its root)."""
+    allowed: set[str] = set()
+    delegated = False
+    for statement in key_policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        if not matches(statement["Action"], action):
+            continue
+        for principal in as_list(statement["Principal"]["AWS"]):
+            if principal == ROOT:
+                delegated = True
+            else:
+                allowed.add(principal)
+    if delegated:
+        for principal, statements in iam_principals(template).items():
+            if any(
+                st["Effect"] == "Allow"
+                and matches(st["Action"], action)
+                and matches(st["Resource"], KEY)
+                for st in statements
+            ):
+                allowed.add(principal)
+    return allowed
+
+
+def key_policy(template: Template) -> dict[str, Any]:
+    policy = template.evaluate(template.resources["SigningKey"]["Properties"]["KeyPolicy"])
+    assert isinstance(policy, dict)
+    return policy
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_only_the_exchange_role_may_sign_and_administrators_still_administer(alg: str) -> None:
+    template = deployed({"SigningAlgorithm": alg})
+    policy = key_policy(template)
+    assert who_may("kms:Sign", policy, template) == {EXCHANGE_ROLE}
+    assert who_may("kms:CreateGrant", policy, template) == set()  # a grant could hand out Sign
+    assert who_may("kms:Verify", policy, template) == set()
+    for administration in (
+        "kms:DescribeKey",
+        "kms:DisableKey",
+        "kms:PutKeyPolicy",
+        "kms:ScheduleKeyDeletion",
+        "kms:CancelKeyDeletion",
+        "kms:ListAliases",
+    ):
+        assert ADMIN in who_may(administration, policy, template), administration
+    assert who_may("kms:GetPublicKey", policy, template) == {
+        EXCHANGE_ROLE,
+        "JwksFunctionRole",
+        ADMIN,
+    }
+    (sign,) = [st for st in policy["Statement"] if matches(st["Action"], "kms:Sign")]
+    expected = "ECDSA_SHA_256" if alg == "ES256" else "RSASSA_PKCS1_V1_5_SHA_256"
+    assert sign["Condition"] == {"StringEquals": {"kms:SigningAlgorithm": expected}}
+
+
+def test_the_evaluator_sees_an_account_wide_key_policy() -> None:
+    """The check can fail: with the old account-wide policy, any kms:* administrator signs."""
+    template = deployed()
+    wide = {"Statement": [{"Effect": "Allow", "Principal": {"AWS": ROOT}, "Action": "kms:*"}]}
+    assert ADMIN in who_may("kms:Sign", wide, template)
+
+
+def test_rotation_keys_get_the_stack_keys_policy() -> None:
+    sys.path.insert(0, str(TEMPLATE.parent / "scripts"))
+    try:
+        from rotate_signing_key import signing_key_policy
+    finally:
+        sys.path.remove(str(TEMPLATE.parent / "scripts"))
+    for alg in ("RS256", "ES256"):
+        template = deployed({"SigningAlgorithm": alg})
+        made = json.loads(signing_key_policy(EXCHANGE_ROLE, alg))
+        assert made == key_policy(template)
+        assert who_may("kms:Sign", made, template) == {EXCHANGE_ROLE}
+
+
+def references(value: Any) -> Iterator[str]:
+    """Logical ids a template value refers to (Ref, GetAtt, Sub)."""
+    import re
+
+    from devstack.template import _Tag
+
+    if isinstance(value, _Tag):
+        if value.name == "Ref":
+            yield str(value.value)
+        elif value.name == "GetAtt":
+            yield str(
+                value.value[0] if isinstance(value.value, list) else value.value.split(".")[0]
+            )
+        elif value.name == "Sub":
+            text = value.value if isinstance(value.value, str) else value.value[0]
+            yield from (m.split(".")[0] for m in re.findall(r"\$\{([^}]+)\}", text))
+            if not isinstance(value.value, str):
+                yield from references(value.value[1])
+        else:
+            yield from references(value.value)
+    elif isinstance(value, list):
+        for item in value:
+            yield from references(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key != "Events":  # SAM turns events into permissions and routes of the API
+                yield from references(item)
+
+
+def test_resources_have_no_circular_dependency() -> None:
+    """CloudFormation refuses a cycle: the key policy names the exchange role, so that role must
+    not name the key (SAM's implicit role would, through the function's Policies)."""
+    resources = Template.load().resources
+    graph = {
+        name: {r for r in references(res) if r in resources and r != name}
+        | set(as_list(res.get("DependsOn", [])))
+        for name, res in resources.items()
+    }
+    assert "TokenExchangeRole" in graph["SigningKey"]
+    visiting: set[str] = set()
+    done: set[str] = set()
+
+    def visit(node: str, path: tuple[str, ...]) -> None:
+        assert node not in visiting, f"cycle: {' -> '.join((*path, node))}"
+        if node in done:
+            return
+        visiting.add(node)
+        for nxt in graph[node]:
+            visit(nxt, (*path, node))
+        visiting.discard(node)
+        done.add(node)
+
+    for node in graph:
+        visit(node, ())
+
+
+def test_the_issuance_audit_log_is_retained_like_the_key() -> None:
+    group = Template.load().resources["TokenExchangeLogGroup"]
+    assert group["DeletionPolicy"] == "Retain"
+    assert group["UpdateReplacePolicy"] == "Retain"
+
+
+def test_the_jwks_route_has_a_throttle_of_its_own() -> None:
+    """The API-token authorizer reads its keys from GET /.well-known/jwks.json: a method-level
+    setting takes that route out of the stage throttle callers share."""
+    settings = Template.load().resources["Api"]["Properties"]["MethodSettings"]
+    (jwks,) = [s for s in settings if s["ResourcePath"] == "/~1.well-known~1jwks.json"]
+    assert jwks["HttpMethod"] == "GET"
+    assert int(jwks["ThrottlingRateLimit"]) > 0 and int(jwks["ThrottlingBurstLimit"]) > 0
+    (stage,) = [s for s in settings if s["ResourcePath"] == "/*"]
+    assert "Ref" in repr(stage["ThrottlingRateLimit"])  # the stage keeps the operator's limit

@@ -11,10 +11,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokengate.apigw import json_response
+from tokengate.budget import Budget
 from tokengate.coldstart import count_cold_start
 from tokengate.config import Settings
 from tokengate.discovery import render_jwks, render_metadata
-from tokengate.errors import DependencyUnavailableError
+from tokengate.errors import DependencyMisconfiguredError, DependencyUnavailableError
 from tokengate.issuer import issuer_for
 from tokengate.runtime import published_signers
 
@@ -22,8 +23,10 @@ logger = Logger()
 count_cold_start(os.environ)
 settings = Settings.from_env(os.environ)
 # Each signer reads its public key once and keeps it (KMS) or refreshes it hourly (Secrets
-# Manager); rendering the set on each request costs microseconds.
-signers = published_signers(settings)
+# Manager); rendering the set on each request costs microseconds. Reads share the invocation's
+# time budget, so a slow KMS is a 503 before the function's timeout.
+budget = Budget()
+signers = published_signers(settings, budget)
 PUBLIC = {"Cache-Control": f"public, max-age={settings.jwks_publish_max_age}"}
 # Both values are public (the project URL and its publishable key); published only when asked.
 PRODUCT_MEMBERS = (
@@ -43,7 +46,8 @@ def publish(event: dict[str, Any]) -> dict[str, Any]:
             document = render_jwks(signer.public_jwk() for signer in signers)
             return json_response(200, document, PUBLIC)
         except DependencyUnavailableError as exc:
-            logger.warning("keys unavailable", extra={"reason": exc.reason})
+            log = logger.error if isinstance(exc, DependencyMisconfiguredError) else logger.warning
+            log("keys unavailable", extra={"reason": exc.reason})
             return json_response(503, {"error": "temporarily_unavailable"}, {"Retry-After": "5"})
     if path.endswith(("/openid-configuration", "/oauth-authorization-server")):
         issuer = issuer_for(settings.issuer, settings.region, event)
@@ -54,4 +58,5 @@ def publish(event: dict[str, Any]) -> dict[str, Any]:
 
 @logger.inject_lambda_context(log_event=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return publish(event)
+    with budget.invocation(context):
+        return publish(event)

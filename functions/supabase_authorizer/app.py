@@ -1,7 +1,7 @@
 """Lambda authorizer accepting Supabase access tokens directly (docs/contract.md §5, §7).
 
-The same verifier and scope policy as the token exchange; standard-library logging for the same
-cold-start reason as the API-token authorizer.
+The same verifier and scope policy as the token exchange; standard-library logging and EMF
+counts for the same cold-start reason as the API-token authorizer, and the same time budget.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from tokengate.authorizer import Authorizer
+from tokengate.budget import PREFETCH_SECONDS, Budget
 from tokengate.coldstart import count_cold_start
 from tokengate.config import Settings
 from tokengate.policies import RouteScopes
@@ -17,8 +18,13 @@ from tokengate.runtime import supabase_principals
 
 count_cold_start(os.environ)
 settings = Settings.from_env(os.environ)
-authorizer = Authorizer(supabase_principals(settings), RouteScopes(settings.route_scopes))
+budget = Budget()
+principals = supabase_principals(settings, budget=budget)
+authorizer = Authorizer(principals, RouteScopes(settings.route_scopes))
+with budget.within(PREFETCH_SECONDS):
+    principals.prefetch()  # keys ready before the first caller; a failure is retried on use
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return authorizer.decide(event)
+    with budget.invocation(context):
+        return authorizer.decide(event)

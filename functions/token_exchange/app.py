@@ -1,4 +1,5 @@
-"""POST /token: RFC 8693 token exchange (docs/contract.md §3.1). A thin adapter over tokengate."""
+"""POST /token: RFC 8693 token exchange (docs/contract.md §3.1). A thin adapter over tokengate.
+An invocation's outbound calls share one time budget: a slow dependency is a 503 in time."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokengate.apigw import NO_STORE, BodyError, body_bytes, header, json_response
+from tokengate.budget import Budget
 from tokengate.config import Settings
 from tokengate.errors import (
     ConfigurationError,
+    DependencyMisconfiguredError,
     DependencyUnavailableError,
     InvalidTokenError,
     RequestError,
@@ -24,7 +27,8 @@ from tokengate.runtime import exchange_service
 logger = Logger()
 metrics = Metrics()
 settings = Settings.from_env(os.environ)
-service = exchange_service(settings)
+budget = Budget()
+service = exchange_service(settings, budget=budget)
 RETRY_AFTER_SECONDS = "5"
 
 
@@ -43,9 +47,9 @@ def exchange(event: dict[str, Any]) -> dict[str, Any]:
     except BodyError as exc:
         return _refused("invalid_request", str(exc), "invalid_request")
     except DependencyUnavailableError as exc:
-        logger.warning(
-            "token exchange unavailable", extra={"outcome": "unavailable", "reason": exc.reason}
-        )
+        # A deployment fault (disabled key, access denied) is the operator's to fix: an error.
+        log = logger.error if isinstance(exc, DependencyMisconfiguredError) else logger.warning
+        log("token exchange unavailable", extra={"outcome": "unavailable", "reason": exc.reason})
         _count("unavailable", exc.reason)
         return json_response(
             503,
@@ -60,17 +64,8 @@ def exchange(event: dict[str, Any]) -> dict[str, Any]:
         )
         _count("error", exc.reason)
         return json_response(500, {"error": "server_error"}, NO_STORE)
-    claims = result.claims
-    logger.info(
-        "token issued",
-        extra={
-            "outcome": "issued",
-            "sub": claims["sub"],
-            "jti": claims["jti"],
-            "aud": claims["aud"],
-            "scope": claims["scope"],
-        },
-    )
+    issued = {k: result.claims[k] for k in ("sub", "jti", "aud", "scope")}
+    logger.info("token issued", extra={"outcome": "issued", **issued})
     _count("issued", "ok")
     return json_response(200, result.body, NO_STORE)
 
@@ -92,4 +87,5 @@ def _count(outcome: str, reason: str) -> None:
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return exchange(event)
+    with budget.invocation(context):
+        return exchange(event)

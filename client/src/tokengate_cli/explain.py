@@ -17,7 +17,7 @@ from typing import Any
 from tokengate.apitoken import ACCESS_TOKEN_TYPE, MAX_TTL, ApiTokenVerifier
 from tokengate.claims import check_audience, check_issuer, check_times
 from tokengate.errors import DependencyUnavailableError, InvalidTokenError, Reason, TokenGateError
-from tokengate.jwks import JwksCache, UrllibJwksFetcher
+from tokengate.jwks import HttpJwksFetcher, JwksCache
 from tokengate.jws import UnverifiedToken, parse_compact
 from tokengate.keys import AsymmetricKey
 from tokengate.supabase import SupabasePolicy, SupabaseTokenVerifier
@@ -119,7 +119,7 @@ class Explainer:
         self.supabase_url = supabase_url
         self.audience = audience or DEFAULT_AUDIENCE
         self.clock = clock
-        self._fetcher = UrllibJwksFetcher()
+        self._fetcher = HttpJwksFetcher()
 
     def explain(self, text: str) -> Report:
         token = text.strip()

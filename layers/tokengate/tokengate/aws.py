@@ -1,22 +1,36 @@
 """AWS adapters: the KMS signer, key material from KMS and Secrets Manager.
 
-This is the only module that touches boto3/botocore. Every AWS failure is translated here into
+The functions make three AWS calls (KMS ``Sign`` and ``GetPublicKey``, Secrets Manager
+``GetSecretValue``). They are made by :class:`AwsJsonClient`: plain JSON 1.1 POSTs over the same
+deadline-bounded transport as every other outbound call, signed by botocore's ``SigV4Auth``
+(``import botocore.auth`` costs ~70 ms against ~150 ms for boto3 and a client, and the request
+never outlives the invocation's budget). boto3 clients, with the same method names, stay the
+interface for scripts and tests and work with every adapter here.
+
+This is the only module that talks to AWS. Every AWS failure is translated here into
 :class:`DependencyUnavailableError` (``raise ... from exc``), so handlers answer 503 and
-authorizers never Allow.
+authorizers never Allow: throttling as ``<service>_throttled``, outages and timeouts as
+``<service>_unavailable``, a deployment fault (disabled or missing key, access denied) as
+:class:`DependencyMisconfiguredError`.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import os
-import threading
-from collections.abc import Callable
+import random
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from .budget import Budget
 from .cache import CachedValue
-from .errors import ConfigurationError, DependencyUnavailableError
+from .errors import ConfigurationError, DependencyMisconfiguredError, DependencyUnavailableError
+from .http import HttpClient, check_url
 from .keys import PublicKey, algorithm_for, public_jwk, thumbprint
 from .signing import LocalKeySigner, der_to_jose
 
@@ -24,9 +38,38 @@ KMS_ALGORITHMS = {"RS256": "RSASSA_PKCS1_V1_5_SHA_256", "ES256": "ECDSA_SHA_256"
 # The KMS key spec that signs each algorithm (as template.yaml creates the stack's key).
 KMS_KEY_SPECS = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
 
+TARGET_PREFIXES = {"kms": "TrentService", "secretsmanager": "secretsmanager"}
+MAX_ATTEMPTS = 3
+ATTEMPT_SECONDS = 2.0  # one attempt's cap (connect, send, answer), within the budget
+MIN_ATTEMPT_SECONDS = 0.25  # an attempt is not started with less than this left
+MAX_AWS_ANSWER_BYTES = 256 * 1024
+THROTTLED = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+    }
+)
+TRANSIENT = frozenset(
+    {
+        "KMSInternalException",
+        "InternalServiceError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "DependencyTimeoutException",
+        "KeyUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
 
 def client(service: str, endpoint_url: str | None = None) -> Any:
-    """A boto3 client with explicit, short timeouts and bounded retries."""
+    """A boto3 client (scripts and tests) with short timeouts and bounded retries."""
     import boto3
     from botocore.config import Config
 
@@ -38,32 +81,166 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
     return boto3.client(service, config=config, endpoint_url=endpoint_url)
 
 
-class LazyClient:
-    """A boto3 client made on first use: boto3 costs ~200 ms to import and warm paths never
-    need it. The endpoint is fixed when the holder is built, so a collaborator keeps talking to
-    the AWS it was configured for."""
+def error_class(service: str, code: str, status: int) -> DependencyUnavailableError:
+    """What an AWS error code means for us: throttled, out, or misconfigured."""
+    if code in THROTTLED:
+        return DependencyUnavailableError(f"{service}_throttled", code)
+    if code in TRANSIENT or status >= 500:
+        return DependencyUnavailableError(f"{service}_unavailable", code or f"status {status}")
+    return DependencyMisconfiguredError(f"{service}_misconfigured", code or f"status {status}")
 
-    def __init__(self, service: str) -> None:
-        self._service = service
-        self._endpoint_url = os.environ.get("AWS_ENDPOINT_URL") or None
-        self._client: Any = None
-        self._lock = threading.Lock()
 
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = client(self._service, self._endpoint_url)
-        return getattr(self._client, name)
+class AwsJsonClient:
+    """One AWS JSON 1.1 service (KMS, Secrets Manager) over the deadline-bounded transport.
+
+    Credentials and region come from the environment as Lambda provides them (including the
+    session token); the endpoint from ``AWS_ENDPOINT_URL`` when set (the local stack's moto
+    server), fixed when the client is built. Each attempt is signed afresh and gets what is left
+    of the budget (at most ``ATTEMPT_SECONDS``); throttling, 5xx and transport failures are
+    retried with jittered backoff while the budget can cover another attempt.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        budget: Budget | None = None,
+        environ: Mapping[str, str] | None = None,
+        http: HttpClient | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.service = service
+        self._env = env
+        self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        endpoint = (
+            env.get(f"AWS_ENDPOINT_URL_{service.upper()}")
+            or env.get("AWS_ENDPOINT_URL")
+            or f"https://{service}.{self.region}.amazonaws.com"
+        )
+        self.endpoint = check_url(endpoint.rstrip("/") + "/", f"the {service} endpoint")
+        self._budget = budget or Budget()
+        self._http = http or HttpClient(self._budget, ATTEMPT_SECONDS, MAX_AWS_ANSWER_BYTES)
+
+    def _signed_headers(self, action: str, body: bytes) -> dict[str, str]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        access_key = self._env.get("AWS_ACCESS_KEY_ID")
+        secret_key = self._env.get("AWS_SECRET_ACCESS_KEY")
+        if not access_key or not secret_key:
+            raise DependencyMisconfiguredError(f"{self.service}_misconfigured", "no credentials")
+        credentials = Credentials(access_key, secret_key, self._env.get("AWS_SESSION_TOKEN"))
+        request = AWSRequest(
+            method="POST",
+            url=self.endpoint,
+            data=body,
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": f"{TARGET_PREFIXES[self.service]}.{action}",
+            },
+        )
+        SigV4Auth(credentials, self.service, self.region).add_auth(request)
+        return dict(request.headers.items())
+
+    def call(self, action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        unavailable = f"{self.service}_unavailable"
+        failure: DependencyUnavailableError | None = None
+        for attempt in range(MAX_ATTEMPTS):
+            deadline = self._budget.deadline()
+            if attempt and failure is not None:
+                pause = random.uniform(0, 0.05 * 2**attempt)  # noqa: S311 - jitter, not secrets
+                if deadline.remaining() < pause + MIN_ATTEMPT_SECONDS:
+                    break  # the budget cannot cover another attempt
+                time.sleep(pause)
+            elif deadline.remaining() < MIN_ATTEMPT_SECONDS:
+                raise DependencyUnavailableError(unavailable, "time budget spent")
+            try:
+                answer = self._http.request(
+                    "POST",
+                    self.endpoint,
+                    self._signed_headers(action, body),
+                    body,
+                    unavailable,
+                    deadline,
+                )
+            except DependencyMisconfiguredError:
+                raise
+            except DependencyUnavailableError as exc:
+                failure = exc
+                continue
+            document = _json(answer.body)
+            if answer.status == 200 and document is not None:
+                return document
+            failure = error_class(
+                self.service, _error_code(document, answer.headers), answer.status
+            )
+            if isinstance(failure, DependencyMisconfiguredError):
+                raise failure
+        assert failure is not None
+        raise failure
+
+
+def _error_code(document: dict[str, Any] | None, headers: Mapping[str, str]) -> str:
+    """``com.amazonaws.kms#ThrottlingException`` (or the header form) -> ``ThrottlingException``."""
+    code = str((document or {}).get("__type") or headers.get("x-amzn-errortype", ""))
+    return code.rpartition("#")[2].split(":")[0]
+
+
+def _json(body: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+class KmsApi(AwsJsonClient):
+    """The two KMS operations the functions make, answered like boto3's ``kms`` client."""
+
+    def __init__(self, budget: Budget | None = None, **kwargs: Any) -> None:
+        super().__init__("kms", budget, **kwargs)
+
+    def get_public_key(self, *, KeyId: str) -> dict[str, Any]:  # boto3's parameter names
+        answer = self.call("GetPublicKey", {"KeyId": KeyId})
+        return {**answer, "PublicKey": base64.b64decode(answer["PublicKey"])}
+
+    def sign(self, **params: Any) -> dict[str, Any]:
+        payload = {**params, "Message": base64.b64encode(params["Message"]).decode()}
+        answer = self.call("Sign", payload)
+        return {**answer, "Signature": base64.b64decode(answer["Signature"])}
+
+
+class SecretsApi(AwsJsonClient):
+    """``GetSecretValue``, answered like boto3's ``secretsmanager`` client."""
+
+    def __init__(self, budget: Budget | None = None, **kwargs: Any) -> None:
+        super().__init__("secretsmanager", budget, **kwargs)
+
+    def get_secret_value(self, *, SecretId: str) -> dict[str, Any]:  # boto3's parameter names
+        answer = self.call("GetSecretValue", {"SecretId": SecretId})
+        if "SecretBinary" in answer:
+            answer["SecretBinary"] = base64.b64decode(answer["SecretBinary"])
+        return answer
 
 
 def _translated(what: str, call: Callable[[], Any]) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    """Run an AWS call made by either client; botocore's errors (boto3 clients) translated as
+    :class:`AwsJsonClient` translates its own."""
     try:
         return call()
-    except (BotoCoreError, ClientError) as exc:
-        raise DependencyUnavailableError(f"{what}_unavailable", type(exc).__name__) from exc
+    except DependencyUnavailableError:
+        raise
+    except Exception as exc:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+            raise error_class(what, str(error.get("Code", "")), status) from exc
+        if isinstance(exc, BotoCoreError):
+            raise DependencyUnavailableError(f"{what}_unavailable", type(exc).__name__) from exc
+        raise
 
 
 def kms_public_key(kms: Any, key_id: str) -> tuple[str, PublicKey]:
@@ -91,15 +268,19 @@ class KmsSigner:
     becomes a 503 instead of a failed init); after that, one ``Sign`` call per token.
     """
 
-    def __init__(self, key_id: str, alg: str, kms: Any = None) -> None:
+    def __init__(
+        self, key_id: str, alg: str, kms: Any = None, budget: Budget | None = None
+    ) -> None:
         if alg not in KMS_ALGORITHMS:
             raise ConfigurationError(f"KMS signing supports {sorted(KMS_ALGORITHMS)}")
         if not key_id:
             raise ConfigurationError("SIGNING_KEY_ID is required")
-        self._kms = kms if kms is not None else LazyClient("kms")
+        self._kms = kms if kms is not None else KmsApi(budget)
         self._key_id = key_id
         self.alg = alg
-        self._key = CachedValue(self._read_public_key, max_age=math.inf)
+        self._key = CachedValue(
+            self._read_public_key, max_age=math.inf, budget=budget, reason="kms_unavailable"
+        )
 
     def _read_public_key(self) -> tuple[str, str, dict[str, str]]:
         arn, public_key = kms_public_key(self._kms, self._key_id)
@@ -137,9 +318,7 @@ class KmsSigner:
 
 def local_signer_from_secret(secret_id: str, alg: str, secrets: Any = None) -> LocalKeySigner:
     """The Secrets Manager signing mode: a PEM private key read from a secret."""
-    signer = LocalKeySigner.from_pem(
-        secret_bytes(secrets or LazyClient("secretsmanager"), secret_id)
-    )
+    signer = LocalKeySigner.from_pem(secret_bytes(secrets or SecretsApi(), secret_id))
     if signer.alg != alg:
         raise ConfigurationError(f"the key in {secret_id} cannot sign {alg}")
     return signer
@@ -149,11 +328,21 @@ class SecretsManagerSigner:
     """A :class:`LocalKeySigner` whose PEM comes from Secrets Manager on first use (the opt-in
     Secrets Manager signing mode), re-read hourly."""
 
-    def __init__(self, secret_id: str, alg: str, max_age: float = 3600.0) -> None:
+    def __init__(
+        self,
+        secret_id: str,
+        alg: str,
+        max_age: float = 3600.0,
+        secrets: Any = None,
+        budget: Budget | None = None,
+    ) -> None:
         self.alg = alg
-        secrets = LazyClient("secretsmanager")
+        secrets = secrets if secrets is not None else SecretsApi(budget)
         self._signer = CachedValue(
-            lambda: local_signer_from_secret(secret_id, alg, secrets), max_age=max_age
+            lambda: local_signer_from_secret(secret_id, alg, secrets),
+            max_age=max_age,
+            budget=budget,
+            reason="secretsmanager_unavailable",
         )
 
     @property

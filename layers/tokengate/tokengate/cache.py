@@ -1,4 +1,8 @@
-"""A loaded-once value (a secret, a key) refreshed after ``max_age``, last good kept on failure."""
+"""A loaded-once value (a secret, a key) refreshed after ``max_age``, last good kept on failure.
+
+A caller waits for another's load only as long as its own time budget allows: then it is answered
+with the last good value, or fails closed.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from .budget import Budget
 from .errors import DependencyUnavailableError
 
 T = TypeVar("T")
@@ -21,8 +26,12 @@ class CachedValue(Generic[T]):
         load: Callable[[], T],
         max_age: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
+        budget: Budget | None = None,
+        reason: str = "dependency_unavailable",
     ) -> None:
         self._load = load
+        self._budget = budget or Budget()
+        self._reason = reason
         self._max_age = max_age
         self._clock = clock
         self._value: T | None = None
@@ -32,7 +41,13 @@ class CachedValue(Generic[T]):
     def get(self) -> T:
         if self._value is not None and self._clock() - self._loaded_at < self._max_age:
             return self._value
-        with self._lock:
+        if not self._lock.acquire(timeout=max(self._budget.deadline().remaining(), 0.0)):
+            if self._value is not None:
+                return self._value  # another caller is reloading: the last good value serves
+            raise DependencyUnavailableError(
+                self._reason, "a load in progress outlasted the budget"
+            )
+        try:
             now = self._clock()
             if self._value is not None and now - self._loaded_at < self._max_age:
                 return self._value
@@ -45,3 +60,5 @@ class CachedValue(Generic[T]):
                 return self._value
             self._loaded_at = now
             return self._value
+        finally:
+            self._lock.release()

@@ -5,33 +5,17 @@ counts every function's cold starts."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Mapping
 
-NAMESPACE = "TokenGate"
+from .emf import DEFAULT_NAMESPACE as NAMESPACE
+from .emf import emf_line
 
 
 def cold_start_line(function_name: str, service: str, timestamp_ms: int) -> str:
     dimensions = {"function_name": function_name, "service": service}
-    return json.dumps(
-        {
-            "_aws": {
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": NAMESPACE,
-                        "Dimensions": [list(dimensions)],
-                        "Metrics": [{"Name": "ColdStart", "Unit": "Count"}],
-                    }
-                ],
-            },
-            **dimensions,
-            "ColdStart": 1,
-        },
-        separators=(",", ":"),
-    )
+    return emf_line(NAMESPACE, "ColdStart", dimensions, timestamp_ms=timestamp_ms)
 
 
 def count_cold_start(environ: Mapping[str, str]) -> None:

@@ -7,7 +7,10 @@
     │   ├── InvalidTokenError       a token failed parsing, signature or policy (reason code inside)
     │   └── RequestError            a /token request broke RFC 6749 / RFC 8693 (OAuth error code)
     ├── DependencyUnavailableError  our fault: KMS, Secrets Manager or a JWKS could not answer
-    │                               (503 temporarily_unavailable; never Allow)
+    │   │                           (503 temporarily_unavailable; never Allow)
+    │   └── DependencyMisconfiguredError  a dependency refused us for a deployment fault (a
+    │                               disabled or missing key, access denied): 503 to the caller,
+    │                               an error for the operator
     └── ConfigurationError          misconfigured deployment (raised at start, never per call)
 
 Every class carries a stable machine ``reason``. One place per surface maps these to responses;
@@ -50,6 +53,10 @@ class RequestError(CallerError):
 
 class DependencyUnavailableError(TokenGateError):
     """A dependency failed and no cached material could serve: fail closed."""
+
+
+class DependencyMisconfiguredError(DependencyUnavailableError):
+    """A dependency refused us because of how we are deployed; the caller still gets a 503."""
 
 
 class ConfigurationError(TokenGateError):

@@ -13,10 +13,12 @@ from typing import Any
 
 from .apitoken import ApiTokenVerifier
 from .authorizer import CONTEXT_VALUE, AuthRequest, Principal
+from .budget import Budget
 from .claims import scalar_claims
+from .emf import EmfCounter
 from .errors import InvalidTokenError, Reason
 from .issuer import api_base_url
-from .jwks import JwksCache, UrllibJwksFetcher
+from .jwks import HttpJwksFetcher, JwksCache, JwksFetcher
 from .scopes import ScopePolicy
 from .supabase import SupabaseTokenVerifier
 
@@ -53,6 +55,9 @@ class ApiTokenPrincipals:
         context_claims: tuple[str, ...],
         jwks_url: str = "",
         clock: Callable[[], float] = time.time,
+        fetcher: JwksFetcher | None = None,
+        budget: Budget | None = None,
+        metrics: EmfCounter | None = None,
     ) -> None:
         self._issuer = issuer
         self._audience = audience
@@ -60,8 +65,17 @@ class ApiTokenPrincipals:
         self._context_claims = context_claims
         self._jwks_url = jwks_url
         self._clock = clock
-        self._fetcher = UrllibJwksFetcher()
-        self._verifiers: dict[str, ApiTokenVerifier] = {}
+        self._fetcher = fetcher or HttpJwksFetcher()
+        self._budget = budget
+        self._metrics = metrics
+        self._verifiers: dict[str, tuple[ApiTokenVerifier, JwksCache]] = {}
+
+    def prefetch(self) -> bool:
+        """Load the configured issuer's keys now (a container's start); False if it could not
+        (not fatal: the first request tries again) or no issuer is configured yet."""
+        if not self._issuer:
+            return False
+        return self._entry(self._issuer)[1].prefetch()
 
     def _verifier(self, request: AuthRequest) -> ApiTokenVerifier:
         issuer = self._issuer
@@ -69,17 +83,26 @@ class ApiTokenPrincipals:
             if request.arn_base is None:
                 raise InvalidTokenError(Reason.ISSUER, "no issuer for this event")
             issuer = api_base_url(request.arn_base)
-        verifier = self._verifiers.get(issuer)
-        if verifier is None:
+        return self._entry(issuer)[0]
+
+    def _entry(self, issuer: str) -> tuple[ApiTokenVerifier, JwksCache]:
+        entry = self._verifiers.get(issuer)
+        if entry is None:
             if len(self._verifiers) >= self.MAX_ISSUERS:
                 self._verifiers.clear()
             jwks_url = self._jwks_url or f"{issuer}/.well-known/jwks.json"
-            keys = JwksCache(jwks_url, self._fetcher, clock=self._clock)
+            keys = JwksCache(
+                jwks_url,
+                self._fetcher,
+                clock=self._clock,
+                budget=self._budget,
+                metrics=self._metrics,
+            )
             verifier = ApiTokenVerifier(
                 keys, issuer, self._audience, self._leeway, clock=self._clock
             )
-            self._verifiers[issuer] = verifier
-        return verifier
+            entry = self._verifiers[issuer] = (verifier, keys)
+        return entry
 
     def __call__(self, token: str, request: AuthRequest) -> Principal:
         verified = self._verifier(request).verify(token)
@@ -109,6 +132,9 @@ class SupabasePrincipals:
         self._verifier = verifier
         self._scopes = scopes
         self._context_claims = context_claims
+
+    def prefetch(self) -> bool:
+        return self._verifier.prefetch()
 
     def __call__(self, token: str, request: AuthRequest) -> Principal:
         identity = self._verifier.verify(token)

@@ -12,11 +12,14 @@ from collections.abc import Callable
 
 from . import aws
 from .apitoken import ApiTokenIssuer
+from .budget import Budget
 from .cache import CachedValue
 from .config import Settings
+from .emf import EmfCounter
 from .errors import DependencyUnavailableError
 from .exchange import ExchangePolicy, TokenExchangeService
-from .jwks import JwksCache, UrllibJwksFetcher
+from .http import HttpClient
+from .jwks import MAX_JWKS_BYTES, HttpJwksFetcher, JwksCache
 from .keys import HmacKey
 from .principals import ApiTokenPrincipals, SupabasePrincipals
 from .scopes import ScopePolicy
@@ -25,9 +28,12 @@ from .signing import Signer
 from .supabase import SupabasePolicy, SupabaseTokenVerifier
 
 SECRET_CACHE_SECONDS = 3600.0
+INIT_READ_SECONDS = 2.0  # what an eager read at a container's start may take
 
 
-def hmac_key_source(settings: Settings) -> Callable[[], HmacKey | None] | None:
+def hmac_key_source(
+    settings: Settings, budget: Budget | None = None
+) -> Callable[[], HmacKey | None] | None:
     """The legacy HS256 secret from Secrets Manager: read once, then cached.
 
     It is read eagerly so a secret under 32 bytes stops the function at start; if Secrets Manager
@@ -36,26 +42,36 @@ def hmac_key_source(settings: Settings) -> Callable[[], HmacKey | None] | None:
     arn = settings.supabase_jwt_secret_arn
     if not arn:
         return None
-    secrets = aws.LazyClient("secretsmanager")
+    budget = budget or Budget()
+    secrets = aws.SecretsApi(budget)
     cached = CachedValue(
         lambda: HmacKey(aws.secret_bytes(secrets, arn)),
         max_age=SECRET_CACHE_SECONDS,
+        budget=budget,
+        reason="secretsmanager_unavailable",
     )
-    with contextlib.suppress(DependencyUnavailableError):
+    with contextlib.suppress(DependencyUnavailableError), budget.within(INIT_READ_SECONDS):
         cached.get()
     return cached.get
 
 
+def jwks_fetcher(budget: Budget) -> HttpJwksFetcher:
+    return HttpJwksFetcher(HttpClient(budget, max_bytes=MAX_JWKS_BYTES))
+
+
 def supabase_verifier(
-    settings: Settings, clock: Callable[[], float] = time.time
+    settings: Settings, clock: Callable[[], float] = time.time, budget: Budget | None = None
 ) -> SupabaseTokenVerifier:
+    budget = budget or Budget()
     jwks = (
         JwksCache(
             settings.supabase_jwks_url,
-            UrllibJwksFetcher(),
+            jwks_fetcher(budget),
             clock=clock,
             max_age=settings.jwks_cache_seconds,
             cooldown=settings.jwks_cooldown_seconds,
+            budget=budget,
+            metrics=EmfCounter(),
         )
         if settings.supabase_jwks_enabled
         else None
@@ -67,13 +83,17 @@ def supabase_verifier(
         allowed_client_ids=settings.allowed_client_ids,
         min_aal=settings.min_aal,
     )
-    return SupabaseTokenVerifier(policy, hmac_key=hmac_key_source(settings), jwks=jwks, clock=clock)
+    return SupabaseTokenVerifier(
+        policy, hmac_key=hmac_key_source(settings, budget), jwks=jwks, clock=clock
+    )
 
 
-def signer_for(settings: Settings, key_id: str) -> Signer:
+def signer_for(settings: Settings, key_id: str, budget: Budget | None = None) -> Signer:
     if settings.signing_mode == "kms":
-        return aws.KmsSigner(key_id, settings.signing_alg, aws.LazyClient("kms"))
-    return aws.SecretsManagerSigner(key_id, settings.signing_alg)
+        return aws.KmsSigner(key_id, settings.signing_alg, aws.KmsApi(budget), budget)
+    return aws.SecretsManagerSigner(
+        key_id, settings.signing_alg, secrets=aws.SecretsApi(budget), budget=budget
+    )
 
 
 def scope_policy(settings: Settings) -> ScopePolicy:
@@ -86,8 +106,9 @@ def scope_policy(settings: Settings) -> ScopePolicy:
 
 
 def exchange_service(
-    settings: Settings, clock: Callable[[], float] = time.time
+    settings: Settings, clock: Callable[[], float] = time.time, budget: Budget | None = None
 ) -> TokenExchangeService:
+    budget = budget or Budget()
     policy = ExchangePolicy(
         audiences=frozenset(settings.audiences),
         default_audience=settings.default_audience,
@@ -96,27 +117,32 @@ def exchange_service(
         passthrough_claims=settings.passthrough_claims,
     )
     issuer = ApiTokenIssuer(
-        signer_for(settings, settings.signing_key_id), settings.token_ttl, clock
+        signer_for(settings, settings.signing_key_id, budget), settings.token_ttl, clock
     )
     session_check = (
-        SupabaseSessionCheck(settings.supabase_url, settings.supabase_api_key)
+        SupabaseSessionCheck(settings.supabase_url, settings.supabase_api_key, HttpClient(budget))
         if settings.session_check
         else None
     )
     return TokenExchangeService(
-        supabase_verifier(settings, clock), issuer, policy, scope_policy(settings), session_check
+        supabase_verifier(settings, clock, budget),
+        issuer,
+        policy,
+        scope_policy(settings),
+        session_check,
     )
 
 
-def published_signers(settings: Settings) -> list[Signer]:
+def published_signers(settings: Settings, budget: Budget | None = None) -> list[Signer]:
     """Current key first, then previous and next keys (docs/contract.md §3.2)."""
     key_ids = dict.fromkeys((settings.signing_key_id, *settings.published_key_ids))
-    return [signer_for(settings, key_id) for key_id in key_ids if key_id]
+    return [signer_for(settings, key_id, budget) for key_id in key_ids if key_id]
 
 
 def api_token_principals(
-    settings: Settings, clock: Callable[[], float] = time.time
+    settings: Settings, clock: Callable[[], float] = time.time, budget: Budget | None = None
 ) -> ApiTokenPrincipals:
+    budget = budget or Budget()
     return ApiTokenPrincipals(
         issuer=settings.issuer,
         audience=settings.default_audience,
@@ -124,12 +150,15 @@ def api_token_principals(
         context_claims=settings.context_claims,
         jwks_url=settings.api_jwks_url,
         clock=clock,
+        fetcher=jwks_fetcher(budget),
+        budget=budget,
+        metrics=EmfCounter(),
     )
 
 
 def supabase_principals(
-    settings: Settings, clock: Callable[[], float] = time.time
+    settings: Settings, clock: Callable[[], float] = time.time, budget: Budget | None = None
 ) -> SupabasePrincipals:
     return SupabasePrincipals(
-        supabase_verifier(settings, clock), scope_policy(settings), settings.context_claims
+        supabase_verifier(settings, clock, budget), scope_policy(settings), settings.context_claims
     )

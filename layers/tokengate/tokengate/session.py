@@ -8,22 +8,22 @@ costs a network round trip to the project's region on every exchange.
 from __future__ import annotations
 
 from .errors import DependencyUnavailableError, InvalidTokenError, Reason
-from .http import BoundedGet, check_url
+from .http import HttpClient, check_url
 
 ENDED = frozenset({401, 403, 404})
 
 
 class SupabaseSessionCheck:
-    def __init__(self, supabase_url: str, api_key: str, get: BoundedGet | None = None) -> None:
+    def __init__(self, supabase_url: str, api_key: str, http: HttpClient | None = None) -> None:
         self.url = check_url(f"{supabase_url}/auth/v1/user", "SUPABASE_URL")
         self._api_key = api_key
-        self._get = get or BoundedGet()
+        self._http = http or HttpClient()
 
     def check(self, token: str) -> None:
         """Return if the session is live; InvalidTokenError if it has ended;
         DependencyUnavailableError if Supabase cannot tell us."""
         headers = {"apikey": self._api_key, "Authorization": f"Bearer {token}"}
-        answer = self._get.get(self.url, headers, "session_check_unavailable")
+        answer = self._http.get(self.url, headers, "session_check_unavailable")
         if answer.status == 200:
             return
         if answer.status in ENDED:

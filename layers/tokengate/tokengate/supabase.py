@@ -117,6 +117,10 @@ class SupabaseTokenVerifier:
         self._jwks = jwks
         self._clock = clock
 
+    def prefetch(self) -> bool:
+        """Load the project's JWKS now (a container's start); a failure is not fatal."""
+        return self._jwks.prefetch() if self._jwks is not None else False
+
     def verify(self, token: object) -> SupabaseIdentity:
         unverified = parse_compact(token)
         key = self._key_for(unverified)

@@ -1,0 +1,64 @@
+"""CloudWatch metrics as Embedded Metric Format lines, with the standard library only.
+
+The authorizers sit in front of every API call and avoid Powertools for their cold start; a count
+is one JSON line on stdout, which CloudWatch Logs turns into a metric (the EMF specification:
+``_aws.Timestamp``, ``_aws.CloudWatchMetrics[].{Namespace, Dimensions, Metrics}``, and each
+dimension and metric value as a top-level member).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+
+DEFAULT_NAMESPACE = "TokenGate"
+
+
+def emf_line(
+    namespace: str,
+    metric: str,
+    dimensions: Mapping[str, str],
+    value: float = 1,
+    unit: str = "Count",
+    timestamp_ms: int | None = None,
+) -> str:
+    """One EMF document: ``metric`` = ``value`` under ``dimensions`` (one dimension set)."""
+    document: dict[str, object] = {
+        "_aws": {
+            "Timestamp": timestamp_ms if timestamp_ms is not None else int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [list(dimensions)],
+                    "Metrics": [{"Name": metric, "Unit": unit}],
+                }
+            ],
+        },
+        **dimensions,
+        metric: value,
+    }
+    return json.dumps(document, separators=(",", ":"))
+
+
+def _stdout(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class EmfCounter:
+    """Counts events as EMF lines: ``count("JwksRefreshFailed", reason="timeout")``."""
+
+    def __init__(
+        self,
+        namespace: str = DEFAULT_NAMESPACE,
+        service: str = "tokengate",
+        write: Callable[[str], None] = _stdout,
+    ) -> None:
+        self._namespace = namespace
+        self._service = service
+        self._write = write
+
+    def count(self, metric: str, **dimensions: str) -> None:
+        self._write(emf_line(self._namespace, metric, {"service": self._service, **dimensions}))

@@ -1,0 +1,222 @@
+"""The invocation's time budget, the EMF helper, and the deadline-bounded transport's plumbing."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import FakeClock
+from tests.slow_servers import ShortLivedContext
+from tokengate.budget import Budget, Deadline
+from tokengate.emf import EmfCounter, emf_line
+from tokengate.errors import DependencyUnavailableError
+from tokengate.http import HttpClient
+
+seconds = st.floats(min_value=-5, max_value=30, allow_nan=False)
+caps = st.floats(min_value=0.001, max_value=10, allow_nan=False)
+
+
+@given(left=seconds, cap=caps)
+def test_an_operation_gets_its_cap_or_what_is_left(left: float, cap: float) -> None:
+    clock = FakeClock(0.0)
+    deadline = Deadline(clock.now + left, clock)
+    if left <= 0:
+        with pytest.raises(DependencyUnavailableError) as caught:
+            deadline.timeout(cap, "kms_unavailable")
+        assert caught.value.reason == "kms_unavailable"
+    else:
+        assert deadline.timeout(cap, "kms_unavailable") == (cap if cap < left else left)
+
+
+@given(outer=seconds, inner=seconds)
+def test_a_nested_budget_never_extends_the_one_around_it(outer: float, inner: float) -> None:
+    clock = FakeClock(0.0)
+    budget = Budget(clock=clock)
+    with budget.within(outer) as first, budget.within(inner) as second:
+        assert second.at == clock.now + max(0.0, min(max(outer, 0.0), inner))
+        assert budget.deadline() is second
+    assert first.at == clock.now + max(outer, 0.0)
+
+
+@given(millis=st.integers(min_value=0, max_value=900_000), margin=st.floats(0, 2))
+def test_the_invocation_budget_is_the_remaining_time_minus_the_margin(
+    millis: int, margin: float
+) -> None:
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return millis
+
+    clock = FakeClock(0.0)
+    budget = Budget(margin=margin, clock=clock)
+    with budget.invocation(Context()) as deadline:
+        assert deadline.remaining() == pytest.approx(max(0.0, millis / 1000 - margin), abs=1e-9)
+
+
+def test_nothing_leaks_from_one_invocation_into_the_next() -> None:
+    clock = FakeClock(0.0)
+    budget = Budget(unbounded=3.0, clock=clock)
+    with budget.within(0.0), pytest.raises(DependencyUnavailableError):
+        budget.deadline().timeout(1.0, "x")
+    assert budget.deadline().remaining() == 3.0  # outside: a fresh one-call cap
+    with pytest.raises(RuntimeError), budget.within(0.0):
+        raise RuntimeError("the handler failed")
+    assert budget.deadline().remaining() == 3.0
+
+
+def test_threads_each_see_their_own_invocation() -> None:
+    budget = Budget(unbounded=3.0)
+    seen: list[float] = []
+    with budget.within(0.5):
+        thread = threading.Thread(target=lambda: seen.append(budget.deadline().remaining()))
+        thread.start()
+        thread.join(10)
+    assert seen and seen[0] > 2.0
+
+
+# -- EMF: each line checked against the Embedded Metric Format specification -------------------
+
+
+def check_emf(line: str) -> dict[str, object]:
+    """The EMF specification's rules, written out: a root ``_aws`` with an integer millisecond
+    ``Timestamp`` and ``CloudWatchMetrics`` directives; each directive a ``Namespace`` (1-255
+    characters), ``Dimensions`` (a list of dimension sets, each at most 30 names, each name a
+    top-level string member) and ``Metrics`` (each ``Name`` a top-level number member, ``Unit``
+    one of CloudWatch's units)."""
+    document = json.loads(line)
+    assert "\n" not in line
+    meta = document["_aws"]
+    assert isinstance(meta["Timestamp"], int) and meta["Timestamp"] > 1_500_000_000_000
+    for directive in meta["CloudWatchMetrics"]:
+        assert isinstance(directive["Namespace"], str) and 1 <= len(directive["Namespace"]) <= 255
+        for dimension_set in directive["Dimensions"]:
+            assert 1 <= len(dimension_set) <= 30
+            for name in dimension_set:
+                assert isinstance(document[name], str) and 1 <= len(document[name]) <= 1024
+        assert 1 <= len(directive["Metrics"]) <= 100
+        for metric in directive["Metrics"]:
+            assert isinstance(document[metric["Name"]], (int, float))
+            assert metric["Unit"] in {"Count", "Seconds", "Milliseconds", "None", "Bytes"}
+    return document
+
+
+def test_an_emf_line_follows_the_specification() -> None:
+    lines: list[str] = []
+    EmfCounter("TokenGate", "tokengate", write=lines.append).count(
+        "JwksKeyDropped", reason="RSA key under 2048 bits"
+    )
+    (line,) = lines
+    document = check_emf(line)
+    assert document["JwksKeyDropped"] == 1
+    assert document["reason"] == "RSA key under 2048 bits"
+    assert document["service"] == "tokengate"
+
+
+def test_the_emf_check_can_fail() -> None:
+    broken = json.loads(emf_line("TokenGate", "X", {"reason": "r"}))
+    del broken["reason"]
+    with pytest.raises(KeyError):
+        check_emf(json.dumps(broken))
+
+
+# -- the transport: keep-alive reuse, and a server that closed an idle connection --------------
+
+
+@pytest.fixture
+def keepalive() -> Iterator[tuple[str, list[int]]]:
+    connections: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(1)
+
+        def do_GET(self) -> None:
+            body = b'{"keys":[]}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            if self.path == "/close":
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", connections
+    server.shutdown()
+    server.server_close()
+
+
+def test_idle_connections_are_reused(keepalive: tuple[str, list[int]]) -> None:
+    url, connections = keepalive
+    client = HttpClient()
+    try:
+        for _ in range(5):
+            assert client.get(f"{url}/keys", {}, "x").status == 200
+        assert len(connections) == 1
+        assert client.get(f"{url}/close", {}, "x").body == b'{"keys":[]}'
+        assert client.get(f"{url}/keys", {}, "x").status == 200
+        assert len(connections) == 2  # a connection the server ends is not reused
+    finally:
+        client.close()
+
+
+def test_a_budget_spent_mid_call_fails_with_the_callers_reason() -> None:
+    budget = Budget(margin=0.0)
+    context = ShortLivedContext(50)
+    with budget.invocation(context), pytest.raises(DependencyUnavailableError) as caught:
+        HttpClient(budget).get("http://127.0.0.1:1/", {}, "session_check_unavailable")
+    assert caught.value.reason == "session_check_unavailable"
+
+
+# -- a loaded-once value: nobody waits on another's slow load past their budget -----------------
+
+
+def test_a_slow_load_holds_no_caller_past_its_budget() -> None:
+    from tokengate.cache import CachedValue
+
+    release, entered = threading.Event(), threading.Event()
+    loads = iter(["first", "second"])
+
+    def load() -> str:
+        entered.set()
+        assert release.wait(30)
+        return next(loads)
+
+    budget = Budget(margin=0.1)
+    clock = FakeClock()
+    value = CachedValue(load, max_age=60, clock=clock, budget=budget, reason="kms_unavailable")
+    loader = threading.Thread(target=value.get, daemon=True)
+    loader.start()
+    assert entered.wait(10)
+    context = ShortLivedContext(300)
+    with budget.invocation(context), pytest.raises(DependencyUnavailableError) as caught:
+        value.get()  # nothing loaded yet, and the load is someone else's
+    assert caught.value.reason == "kms_unavailable"
+    assert context.answered_in_time()
+    release.set()
+    loader.join(10)
+    assert value.get() == "first"
+    release.clear()
+    entered.clear()
+    clock.advance(61)  # stale: the next caller reloads, slowly
+    loader = threading.Thread(target=value.get, daemon=True)
+    loader.start()
+    assert entered.wait(10)
+    context = ShortLivedContext(300)
+    with budget.invocation(context):
+        assert value.get() == "first"  # the last good value serves meanwhile
+    assert context.answered_in_time()
+    release.set()
+    loader.join(10)
