@@ -260,10 +260,17 @@ class ChildOutput:
             lines.append(line)
 
 
+_OUTPUTS: dict[int, ChildOutput] = {}  # by pid: the rest of what each served child prints
+
+
+def child_output(process: subprocess.Popen[str]) -> ChildOutput:
+    return _OUTPUTS[process.pid]
+
+
 @contextlib.contextmanager
 def served(
     command: list[str], **variables: str
-) -> Iterator[tuple[subprocess.Popen[str], int, str, ChildOutput]]:
+) -> Iterator[tuple[subprocess.Popen[str], int, str]]:
     """The local stack started by ``command`` on a free port, in its own process group, with what
     it printed up to the ready line. Nothing it starts outlives the test, even when the test fails."""
     port = free_port()
@@ -278,26 +285,27 @@ def served(
         start_new_session=True,
     )
     try:
-        output = ChildOutput(process.stdout)
-        yield process, port, output.until(READY, START_WAIT), output
+        output = _OUTPUTS[process.pid] = ChildOutput(process.stdout)
+        yield process, port, output.until(READY, START_WAIT)
     finally:
+        _OUTPUTS.pop(process.pid, None)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_WAIT)
 
 
-def output_after_stop(process: subprocess.Popen[str], output: ChildOutput) -> str:
+def output_after_stop(process: subprocess.Popen[str]) -> str:
     """Waits for the stack to exit after a stop signal and returns the rest of what it printed."""
     try:
         process.wait(timeout=STOP_WAIT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the local stack did not stop after a stop signal (waited {STOP_WAIT:.0f} s)")
-    return output.rest(STOP_WAIT)
+    return child_output(process).rest(STOP_WAIT)
 
 
 def test_make_run_walkthrough_works_as_printed() -> None:
     """`make run` starts and prints a walkthrough that works verbatim; SIGTERM stops it."""
-    with served(["make", "--no-print-directory", "run"]) as (process, port, output, child):
+    with served(["make", "--no-print-directory", "run"]) as (process, port, output):
         assert f"http://127.0.0.1:{port}" in output, output
         ready = http("GET", f"http://127.0.0.1:{port}/.well-known/openid-configuration")
         assert ready[0] == 200
@@ -323,7 +331,7 @@ def test_make_run_walkthrough_works_as_printed() -> None:
 
         # The whole group gets SIGTERM and make forwards it too: the stack sees it twice.
         os.killpg(process.pid, signal.SIGTERM)
-        rest = output_after_stop(process, child)
+        rest = output_after_stop(process)
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
     assert not state_path(port).exists()
     with pytest.raises(urllib.error.URLError):
@@ -334,7 +342,7 @@ def test_a_misspelt_setting_is_reported_in_one_line_at_start() -> None:
     """A variable that looks like one of ours but is not is named, with a guess, before the
     stack serves; it does not stop the stack (shells carry other tools' variables too)."""
     typos = {"ROUTE_SCOPE": "{}", "TOKEN_TTL": "60", "SUPABASE_ACCESS_TOKEN": "Supabase CLI's"}
-    with served([sys.executable, "-m", "devstack"], **typos) as (_, port, output, _):
+    with served([sys.executable, "-m", "devstack"], **typos) as (_, port, output):
         warnings = [line for line in output.splitlines() if "warning" in line]
         assert warnings == [
             "make run: warning: ignoring ROUTE_SCOPE (did you mean ROUTE_SCOPES?); "
@@ -346,10 +354,10 @@ def test_a_misspelt_setting_is_reported_in_one_line_at_start() -> None:
 def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
     """Ctrl-C pressed twice, or make forwarding the signal the terminal already sent, must stop
     the stack, never hang it."""
-    with served([sys.executable, "-m", "devstack"]) as (process, _, _, child):
+    with served([sys.executable, "-m", "devstack"]) as (process, _, _):
         for number in range(200):
             process.send_signal(signal.SIGTERM if number % 2 else signal.SIGINT)
-        rest = output_after_stop(process, child)
+        rest = output_after_stop(process)
     assert process.returncode == 0, rest[-2000:]
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
 
@@ -357,7 +365,8 @@ def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
 def test_each_log_line_names_the_function_and_invocation_that_wrote_it() -> None:
     """Five functions share the local stack's process (in AWS, each has its own): an
     authorizer's line must not carry the exchange's function name or request id."""
-    with served([sys.executable, "-m", "devstack"]) as (_, port, _, child):
+    with served([sys.executable, "-m", "devstack"]) as (process, port, _):
+        child = child_output(process)
         client = Client(f"http://127.0.0.1:{port}")
         assert client.exchange("garbage")[0] == 400
         assert client.get("/whoami", "a.b.c")[0] == 401
@@ -393,7 +402,7 @@ def test_no_server_thread_can_take_a_stop_signal() -> None:
     sent to the process to any thread that does not block it, and one taken by a server thread
     never woke the main thread. Every other thread must block SIGINT and SIGTERM; the main thread
     takes them with sigwait (which unblocks them while it waits)."""
-    with served([sys.executable, "-m", "devstack"]) as (process, _, _, _):
+    with served([sys.executable, "-m", "devstack"]) as (process, _, _):
         masks = blocked_signals(process.pid)
     others = {tid: mask for tid, mask in masks.items() if tid != str(process.pid)}
     assert others, masks  # the moto and HTTP server threads are running
