@@ -135,11 +135,20 @@ def test_allow_policy_and_context(api: InProcessApi) -> None:
     assert context["client_id"] == "cli"
     assert context["jti"] and context["sid"]
     assert all(isinstance(v, (str, int, float, bool)) for v in context.values())
-    (statement,) = answer["policyDocument"]["Statement"]
+    statement, empty_segments = answer["policyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert sorted(statement["Resource"]) == sorted(
         [f"{ARN}/GET/whoami", f"{ARN}/GET/supabase/whoami", f"{ARN}/POST/orders/*"]
     )
+    # Paths with an empty, "." or ".." segment ("/whoami/", "//", "/a/../b"): refused
+    # (docs/authorization.md).
+    assert empty_segments == {
+        "Action": "execute-api:Invoke",
+        "Effect": "Deny",
+        "Resource": sorted(
+            f"{ARN}{p}" for p in ("/*//*", "/*/?*/", "/*/./*", "/*/.", "/*/../*", "/*/..")
+        ),
+    }
 
 
 def test_http_api_simple_response(api: InProcessApi) -> None:
@@ -168,6 +177,10 @@ ATTACK_ROUTES = {
 ATTACK_REQUESTS = [
     ("POST", "/orders/8", "/orders/{id}", True),
     ("POST", "/orders/8/refund", "/orders/{id}/refund", False),
+    # API Gateway routes a trailing slash as none; the method ARN keeps it: always refused.
+    ("POST", "/orders/8/refund/", "/orders/{id}/refund", False),
+    ("GET", "/admin/", "/admin", False),
+    ("GET", "/items/", "/items", False),
     ("GET", "/admin", "/admin", False),
     ("GET", "/reports/2026/q1", "/{proxy+}", True),
     ("GET", "/items", "/items", True),

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from devstack.gateway import LambdaContext, authorizer_outcome
+from devstack.moto_aws import LocalAws
 from devstack.stack import deploy
 from tests.conftest import ISSUER, InProcessApi
 from tests.factories import (
@@ -91,7 +92,7 @@ def api_key() -> Any:
 
 
 @pytest.fixture(scope="module")
-def api(api_key: Any) -> Iterator[InProcessApi]:
+def api(api_key: Any, moto_server: LocalAws) -> Iterator[InProcessApi]:
     """The template's API in-process with moto; module-wide, so hypothesis reuses it. Our JWKS
     is served on loopback with a second, local signing key beside the KMS one, so odd API tokens
     can be signed quickly (they are real RS256 signatures over keys the authorizer trusts)."""
@@ -118,9 +119,12 @@ def api(api_key: Any) -> Iterator[InProcessApi]:
                     "AllowedClientIds": "app-1 app-2 app-3",
                     "ClientScopes": '{"app-1": "read write", "app-2": "read"}',
                 },
-                environment={"API_JWKS_URL": jwks.jwks_url},
+                environment={
+                    "API_JWKS_URL": jwks.jwks_url,
+                    "AWS_ENDPOINT_URL": moto_server.endpoint,
+                },
             )
-            built = InProcessApi(template, provisioned)
+            built = InProcessApi(template, provisioned, [])
             published = built.call("GET", "/.well-known/jwks.json")[2]
             jwks.document = {
                 "keys": [*published["keys"], LocalKeySigner(api_key.private).public_jwk()]

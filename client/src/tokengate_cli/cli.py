@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -21,7 +22,13 @@ from .errors import ApiError, ClientError, NotSignedIn, UsageError
 from .source import DEFAULT_MIN_TTL, TokenSource, remaining
 
 PROG = "tokengate"
+# What HTTP/1.1 can carry as written (RFC 9110 token, field-value; a URL path in ASCII).
+HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+URL_PATH = re.compile(r"/[\x21-\x7e]*")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 LOGIN_TIMEOUT_SECONDS = 300.0
+MAX_EXPLAIN_INPUT = 1024 * 1024
+MAX_ANSWER = 4096  # an email, a password, a one-time code
 
 
 class Parser(argparse.ArgumentParser):
@@ -137,14 +144,21 @@ def cmd_call(args: argparse.Namespace) -> int:
         raise UsageError("call takes [METHOD] PATH")
     method = args.request[0].upper() if len(args.request) == 2 else ("POST" if args.data else "GET")
     path = args.request[-1]
+    if not HTTP_TOKEN.fullmatch(method):
+        raise UsageError(f"not an HTTP method: {method!r}")
     if not path.startswith("/"):
         raise UsageError(f"PATH must start with / (it is sent to the API only): {path}")
+    if not URL_PATH.fullmatch(path):
+        raise UsageError(f"PATH must be URL-encoded (no spaces, no non-ASCII): {path!r}")
     headers = {"Accept": "application/json"}
     for line in args.header:
         name, sep, value = line.partition(":")
-        if not sep or not name.strip():
+        name, value = name.strip(), value.strip()
+        if not sep or not HTTP_TOKEN.fullmatch(name):
             raise UsageError(f'a header is "Name: value", not {line!r}')
-        headers[name.strip()] = value.strip()
+        if not HEADER_VALUE.fullmatch(value):
+            raise UsageError(f"the value of header {name} has a line break or control character")
+        headers[name] = value
     body = _body(args.data)
     if body is not None and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = _content_type(body)
@@ -209,7 +223,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     source = source_for(args)
     url, key = source.require_supabase()
     api = source.require_api() if source.api_url else None
-    email = args.email or ("" if args.provider else _ask("Email: "))
+    email = _utf8(lambda: args.email, "the email") if args.email else ""
+    email = email or ("" if args.provider else _ask("Email: "))
     if args.provider:
         session = _provider_sign_in(url, key, args.provider, args.no_browser)
     elif args.otp:
@@ -233,19 +248,38 @@ def _ask(prompt: str) -> str:
     if sys.stdin.isatty():
         sys.stderr.write(prompt)
         sys.stderr.flush()
-    line = sys.stdin.readline()
+    line = _utf8(_read_line, "the answer")
     if not line:
         raise UsageError(f"no answer to {prompt.strip()!r} (standard input is closed)")
     return line.strip()
 
 
+def _read_line() -> str:
+    """One line of standard input, bounded: `< /dev/zero` must end too."""
+    line = sys.stdin.readline(MAX_ANSWER + 1)
+    if len(line) > MAX_ANSWER:
+        raise UsageError(f"an answer longer than {MAX_ANSWER} characters")
+    return line
+
+
+def _utf8(read: Any, what: str) -> str:
+    """What ``read()`` returns, which must be UTF-8 text (Supabase takes JSON): undecodable
+    bytes are a usage error that never repeats them."""
+    try:
+        text = str(read())
+        text.encode("utf-8")
+    except UnicodeError:
+        raise UsageError(f"{what} is not valid UTF-8 text") from None
+    return text
+
+
 def _password(from_stdin: bool) -> str:
     if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = _utf8(_read_line, "the password").rstrip("\r\n")
     elif sys.stdin.isatty():
         import getpass
 
-        password = getpass.getpass("Password: ")
+        password = _utf8(lambda: getpass.getpass("Password: "), "the password")
     else:
         raise UsageError("no terminal to ask for the password: use --password-stdin")
     if not password:
@@ -304,24 +338,26 @@ def cmd_logout(args: argparse.Namespace) -> int:
     source = source_for(args)
     warning = ""
     with source.locked():
-        session = source.session()
-        if session:
-            from . import supabase
+        try:
+            session = source.session()
+            if session:
+                from . import supabase
 
-            try:
-                import time
+                try:
+                    import time
 
-                if float(session.get("expires_at", 0)) - time.time() < 10:
-                    session = supabase.refresh(session)
-                supabase.sign_out(session)
-            except NotSignedIn:
-                pass  # the session had already ended at Supabase
-            except Unreachable as exc:
-                warning = (
-                    f"signed out here, but {exc.message}: the session stays valid at Supabase "
-                    "until it expires"
-                )
-        source.forget()
+                    if float(session["expires_at"]) - time.time() < 10:
+                        session = supabase.refresh(session)
+                    supabase.sign_out(session)
+                except NotSignedIn:
+                    pass  # the session had already ended at Supabase
+                except Unreachable as exc:
+                    warning = (
+                        f"signed out here, but {exc.message}: the session stays valid at "
+                        "Supabase until it expires"
+                    )
+        finally:
+            source.forget()  # whatever happened at Supabase, nothing stays behind here
     if warning:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     else:
@@ -334,7 +370,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from .explain import Explainer, render
 
-    text = sys.stdin.read() if args.token == "-" else args.token
+    # Bounded: `yes | tokengate explain -` must end. Anything this long is no token anyway.
+    text = sys.stdin.read(MAX_EXPLAIN_INPUT + 1) if args.token == "-" else args.token
     if not text.strip():
         raise UsageError("no token given: tokengate explain TOKEN, or pipe one into explain -")
     source = source_for(args)

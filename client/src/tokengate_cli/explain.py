@@ -253,7 +253,15 @@ class Explainer:
             else f"missing: {', '.join(missing)}",
             "the token was not issued by this product's exchange",
         )
-        if key is not None:
+        if key is not None and not self.api_url:
+            report.add(
+                "verdict",
+                None,
+                "no API to judge it for: the keys came from the token's own iss, which anyone "
+                "can publish, so a signature that verifies proves nothing",
+                "pass --api URL (or set TOKENGATE_API_URL) for a verdict",
+            )
+        elif key is not None:
             self._api_verdict(token, issuer, key, report)
 
     def _api_key(
@@ -429,11 +437,7 @@ class Explainer:
         self, claims: dict[str, Any], now: float, max_lifetime: int, report: Report, remedy: str
     ) -> None:
         exp = claims.get("exp")
-        when = (
-            remaining(float(exp), now)
-            if isinstance(exp, (int, float)) and not isinstance(exp, bool)
-            else "never"
-        )
+        when = _when(exp, now)
         try:
             check_times(claims, now, LEEWAY, max_lifetime)
             report.add("expiry", True, f"expires {when}")
@@ -464,11 +468,28 @@ def _header_text(unverified: UnverifiedToken) -> str:
     return ", ".join(parts)
 
 
+def _when(exp: Any, now: float) -> str:
+    """When a (claimed) expiry falls, for any JSON number: a token may claim 1e300 or NaN."""
+    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+        return "never"
+    try:
+        return remaining(float(exp), now)
+    except (OverflowError, ValueError):
+        return f"at {exp!r}, a time no clock can represent"
+
+
+def _date(value: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))
+    except (OverflowError, ValueError, OSError):
+        return "not a representable date"
+
+
 def render(report: Report) -> str:
     lines = [f"{report.kind}: {report.description}"]
     for name, value in report.claims.items():
         if name in ("exp", "iat") and isinstance(value, (int, float)):
-            value = f"{value} ({time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(value))})"
+            value = f"{value} ({_date(value)})"
         lines.append(f"  {name:<12} {value}")
     if report.note:
         lines.append(f"  note: {report.note}")

@@ -41,6 +41,7 @@ from .store import (
     LOCK_FILE,
     SecretStore,
     atomic_write,
+    check_own_home,
     default_home,
     ensure_private_dir,
     open_store,
@@ -96,7 +97,7 @@ class TokenSource:
         min_ttl: int = DEFAULT_MIN_TTL,
         clock: Clock = time.time,
     ) -> None:
-        self.home = Path(home) if home is not None else default_home()
+        self.home = check_own_home(Path(home) if home is not None else default_home())
         saved = read_json(self.home / CONFIG_FILE) or {}
         env = os.environ
         self.api_url = _first(api_url, env.get("TOKENGATE_API_URL"), saved.get("api_url"))
@@ -146,10 +147,23 @@ class TokenSource:
         atomic_write(self.home / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
 
     def session(self) -> dict[str, Any] | None:
-        return self.store.get("session")
+        """The stored Supabase session; a damaged record (edited, truncated, from another
+        version) counts as no session, so every command can still say "sign in" or clean up."""
+        session = self.store.get("session")
+        if session is None or not _is_session(session):
+            return None
+        return session
 
     def cached_tokens(self) -> dict[str, dict[str, Any]]:
-        return self.store.get("tokens") or {}
+        """The cached API tokens by cache key; damaged entries are skipped."""
+        tokens = self.store.get("tokens") or {}
+        return {
+            key: entry
+            for key, entry in tokens.items()
+            if isinstance(entry, dict)
+            and isinstance(entry.get("access_token"), str)
+            and _is_time(entry.get("expires_at"))
+        }
 
     def forget(self) -> None:
         """Delete every secret and the saved settings (the caller holds the lock)."""
@@ -344,6 +358,25 @@ class TokenSource:
         from .requests_auth import RequestsAuth
 
         return RequestsAuth(self, scope)
+
+
+def _is_time(value: Any) -> bool:
+    """A finite epoch time (JSON also allows NaN and Infinity, and true is an int)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value == value
+        and abs(value) != float("inf")
+    )
+
+
+def _is_session(session: dict[str, Any]) -> bool:
+    strings = ("access_token", "refresh_token", "supabase_url", "supabase_key")
+    return (
+        all(isinstance(session.get(name), str) and session[name] for name in strings)
+        and _is_time(session.get("expires_at"))
+        and isinstance(session.get("user"), dict)
+    )
 
 
 def _first(*values: Any) -> str | None:

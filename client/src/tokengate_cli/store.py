@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import ClientError
+from .errors import ClientError, UsageError
 
 APP_NAME = "tokengate"
 CONFIG_FILE = "config.json"
@@ -36,6 +36,29 @@ def default_home() -> Path:
     from platformdirs import user_config_dir
 
     return Path(user_config_dir(APP_NAME, appauthor=False))
+
+
+def check_own_home(path: Path) -> Path:
+    """Refuse a state directory that another user owns or may write to: its ``config.json``
+    could name their Supabase project (where ``login`` would send the password) or their API,
+    and its session could be theirs. Checked before anything in it is read."""
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return path  # created 0700 by the first write
+    if not hasattr(os, "geteuid"):
+        return path  # Windows: the user's profile directory is private by ACL
+    if info.st_uid != os.geteuid():
+        raise UsageError(
+            f"the state directory {path} belongs to another user; "
+            "set TOKENGATE_HOME to a directory of your own"
+        )
+    if info.st_mode & 0o022:
+        raise UsageError(
+            f"others can write to the state directory {path}: run chmod 700 on it, "
+            "or set TOKENGATE_HOME to a private directory"
+        )
+    return path
 
 
 def ensure_private_dir(path: Path) -> Path:

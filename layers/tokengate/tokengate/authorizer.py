@@ -188,7 +188,7 @@ class Authorizer:
         if route is None:
             return "route_not_in_table"
         if self._routes.permits(route, principal.scopes):
-            return "unrepresentable_path"  # per-route answer for a path holding "*" or "?"
+            return "unrepresentable_path"  # "*" or "?" where an exact ARN is needed; "//", "/a/"
         return "insufficient_scope"
 
     def _simple_response(

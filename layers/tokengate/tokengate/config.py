@@ -25,7 +25,7 @@ from .jwks import (
     MAX_PUBLISH_MAX_AGE,
     MIN_COOLDOWN_SECONDS,
 )
-from .routes import RouteTable
+from .routes import RouteTable, check_route_scope
 from .scopes import DEFAULT_SCOPES_CLAIM
 from .supabase import DEFAULT_MIN_AAL
 
@@ -105,7 +105,8 @@ def _client_scopes(
 def _route_scopes(value: str) -> Mapping[str, str]:
     """ROUTE_SCOPES: route keys checked here, so every function refuses a bad table at start."""
     table = _json_object("ROUTE_SCOPES", value)
-    RouteTable(table)
+    for route in RouteTable(table):
+        check_route_scope(route.key, table[route.key])
     return MappingProxyType(table)
 
 

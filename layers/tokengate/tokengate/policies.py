@@ -24,23 +24,42 @@ would also reach the route itself, the exact method ARN. No answer ever allows a
 decision denies, whatever route the cache replays it on; each is exact for every request of the
 same method and path, which is what a cache keyed on them (a ``REQUEST`` authorizer with the
 identity sources ``context.httpMethod`` and ``context.path``) replays it on.
+
+A request path with an empty segment (``//``, or a trailing ``/`` other than the root) is refused,
+fresh and cached alike: API Gateway routes ``/a/b/`` as ``/a/b`` but keeps the slash in the method
+ARN, where no route's pattern can tell it from a path of another route (``.../orders/*`` matches
+``/orders/8/refund/``, which ``Deny .../orders/*/refund`` does not). Every policy that allows
+anything also denies every such method ARN, and the path automata below never route one. So are
+``.`` and ``..`` segments (should API Gateway resolve ``/a/../admin`` to ``/admin``, the method
+ARN would still hold the dots).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .routes import ANY, GREEDY, LITERAL, METHODS, Route, RouteTable, path_segments
+from .routes import (
+    ANY,
+    GREEDY,
+    LITERAL,
+    METHODS,
+    Route,
+    RouteTable,
+    check_route_scope,
+    path_segments,
+)
 
 logger = logging.getLogger("tokengate.policies")
 
 FRESH = "\x00"  # a segment equal to no literal (literals never hold NUL)
 EMPTY = ""  # an empty segment: "/a//b" or "/a/"
-MAX_CHECKED_SCOPE_SETS = 1024
+MAX_CACHED_PLANS = 4096  # scope sets whose plans are kept (the warm path)
+# API Gateway accepts resource ARNs of at most 512 characters in an authorizer's policy; a method
+# ARN (the request's path) may be up to 1,600.
+MAX_RESOURCE = 512
 Statement = dict[str, Any]
 
 
@@ -53,7 +72,9 @@ class RouteScopes:
 
     def __init__(self, table: Mapping[str, str]) -> None:
         self.table = RouteTable(table)
-        self._scope = {route: str(table[route.key]) for route in self.table.routes}
+        self._scope = {
+            route: check_route_scope(route.key, table[route.key]) for route in self.table.routes
+        }
 
     def required(self, route: Route) -> str:
         return self._scope[route]
@@ -77,6 +98,8 @@ def _route_step(route: Route, state: int, symbol: str) -> int | None:
     greedy variable has taken only an empty segment (not a match); ``n + 2`` it has taken more.
     """
     n = len(route.segments)
+    if symbol == EMPTY:
+        return None  # a path with an empty segment is refused whatever its route
     if state > n:
         return n + 2
     if state == n:
@@ -237,12 +260,37 @@ class Plan:
         return not self.conflicts
 
 
+def has_ambiguous_segment(path: str) -> bool:
+    """``//`` in the path, a trailing ``/`` other than the root's, or a ``.`` or ``..`` segment
+    (which a client normally removes, and API Gateway might resolve before routing)."""
+    if path == "/":
+        return False
+    return "//" in path or path.endswith("/") or any(s in (".", "..") for s in path.split("/"))
+
+
+def ambiguous_segment_patterns(arn_base: str) -> list[str]:
+    """Every method ARN whose path :func:`has_ambiguous_segment`: ``//`` anywhere, a final
+    ``/`` after at least one character (the root ``.../GET/`` is not matched), ``/./`` or
+    ``/../`` anywhere, a final ``/.`` or ``/..``."""
+    return [
+        f"{arn_base}/*//*",
+        f"{arn_base}/*/?*/",
+        f"{arn_base}/*/./*",
+        f"{arn_base}/*/.",
+        f"{arn_base}/*/../*",
+        f"{arn_base}/*/..",
+    ]
+
+
 def _statements(
     arn_base: str, allow: Iterable[tuple[str, str]], deny: Iterable[tuple[str, str]]
 ) -> list[Statement]:
     statements: list[Statement] = []
-    for effect, resources in (("Allow", allow), ("Deny", deny)):
-        arns = sorted({f"{arn_base}/{method}{path}" for method, path in resources})
+    allows = sorted({f"{arn_base}/{method}{path}" for method, path in allow})
+    denies = {f"{arn_base}/{method}{path}" for method, path in deny}
+    if allows:
+        denies.update(ambiguous_segment_patterns(arn_base))
+    for effect, arns in (("Allow", allows), ("Deny", sorted(denies))):
         if arns:
             statements.append({"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns})
     return statements
@@ -250,6 +298,15 @@ def _statements(
 
 def has_wildcard(text: str) -> bool:
     return "*" in text or "?" in text
+
+
+def _refusal(arn_base: str, method: str, path: str) -> list[Statement]:
+    """A Deny of the request's method ARN; past :data:`MAX_RESOURCE` characters, of every ARN
+    sharing its first 511 (a Deny may be broader than the request, never an Allow)."""
+    arn = f"{arn_base}/{method}{path}"
+    if len(arn) > MAX_RESOURCE:
+        arn = arn[: MAX_RESOURCE - 1] + "*"
+    return [{"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": [arn]}]
 
 
 def _log_conflicts(conflicts: Iterable[Conflict], shown: int = 10) -> None:
@@ -271,27 +328,36 @@ class PolicyPlanner:
         self._groups = _method_groups(scopes.table)
         self._plans: dict[frozenset[str], Plan] = {}
         self._documents: dict[tuple[str, frozenset[str]], list[tuple[str, list[str]]]] = {}
-        names = sorted(scopes.names())
-        self.checked_every_scope_set = 2 ** len(names) <= MAX_CHECKED_SCOPE_SETS
-        conflicts: set[Conflict] = set()
-        if self.checked_every_scope_set:
-            for size in range(len(names) + 1):
-                for held in itertools.combinations(names, size):
-                    conflicts.update(self.plan(frozenset(held)).conflicts)
+        conflicts = self._every_conflict()
         self.conflicts = tuple(sorted(conflicts, key=lambda c: (c.denied.key, c.permitted.key)))
         if self.conflicts:
             _log_conflicts(self.conflicts)
+
+    def _every_conflict(self) -> set[Conflict]:
+        """The conflicts of every scope set, without building a plan for each (2^n of them):
+        ``(d, p)`` is a conflict of some set exactly when it is one of the set holding every
+        scope but ``d``'s. That set permits the most any set denying ``d`` can, and a conflict
+        needs ``p`` permitted and ``d``'s Deny needed by a permitted route, both of which only
+        grow with what is permitted."""
+        found: set[Conflict] = set()
+        for group in self._groups:
+            for denied in group.live:
+                scope = self.scopes.required(denied)
+                if not scope:
+                    continue  # never denied
+                permitted = [r for r in group.live if self.scopes.required(r) != scope]
+                if any(group.reach[denied][p] for p in permitted):
+                    found.update(Conflict(denied, p) for p in permitted if group.reach[p][denied])
+        return found
 
     def plan(self, held: frozenset[str]) -> Plan:
         """The plan for the scopes a caller holds (only the table's scope names matter)."""
         key = held & self.scopes.names()
         plan = self._plans.get(key)
         if plan is None:
-            if len(self._plans) >= 4 * MAX_CHECKED_SCOPE_SETS:
+            if len(self._plans) >= MAX_CACHED_PLANS:
                 self._plans.clear()
             plan = self._plans[key] = self._build(key)
-            if plan.conflicts and not self.checked_every_scope_set:
-                _log_conflicts(plan.conflicts)  # too many scope sets to check them all at start
         return plan
 
     def _build(self, held: frozenset[str]) -> Plan:
@@ -332,13 +398,14 @@ class PolicyPlanner:
     ) -> tuple[bool, list[Statement]]:
         """Whether a request API Gateway sent to ``route`` (None: to a route the table does not
         list) is allowed for a caller holding ``held``, and the policy that says so."""
-        refuse = (False, _statements(arn_base, (), [(method, path)]))
+        refuse = (False, _refusal(arn_base, method, path))
         group = self._group(method)
         if route is None or group is None or route not in group.live:
             return refuse
         plan = self.plan(held)
-        if not self.scopes.permits(route, held):
-            # The whole-table policy denies every request of a denied route, exact or not.
+        if has_ambiguous_segment(path) or not self.scopes.permits(route, held):
+            # The whole-table policy denies every request of a denied route, exact or not, and
+            # every path with an empty, "." or ".." segment.
             return (False, self._whole_table(arn_base, held, plan)) if plan.allow else refuse
         if plan.exact:
             return True, self._whole_table(arn_base, held, plan)
@@ -359,7 +426,8 @@ class PolicyPlanner:
                 [(method, pattern_path(group.parts[route]))],
                 [(method, pattern_path(group.parts[d])) for d in needed],
             )
-        if has_wildcard(path):
-            # The exact ARN would itself be a pattern ("*" and "?" are wildcards in IAM).
+        if has_wildcard(path) or len(f"{arn_base}/{method}{path}") > MAX_RESOURCE:
+            # The exact ARN would itself be a pattern ("*" and "?" are wildcards in IAM), or be
+            # longer than API Gateway accepts in a policy.
             return refuse
         return True, _statements(arn_base, [(method, path)], ())

@@ -11,6 +11,8 @@ Precedence (what :meth:`RouteTable.select` implements):
    a literal segment beats ``{name}``, which beats ``{name+}``; the first difference decides.
 3. On the same path, an explicit method beats ``ANY``.
 
+One trailing slash is ignored, as a REST API ignores it: ``/a/b/`` goes where ``/a/b`` goes.
+
 Sources: "Routing API requests" in the HTTP API developer guide
 (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html): a full
 match first, then a match with a path variable, then one with a greedy path variable, and ``ANY``
@@ -41,6 +43,20 @@ LITERAL, VARIABLE, GREEDY = 0, 1, 2
 # and the braces of path variables.
 _LITERAL = re.compile(r"[A-Za-z0-9._~!$&'()+,;=:@%-]+")
 _VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)(\+?)\}")
+
+
+# RFC 6749 §3.3 scope-token: what one scope of a token can be (no space, '"' or '\\').
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def check_route_scope(key: str, scope: object) -> str:
+    """The scope a route requires (``""``: any valid token), which must be one scope name: a
+    value no token can hold (``"read write"``) would make the route unreachable in silence."""
+    if not isinstance(scope, str) or (scope and not _SCOPE_TOKEN.fullmatch(scope)):
+        raise ConfigurationError(
+            f'route {key!r}: the scope must be one scope name (no spaces) or "", not {scope!r}'
+        )
+    return scope
 
 
 class Segment(NamedTuple):
@@ -89,10 +105,15 @@ class Route(NamedTuple):
 
 
 def path_segments(path: str) -> list[str] | None:
-    """A request path's segments (``/`` has none), or None for a path that is not absolute."""
+    """A request path's segments as API Gateway routes it (``/`` has none), or None for a path
+    that is not absolute. A REST API routes ``/a/`` as ``/a``: one trailing slash is dropped
+    (the method ARN keeps it; :mod:`tokengate.policies` refuses such requests)."""
     if not path.startswith("/"):
         return None
-    return [] if path == "/" else path[1:].split("/")
+    segments = path[1:].split("/")
+    if segments[-1] == "":
+        segments.pop()
+    return segments
 
 
 def parse_route(key: object) -> Route:
@@ -121,12 +142,12 @@ def parse_route(key: object) -> Route:
                 raise ConfigurationError(f"route {key!r}: variable {variable[1]!r} is repeated")
             names.add(variable[1])
             segments.append(Segment(GREEDY if greedy else VARIABLE, variable[1]))
-        elif _LITERAL.fullmatch(part):
+        elif _LITERAL.fullmatch(part) and part not in (".", ".."):
             segments.append(Segment(LITERAL, part))
         else:
             raise ConfigurationError(
                 f"route {key!r}: segment {part!r} must be a literal (letters, digits, -._~ and "
-                "the like; no '*', '?' or empty segment), {name} or a final {name+}"
+                "the like; no '*', '?', '.', '..' or empty segment), {name} or a final {name+}"
             )
     return Route(method, path, tuple(segments))
 
