@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run test lint bench load build deploy smoke invoke rotate lock clean
+.PHONY: help run token events test lint bench load build deploy smoke invoke rotate lock clean
 
 help:
 	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
+	@echo "make token [SCOPES='read write'] [AAL=aal2] [ANONYMOUS=1] [CLIENT_ID=app] [LIFETIME=600]   a development Supabase token"
+	@echo "make events  events/ rendered with fresh tokens, and env.json, into .aws-sam/events for sam local invoke"
 	@echo "make test    the whole test suite"
 	@echo "make lint    ruff, mypy and the template linter"
 	@echo "make bench   benchmarks: same-run ratios against peers, cold starts [COUNT=instructions] [QUICK=1]"
@@ -38,6 +40,15 @@ $(SAM): requirements/sam.txt
 
 run: $(STAMP)
 	PORT=$(PORT) $(PY) -m devstack
+
+# A development Supabase token for the local stack (stdout: the token alone).
+token: $(STAMP)
+	@$(PY) -m devstack.token $(if $(SCOPES),--scopes "$(SCOPES)") $(if $(AAL),--aal "$(AAL)") $(if $(filter 1 true yes,$(ANONYMOUS)),--anonymous) $(if $(CLIENT_ID),--client-id "$(CLIENT_ID)") $(if $(LIFETIME),--lifetime "$(LIFETIME)")
+
+# events/ with fresh tokens and an env.json for sam local invoke, from the running make run
+# (CONTAINER_HOST=host.docker.internal for Docker Desktop's default network; see docs/local.md).
+events: $(STAMP)
+	@$(PY) -m devstack.sam_events --port $(PORT) $(if $(CONTAINER_HOST),--container-host "$(CONTAINER_HOST)")
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -73,7 +84,7 @@ rotate: $(STAMP)
 
 invoke: $(STAMP)
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
-	$(PY) -m devstack.invoke $(FN) $(EVENT)
+	@$(PY) -m devstack.invoke $(FN) $(EVENT)
 
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import sys
-import time
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from tokengate.errors import ConfigurationError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
+from .sam_events import remove_state, write_state
+from .settings import local_settings
 from .stack import LocalStack
 from .supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
-from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL, hs256_token, user_claims
+from .supabase_dev import LOCAL_SUPABASE_URL, hs256_token
 from .template import ParameterError
+from .token import development_claims
 
 
 def walkthrough(base_url: str, supabase_token: str) -> str:
@@ -29,6 +33,13 @@ Try it (copy-paste into a shell):
     -d subject_token_type={ACCESS_TOKEN} \\
     --data-urlencode "subject_token=$SUPABASE_TOKEN"; echo
 
+  # The development user also holds "write" (app_metadata); other users: make -s token SCOPES=...
+  curl -s {base_url}/token \\
+    -d grant_type={GRANT_TYPE} \\
+    -d subject_token_type={ACCESS_TOKEN} \\
+    --data-urlencode "subject_token=$SUPABASE_TOKEN" \\
+    --data-urlencode "scope=read write"; echo
+
   export API_TOKEN=$(curl -s {base_url}/token \\
     -d grant_type={GRANT_TYPE} \\
     -d subject_token_type={ACCESS_TOKEN} \\
@@ -41,23 +52,17 @@ Try it (copy-paste into a shell):
 """
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class _Stopped(Exception):
-    """Raised in the main thread by the first stop signal."""
-
-
-def _stop(signum: int, frame: object) -> None:
-    # The handler takes no lock: it runs between two bytecodes of the main thread, which may be
-    # holding any lock at that moment (a threading.Event set here deadlocks when a second signal,
-    # as make forwards one, lands inside Event.wait). Later signals are ignored while stopping.
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    raise _Stopped
+# The stop signals are blocked in every thread and taken by the main thread with sigwait. A
+# signal sent to the process goes to any thread that does not block it, and a Python handler
+# runs only when the main thread next runs bytecode: a burst of signals taken by the server
+# threads left the main thread asleep in pause() for ever, still serving.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 def main() -> int:
+    # Before any thread starts: threads inherit the mask. A stop signal that arrives while the
+    # stack starts stays pending, and the stack stops as soon as it is up.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         stack = start()
     except (ConfigurationError, ParameterError) as error:
@@ -73,25 +78,22 @@ def main() -> int:
     return 0
 
 
-def port_from_env() -> int:
-    value = os.environ.get("PORT") or "3000"
-    if not value.isdigit() or not 0 < int(value) < 65536:
+def port_from_env(env: Mapping[str, str] = os.environ) -> int:
+    value = env.get("PORT") or "3000"
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 0 < int(value) < 65536:
         raise ConfigurationError(f"PORT={value!r} must be a TCP port number (1-65535)")
     return int(value)
 
 
-def start() -> LocalStack:
-    port = port_from_env()
-    secret = os.environ.get("SUPABASE_JWT_SECRET") or LOCAL_JWT_SECRET
+def start(env: Mapping[str, str] = os.environ) -> LocalStack:
+    port = port_from_env(env)
+    settings = local_settings(env)
+    if settings.ignored:
+        print(f"make run: warning: {settings.warning()}", file=sys.stderr, flush=True)
     # No SUPABASE_URL (e.g. `supabase start` or a hosted project): serve the development stand-in.
-    stand_in = None if os.environ.get("SUPABASE_URL") else serve_stand_in(secret)
-    supabase_url = os.environ.get("SUPABASE_URL") or (stand_in.url if stand_in else "")
-    parameters = {
-        name: os.environ[var]
-        for var, name in (("SIGNING_MODE", "SigningMode"), ("SIGNING_ALG", "SigningAlgorithm"))
-        if os.environ.get(var)
-    }
-    stack = LocalStack(port, supabase_url, secret, parameters)
+    stand_in = None if settings.supabase_url else serve_stand_in(settings.jwt_secret)
+    supabase_url = settings.supabase_url or (stand_in.url if stand_in else "")
+    stack = LocalStack(port, supabase_url, settings.jwt_secret, settings.parameters)
     stack.stand_in = stand_in
     return stack.start()
 
@@ -124,9 +126,13 @@ Sign in with the CLI (in another shell; `pipx install ./client`, or use .venv/bi
 
 def serve_until_stopped(stack: LocalStack) -> None:
     assert stack.aws is not None
-    secret = stack.jwt_secret
-    token = hs256_token(user_claims(stack.supabase_url), secret)
-    issuer = f"{stack.supabase_url}/auth/v1"
+    assert stack.gateway is not None
+    parameters = stack.gateway.template.parameters
+    issuer = parameters["SupabaseIssuer"] or f"{stack.supabase_url}/auth/v1"
+    claims = development_claims(
+        stack.supabase_url, scopes=["write"], scopes_claim=parameters["ScopesClaim"], issuer=issuer
+    )
+    token = hs256_token(claims, stack.jwt_secret)
     print(f"tokengate local stack on {stack.base_url}")
     print(f"  local KMS + Secrets Manager (moto)  {stack.aws.endpoint}")
     print(f"  Supabase issuer  {issuer}  (JWKS {issuer}/.well-known/jwks.json)")
@@ -137,17 +143,11 @@ def serve_until_stopped(stack: LocalStack) -> None:
         print(cli_walkthrough(stack, stack.stand_in))
     print(walkthrough(stack.base_url, token))
     try:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, _stop)
+        write_state(stack)  # for make events
         print("Ctrl-C stops everything.", flush=True)
-        while True:
-            # Not signal.pause(): a stop signal the kernel hands to one of the servers' threads
-            # runs no handler until the main thread executes bytecode again, and pause() would
-            # keep it asleep; a short sleep lets the handler run within half a second.
-            time.sleep(0.5)
-    except _Stopped:
-        pass
+        signal.sigwait(STOP_SIGNALS)
     finally:
+        remove_state(stack)
         stack.stop()
     print("stopped.", flush=True)
 

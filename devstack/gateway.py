@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -27,26 +28,11 @@ from tokengate.apigw import header
 from tokengate.routes import RouteTable
 
 from .events import ACCOUNT, API_ID
+from .lambda_runtime import LambdaContext as LambdaContext
 from .template import Authorizer, Handler, Route, Template
 
 logger = logging.getLogger("devstack.gateway")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway REST payload limit
-
-
-class LambdaContext:
-    """Enough of the Lambda context object for Powertools."""
-
-    function_name = "local"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:local"
-
-    def __init__(self, function_name: str = "local") -> None:
-        self.function_name = function_name
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 @dataclass
@@ -315,9 +301,45 @@ class Gateway:
         return None
 
 
+IDLE_SECONDS = 60  # a connection that sends nothing this long is closed, never a stuck thread
+
+
+class _BadRequest(Exception):
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+
+def _body_length(values: list[str], too_large: Answer) -> int:
+    """The one ``Content-Length`` a request may carry: digits only, every copy the same. Framing
+    errors get the HTTP layer's built-in ``{"message": ...}``: such a request never reaches API
+    Gateway's own responses; an oversized body gets its REQUEST_TOO_LARGE response."""
+    if not values:
+        return 0
+    if len(set(values)) != 1 or not re.fullmatch(r"[0-9]+", values[0].strip()):
+        raise _BadRequest(_gateway_error(400, "Bad Request: invalid Content-Length"))
+    length = int(values[0])
+    if length > MAX_BODY:
+        raise _BadRequest(too_large)
+    return length
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away mid-request is not the stack's failure: one line, no traceback.
+        error = sys.exc_info()[1]
+        print(f"local API: connection from {client_address[0]} ended: {error!r}", file=sys.stderr)
+
+
 def serve(gateway: Gateway, port: int) -> ThreadingHTTPServer:
+    """The HTTP side: every request, whatever its method, path or framing, gets an answer shaped
+    like API Gateway's (JSON ``{"message": ...}`` for the gateway's own errors)."""
+
     class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        default_request_version = "HTTP/1.1"  # answers carry a status line, even to garbage
+        timeout = IDLE_SECONDS
 
         def setup(self) -> None:
             super().setup()
@@ -325,31 +347,61 @@ def serve(gateway: Gateway, port: int) -> ThreadingHTTPServer:
             # delayed ACKs hold every keep-alive response for ~40 ms.
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+        def __getattr__(self, name: str) -> Any:
+            # Any method (HEAD, OPTIONS, an unknown verb) goes to the gateway, which answers as
+            # API Gateway does for a method no route declares.
+            if name.startswith("do_"):
+                return self._dispatch
+            raise AttributeError(name)
+
         def _dispatch(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                answer = _gateway_error(413, "Request Entity Too Large")
-            else:
-                body = self.rfile.read(length) if length else b""
-                headers = {k: v for k, v in self.headers.items()}
-                try:
-                    answer = gateway.handle(
-                        self.command, self.path, headers, body, self.client_address[0]
-                    )
-                except Exception:  # noqa: BLE001 - as API Gateway: a failed integration is a 502
-                    answer = _gateway_error(502, "Internal server error")
+            try:
+                if "Transfer-Encoding" in self.headers:
+                    raise _BadRequest(_gateway_error(411, "Length Required"))
+                too_large = gateway_response(
+                    gateway.responses, "REQUEST_TOO_LARGE", "Request Entity Too Large", {}
+                )
+                length = _body_length(self.headers.get_all("Content-Length") or [], too_large)
+            except _BadRequest as bad:
+                # The body's end is unknown: answer and close rather than read the next request
+                # from the middle of this one.
+                self.close_connection = True
+                self._send(bad.answer, close=True)
+                return
+            body = self.rfile.read(length) if length else b""
+            if len(body) < length:  # the client closed its side before sending the whole body
+                self.close_connection = True
+                return
+            headers = dict(self.headers.items())
+            try:
+                answer = gateway.handle(
+                    self.command, self.path, headers, body, self.client_address[0]
+                )
+            except Exception:  # noqa: BLE001 - as API Gateway: a failed integration is a 502
+                answer = _gateway_error(502, "Internal server error")
+            self._send(answer)
+
+        def _send(self, answer: Answer, close: bool = False) -> None:
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(answer.body)))
+            if close:
+                self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(answer.body)
+            if self.command != "HEAD":
+                self.wfile.write(answer.body)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            # What the standard library would answer with an HTML page (a malformed request
+            # line, oversized headers, an unsupported HTTP version): the gateway's JSON instead.
+            self.close_connection = True
+            phrase = self.responses.get(code, ("Error",))[0]
+            self._send(_gateway_error(code, phrase), close=True)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # request lines carry no tokens, but the handlers already log each decision
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
-    server.daemon_threads = True
-    return server
+    return _Server(("127.0.0.1", port), RequestHandler)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +21,43 @@ from tokengate.apitoken import ApiTokenIssuer
 from tokengate.aws import KmsSigner
 
 from .client import Client
-from .gateway import LambdaContext
+from .lambda_runtime import LambdaContext
 from .moto_aws import free_port
 from .stack import LocalStack
 from .supabase_dev import DEV_USER_ID, hs256_token, project_api_key_claims, user_claims
+from .template import Template
+from .token import development_claims
 
 
-def _exchange(stack: LocalStack, subject_token: str, scope: str) -> str:
-    status, _, body = Client(stack.base_url).exchange(subject_token, scope=scope)
+@dataclass(frozen=True)
+class Target:
+    """A running local stack, as far as minting tokens for it goes."""
+
+    base_url: str
+    supabase_url: str
+    jwt_secret: str
+    kms: Any
+    signing_key_arn: str
+    scopes_claim: str = "api_scopes"
+
+    @classmethod
+    def of(cls, stack: LocalStack) -> Target:
+        assert stack.aws is not None
+        assert stack.gateway is not None
+        return cls(
+            stack.base_url,
+            stack.supabase_url,
+            stack.jwt_secret,
+            stack.aws.client("kms"),
+            stack.provisioned.signing_key_arn,
+            stack.gateway.template.parameters["ScopesClaim"],
+        )
+
+
+def _exchange(target: Target, subject_token: str, scope: str) -> str:
+    status, _, body = Client(target.base_url).exchange(subject_token, scope=scope)
     if status != 200:
-        raise RuntimeError(f"the local stack refused the exchange: {body}")
+        raise EventError(f"the local stack refused the exchange: {body}")
     return str(body["access_token"])
 
 
@@ -51,31 +80,58 @@ def expired_api_token(kms: Any, key_arn: str, issuer: str, subject: str = DEV_US
     )
 
 
-def placeholders(stack: LocalStack) -> dict[str, str]:
+def placeholders(target: Target | LocalStack) -> dict[str, str]:
     """Fresh tokens for every placeholder the events use."""
+    if isinstance(target, LocalStack):
+        target = Target.of(target)
     now = int(time.time())
-    url, secret = stack.supabase_url, stack.jwt_secret
-    metadata = {"provider": "email", "providers": ["email"], "api_scopes": ["write"]}
-    supabase = hs256_token(user_claims(url, app_metadata=metadata), secret)
-    assert stack.aws is not None
+    url, secret = target.supabase_url, target.jwt_secret
+    supabase = hs256_token(
+        development_claims(url, scopes=["write"], scopes_claim=target.scopes_claim), secret
+    )
     return {
         "supabase_token": supabase,
         "expired_supabase_token": hs256_token(
             user_claims(url, iat=now - 7200, exp=now - 3600), secret
         ),
         "anon_key": hs256_token(project_api_key_claims("anon", now=now), secret, kid=None),
-        "api_token": _exchange(stack, supabase, "read"),
-        "api_token_write_only": _exchange(stack, supabase, "write"),
-        "expired_api_token": expired_api_token(
-            stack.aws.client("kms"), stack.provisioned.signing_key_arn, stack.base_url
-        ),
+        "api_token": _exchange(target, supabase, "read"),
+        "api_token_write_only": _exchange(target, supabase, "write"),
+        "expired_api_token": expired_api_token(target.kms, target.signing_key_arn, target.base_url),
     }
 
 
+class EventError(ValueError):
+    """An event file that cannot be run, said in one line."""
+
+
+PLACEHOLDER = re.compile(r"\{\{([A-Za-z0-9_]+)\}\}")
+
+
+def read_event(path: str | Path) -> str:
+    """An event file's text, checked to be JSON (placeholders sit inside JSON strings)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EventError(f"{path}: no such event file (the samples are in events/)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise EventError(f"{path}: cannot be read ({error})") from None
+    try:
+        json.loads(text)
+    except ValueError as error:
+        raise EventError(f"{path} is not JSON: {error}") from None
+    return text
+
+
 def render(event_text: str, values: dict[str, str]) -> dict[str, Any]:
-    for name, value in values.items():
-        event_text = event_text.replace("{{" + name + "}}", value)
-    document: dict[str, Any] = json.loads(event_text)
+    """The event with each ``{{name}}`` replaced by its value; an unknown name is an error."""
+    unknown = sorted(set(PLACEHOLDER.findall(event_text)) - set(values))
+    if unknown:
+        raise EventError(
+            f"unknown placeholder {{{{{unknown[0]}}}}}; known: {', '.join(sorted(values))}"
+        )
+    rendered = PLACEHOLDER.sub(lambda m: values[m[1]], event_text)
+    document: dict[str, Any] = json.loads(rendered)
     return document
 
 
@@ -91,17 +147,29 @@ def invoke(stack: LocalStack, function: str, event: dict[str, Any]) -> dict[str,
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m devstack.invoke <LogicalId> <event.json>", file=sys.stderr)
+        print("usage: make invoke FN=<LogicalId> EVENT=events/<file>.json", file=sys.stderr)
         return 2
     function, path = argv
+    functions = Template.load().functions()
+    if function not in functions:
+        choices = ", ".join(sorted(functions))
+        print(
+            f"make invoke: no function {function!r} in template.yaml ({choices})", file=sys.stderr
+        )
+        return 2
+    try:
+        text = read_event(path)
+    except EventError as error:
+        print(f"make invoke: {error}", file=sys.stderr)
+        return 2
     saved = dict(os.environ)
     stack = LocalStack(free_port()).start()
     try:
-        if function not in stack.gateway.handlers if stack.gateway else True:
-            print(f"no function {function!r} in template.yaml", file=sys.stderr)
-            return 2
-        event = render(Path(path).read_text(), placeholders(stack))
+        event = render(text, placeholders(stack))
         print(json.dumps(invoke(stack, function, event), indent=2))
+    except EventError as error:
+        print(f"make invoke: {path}: {error}", file=sys.stderr)
+        return 2
     finally:
         stack.stop()
         os.environ.clear()

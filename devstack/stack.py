@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 
 from .gateway import Gateway, serve
+from .lambda_runtime import as_lambda
 from .moto_aws import REGION, LocalAws, Provisioned, point_boto3_at, provision
 from .supabase_auth import SupabaseAuthStandIn
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
@@ -40,6 +41,8 @@ def deploy(
         "SupabaseUrl": supabase_url.rstrip("/"),
         "SupabaseJwtSecretArn": provisioned.jwt_secret_arn,
         "Issuer": issuer,
+        # The authorizer reads the keys from this stack (the issuer may name another host).
+        "ApiJwksUrl": f"{issuer}/.well-known/jwks.json",
     }
     values.update(parameters or {})
     if values.get("SigningMode") == "secretsmanager":
@@ -48,13 +51,13 @@ def deploy(
     template.attributes["SigningKey.Arn"] = provisioned.signing_key_arn
     for function in template.functions():
         os.environ.update(template.environment(function))
-    os.environ["API_JWKS_URL"] = f"{issuer}/.well-known/jwks.json"
     os.environ.update(environment or {})
     return template, provisioned
 
 
 def load_handlers(template: Template) -> dict[str, Handler]:
-    return {name: template.load_handler(name) for name in template.functions()}
+    """Each function's handler, run as Lambda runs it (its log lines name it)."""
+    return {name: as_lambda(name, template.load_handler(name)) for name in template.functions()}
 
 
 class LocalStack:

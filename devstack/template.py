@@ -196,9 +196,33 @@ class Template:
         variables = dict(glob.get("Environment", {}).get("Variables", {}))
         own = self.functions()[function].get("Environment", {}).get("Variables", {})
         variables.update(own)
+        # A variable whose value is AWS::NoValue is left out, as CloudFormation leaves it out.
+        return {k: str(v) for k, val in variables.items() if (v := self.evaluate(val)) is not None}
+
+    def global_variables(self) -> dict[str, Any]:
+        """The functions' Globals environment, unevaluated."""
+        return dict(self.document["Globals"]["Function"]["Environment"]["Variables"])
+
+    def parameter_variables(self) -> dict[str, str]:
+        """Each Globals variable that carries one parameter, to its name: ``VAR: !Ref Parameter``,
+        or ``VAR: !If [Cond, !Ref Parameter, ...]`` where ``Cond`` is "Parameter is not empty"
+        (the parameter's value whenever it is set)."""
         return {
-            k: "" if (v := self.evaluate(val)) is None else str(v) for k, val in variables.items()
+            name: parameter
+            for name, value in self.global_variables().items()
+            if (parameter := self._carried_parameter(value)) is not None
         }
+
+    def _carried_parameter(self, value: Any) -> str | None:
+        if isinstance(value, _Tag) and value.name == "Ref" and value.value in self.parameters:
+            return str(value.value)
+        if isinstance(value, _Tag) and value.name == "If":
+            condition, then = value.value[0], value.value[1]
+            parameter = self._carried_parameter(then)
+            test = self.document.get("Conditions", {}).get(condition)
+            if parameter is not None and _is_not_empty_test(test, parameter):
+                return parameter
+        return None
 
     def stage(self) -> str:
         return str(self.evaluate(self.api()["StageName"]))
@@ -242,6 +266,17 @@ class Template:
         module = _load_module(f"fn_{function}", ROOT / props["CodeUri"] / f"{module_name}.py")
         handler: Handler = getattr(module, attr)
         return handler
+
+
+def _is_not_empty_test(test: Any, parameter: str) -> bool:
+    """Whether a condition reads ``!Not [!Equals [!Ref parameter, ""]]``."""
+    if not (isinstance(test, _Tag) and test.name == "Not"):
+        return False
+    equals = test.value[0]
+    if not (isinstance(equals, _Tag) and equals.name == "Equals"):
+        return False
+    left, right = equals.value
+    return isinstance(left, _Tag) and left.name == "Ref" and left.value == parameter and right == ""
 
 
 def _load_module(name: str, path: Path) -> ModuleType:

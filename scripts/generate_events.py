@@ -82,11 +82,13 @@ def main() -> None:
     EVENTS.mkdir(exist_ok=True)
     for name, event in events().items():
         (EVENTS / f"{name}.json").write_text(json.dumps(event, indent=2) + "\n")
+    # The stable part of a container's environment (sam local invoke --docker-network host);
+    # make events writes the whole of it, AWS endpoint included, for the running make run.
     env = {
         "Parameters": {
-            "SUPABASE_URL": "http://host.docker.internal:54321",
-            "ISSUER": "http://host.docker.internal:3000",
-            "API_JWKS_URL": "http://host.docker.internal:3000/.well-known/jwks.json",
+            "SUPABASE_URL": "http://127.0.0.1:54321",
+            "ISSUER": "http://127.0.0.1:3000",
+            "API_JWKS_URL": "http://127.0.0.1:3000/.well-known/jwks.json",
         }
     }
     (EVENTS / "env.json").write_text(json.dumps(env, indent=2) + "\n")

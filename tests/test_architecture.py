@@ -56,7 +56,12 @@ def test_handlers_import_without_boto3(function: str) -> None:
         "print(sorted(k for k in ('boto3', 'aws_lambda_powertools') if k in sys.modules))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     loaded = result.stdout.strip().splitlines()[
         -1

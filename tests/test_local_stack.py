@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +25,9 @@ import pytest
 from devstack.client import Client, http
 from devstack.invoke import expired_api_token
 from devstack.moto_aws import free_port
+from devstack.sam_events import state_path
 from devstack.stack import LocalStack
+from devstack.template import Template
 from tests.factories import (
     DROP,
     HS_SECRET,
@@ -189,20 +194,87 @@ def test_kms_unavailable_is_503_without_a_token(supabase: JwksServer) -> None:
 
 
 READY = "Ctrl-C stops everything"
+# Bounds on waiting for a child: generous, they catch a hang instead of timing anything.
+START_WAIT = 90.0
+STOP_WAIT = 60.0
 
 
 def stack_env(**variables: str) -> dict[str, str]:
-    """This environment without any AWS, Supabase or signing setting of the caller's, plus these."""
+    """This environment without any AWS, Supabase or other setting of the caller's, plus these."""
     prefixes = ("AWS_", "SUPABASE_", "SIGNING_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)} | variables
+    ours = set(Template.load().global_variables())
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in ours
+    } | variables
+
+
+class ChildOutput:
+    """What a child process prints, read line by line in a thread so every wait is bounded."""
+
+    def __init__(self, stream: Any) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        with stream:
+            for line in stream:
+                self._lines.put(line)
+        self._lines.put(None)
+
+    def until(self, marker: str, wait: float) -> str:
+        """Lines up to and including the first that starts with ``marker``."""
+        lines: list[str] = []
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no {marker!r} line within {wait:.0f} s: {''.join(lines)[-2000:]}")
+            if line is None:
+                pytest.fail(f"the child ended before {marker!r}: {''.join(lines)[-2000:]}")
+            lines.append(line)
+            if line.startswith(marker):
+                return "".join(lines)
+
+    def line(self, wait: float) -> str:
+        """The next line."""
+        try:
+            line = self._lines.get(timeout=wait)
+        except queue.Empty:
+            pytest.fail(f"no line within {wait:.0f} s")
+        if line is None:
+            pytest.fail("the child's output ended")
+        return line
+
+    def rest(self, wait: float) -> str:
+        """Everything up to the end of the output."""
+        lines: list[str] = []
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"output still open after {wait:.0f} s: {''.join(lines)[-2000:]}")
+            if line is None:
+                return "".join(lines)
+            lines.append(line)
+
+
+_OUTPUTS: dict[int, ChildOutput] = {}  # by pid: the rest of what each served child prints
+
+
+def child_output(process: subprocess.Popen[str]) -> ChildOutput:
+    return _OUTPUTS[process.pid]
 
 
 @contextlib.contextmanager
-def served(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], int, str]]:
+def served(
+    command: list[str], **variables: str
+) -> Iterator[tuple[subprocess.Popen[str], int, str]]:
     """The local stack started by ``command`` on a free port, in its own process group, with what
     it printed up to the ready line. Nothing it starts outlives the test, even when the test fails."""
     port = free_port()
-    env = stack_env(PORT=str(port))
+    env = stack_env(PORT=str(port), **variables)
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -212,29 +284,23 @@ def served(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], int, str
         text=True,
         start_new_session=True,
     )
-    assert process.stdout is not None
     try:
-        with process.stdout:
-            lines: list[str] = []
-            for line in process.stdout:
-                lines.append(line)
-                if line.startswith(READY):
-                    break
-            yield process, port, "".join(lines)
+        output = _OUTPUTS[process.pid] = ChildOutput(process.stdout)
+        yield process, port, output.until(READY, START_WAIT)
     finally:
+        _OUTPUTS.pop(process.pid, None)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            process.wait(timeout=STOP_WAIT)
 
 
 def output_after_stop(process: subprocess.Popen[str]) -> str:
     """Waits for the stack to exit after a stop signal and returns the rest of what it printed."""
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=STOP_WAIT)
     except subprocess.TimeoutExpired:
-        pytest.fail("the local stack did not stop within 30 s of a stop signal")
-    assert process.stdout is not None
-    return process.stdout.read()
+        pytest.fail(f"the local stack did not stop after a stop signal (waited {STOP_WAIT:.0f} s)")
+    return child_output(process).rest(STOP_WAIT)
 
 
 def test_make_run_walkthrough_works_as_printed() -> None:
@@ -253,18 +319,36 @@ def test_make_run_walkthrough_works_as_printed() -> None:
         )
         assert result.returncode == 0, result.stderr
         answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-        exchange, whoami, supabase_whoami, jwks = answers
+        exchange, read_write, whoami, supabase_whoami, jwks = answers
         assert exchange["token_type"] == "Bearer"
+        assert read_write["scope"] == "read write"
         assert whoami["sub"] == supabase_whoami["sub"]
         assert whoami["scope"] == "read"
         assert jwks["keys"]
+        record = state_path(port)  # where make events finds the running stack
+        assert record.stat().st_mode & 0o077 == 0
+        assert json.loads(record.read_text())["base_url"] == f"http://127.0.0.1:{port}"
 
         # The whole group gets SIGTERM and make forwards it too: the stack sees it twice.
         os.killpg(process.pid, signal.SIGTERM)
         rest = output_after_stop(process)
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
+    assert not state_path(port).exists()
     with pytest.raises(urllib.error.URLError):
         http("GET", f"http://127.0.0.1:{port}/.well-known/jwks.json")
+
+
+def test_a_misspelt_setting_is_reported_in_one_line_at_start() -> None:
+    """A variable that looks like one of ours but is not is named, with a guess, before the
+    stack serves; it does not stop the stack (shells carry other tools' variables too)."""
+    typos = {"ROUTE_SCOPE": "{}", "TOKEN_TTL": "60", "SUPABASE_ACCESS_TOKEN": "Supabase CLI's"}
+    with served([sys.executable, "-m", "devstack"], **typos) as (_, port, output):
+        warnings = [line for line in output.splitlines() if "warning" in line]
+        assert warnings == [
+            "make run: warning: ignoring ROUTE_SCOPE (did you mean ROUTE_SCOPES?); "
+            "TOKEN_TTL (did you mean TOKEN_TTL_SECONDS?)"
+        ]
+        assert http("GET", f"http://127.0.0.1:{port}/.well-known/jwks.json")[0] == 200
 
 
 def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
@@ -276,6 +360,54 @@ def test_a_burst_of_stop_signals_stops_the_stack_cleanly() -> None:
         rest = output_after_stop(process)
     assert process.returncode == 0, rest[-2000:]
     assert rest.rstrip().endswith("stopped."), rest[-2000:]
+
+
+def test_each_log_line_names_the_function_and_invocation_that_wrote_it() -> None:
+    """Five functions share the local stack's process (in AWS, each has its own): an
+    authorizer's line must not carry the exchange's function name or request id."""
+    with served([sys.executable, "-m", "devstack"]) as (process, port, _):
+        child = child_output(process)
+        client = Client(f"http://127.0.0.1:{port}")
+        assert client.exchange("garbage")[0] == 400
+        assert client.get("/whoami", "a.b.c")[0] == 401
+        assert client.get("/supabase/whoami", "a.b.c")[0] == 401
+        assert client.exchange("garbage")[0] == 400
+        records = []
+        while len(records) < 4:
+            line = child.line(STOP_WAIT)
+            if line.startswith("{") and "_aws" not in line:  # a log line, not a metric
+                records.append(json.loads(line))
+    assert [(r["message"], r["function_name"]) for r in records] == [
+        ("token exchange refused", "TokenExchangeFunction"),
+        ("authorizer decision", "ApiTokenAuthorizerFunction"),
+        ("authorizer decision", "SupabaseAuthorizerFunction"),
+        ("token exchange refused", "TokenExchangeFunction"),
+    ]
+    assert len({r["function_request_id"] for r in records}) == 4
+    assert all(r["function_arn"].endswith(f":function:{r['function_name']}") for r in records)
+    assert [r["cold_start"] for r in records] == [True, True, True, False]
+
+
+def blocked_signals(pid: int) -> dict[str, int]:
+    """Each thread's blocked-signal mask, from /proc."""
+    masks = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        status = (task / "status").read_text()
+        masks[task.name] = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.M)[1], 16)
+    return masks
+
+
+def test_no_server_thread_can_take_a_stop_signal() -> None:
+    """The cause of a hang on a burst of signals, checked directly: the kernel gives a signal
+    sent to the process to any thread that does not block it, and one taken by a server thread
+    never woke the main thread. Every other thread must block SIGINT and SIGTERM; the main thread
+    takes them with sigwait (which unblocks them while it waits)."""
+    with served([sys.executable, "-m", "devstack"]) as (process, _, _):
+        masks = blocked_signals(process.pid)
+    others = {tid: mask for tid, mask in masks.items() if tid != str(process.pid)}
+    assert others, masks  # the moto and HTTP server threads are running
+    stop = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    assert {tid: mask & stop for tid, mask in others.items()} == dict.fromkeys(others, stop)
 
 
 # -- protected routes through the authorizers (docs/contract.md §3.3, §7) ---------------------------------
@@ -324,10 +456,18 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
     [
         ({"PORT": "abc"}, "PORT='abc' must be a TCP port number"),
         ({"PORT": "70000"}, "PORT='70000' must be a TCP port number"),
+        ({"PORT": "\u00b2"}, "PORT='\u00b2' must be a TCP port number"),
         ({"SIGNING_ALG": "PS256"}, "SigningAlgorithm='PS256' is not allowed"),
         ({"SIGNING_MODE": "hsm"}, "SigningMode='hsm' is not allowed"),
         ({"SUPABASE_URL": "ftp://example.com"}, "SupabaseUrl='ftp://example.com' does not match"),
         ({"SUPABASE_JWT_SECRET": "too-short"}, "secret must be at least 32 bytes"),
+        ({"MIN_AAL": "aal3"}, "MIN_AAL: MinAal='aal3' is not allowed: choose one of aal1, aal2"),
+        ({"TOKEN_TTL_SECONDS": "30"}, "TOKEN_TTL_SECONDS: TokenTtlSeconds='30' is outside 60"),
+        ({"JWKS_CACHE_SECONDS": "0"}, "JWKS_CACHE_SECONDS: JwksCacheSeconds='0' is outside 1"),
+        ({"SESSION_CHECK": "maybe"}, "SESSION_CHECK: SessionCheck='maybe' is not allowed"),
+        ({"SESSION_CHECK": "true"}, "SESSION_CHECK needs SUPABASE_API_KEY"),
+        ({"RESOURCES": "[1]"}, "RESOURCES must be a JSON object"),
+        ({"ISSUER": "not a url"}, "ISSUER must be an http(s) URL"),
         ({}, "is in use; try PORT="),
     ],
 )
@@ -351,3 +491,122 @@ def test_make_run_explains_a_bad_setting_in_one_line(
     assert result.stderr.startswith("make run: "), result.stderr
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # no stack trace
+
+
+# -- answers as API Gateway gives them, for any method and any malformed request ---------------
+
+SOCKET_WAIT = 30.0  # a bound on each socket read: catches a hang, times nothing
+
+
+def raw_exchange(stack: LocalStack, request: bytes) -> tuple[bytes, bool]:
+    """Sends raw bytes, keeps the connection open, and returns what came back and whether the
+    stack closed the connection itself (instead of waiting for more from the client)."""
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=SOCKET_WAIT) as sock:
+        sock.sendall(request)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            return received, False
+    return received, True
+
+
+def parse_answer(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("HEAD", "/whoami"),
+        ("OPTIONS", "/token"),
+        ("PROPFIND", "/token"),
+        ("DELETE", "/token"),
+        ("GET", "/no/such/route"),
+        ("POST", "/whoami"),
+        ("GET", "/whoami"),
+    ],
+)
+def test_any_method_and_route_gets_the_gateway_answer(
+    stack: LocalStack, method: str, path: str
+) -> None:
+    """Over HTTP, whatever the method, the answer the gateway gives (never Python's 501 page):
+    the same status, headers and JSON body as the gateway's own, HEAD without the body."""
+    assert stack.gateway is not None
+    expected = stack.gateway.handle(method, path, {"Host": "x"}, b"", "127.0.0.1")
+    request = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    raw, closed = raw_exchange(stack, request)
+    status, headers, body = parse_answer(raw)
+    assert closed
+    assert status == expected.status, raw
+    assert headers["Content-Type"] == "application/json"
+    assert {k: headers[k] for k in expected.headers} == expected.headers
+    assert int(headers["Content-Length"]) == len(expected.body)
+    if method == "HEAD":
+        assert body == b""
+    else:
+        assert json.loads(body) == json.loads(expected.body)
+        assert isinstance(json.loads(body), dict)
+
+
+@pytest.mark.parametrize(
+    ("framing", "status"),
+    [
+        ("Content-Length: -1", 400),
+        ("Content-Length: abc", 400),
+        ("Content-Length: 1e3", 400),
+        ("Content-Length: \u00b2", 400),  # a digit to str.isdigit, not to int()
+        ("Content-Length: 5\r\nContent-Length: 6", 400),
+        ("Content-Length: 99999999999", 413),
+        ("Transfer-Encoding: chunked", 411),
+    ],
+)
+def test_a_malformed_body_length_is_answered_and_the_connection_closed(
+    stack: LocalStack, client: Client, framing: str, status: int
+) -> None:
+    """Kept open by the client, the connection must still be answered and closed by the stack:
+    no handler thread waits for a body whose end it cannot know, and no traceback."""
+    request = f"POST /token HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\ngrant_type=x".encode("latin-1")
+    raw, closed = raw_exchange(stack, request)
+    got_status, headers, body = parse_answer(raw)
+    assert (got_status, headers["Connection"]) == (status, "close"), raw
+    assert headers["Content-Type"] == "application/json"
+    assert isinstance(json.loads(body), dict)
+    assert closed
+    assert client.get("/.well-known/jwks.json")[0] == 200  # still serving
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "expected"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/7.0\r\n\r\n", 505),
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
+    ],
+)
+def test_a_malformed_request_line_gets_json_not_an_html_page(
+    stack: LocalStack, request_bytes: bytes, expected: int
+) -> None:
+    raw, closed = raw_exchange(stack, request_bytes)
+    status, headers, body = parse_answer(raw)
+    assert status == expected, raw
+    assert headers["Content-Type"] == "application/json"
+    assert set(json.loads(body)) == {"message"}
+    assert closed
+
+
+def test_a_body_shorter_than_announced_does_not_hold_a_thread(stack: LocalStack) -> None:
+    """A client that announces more than it sends and hangs up: the stack's thread ends."""
+    before = threading.active_count()
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=SOCKET_WAIT) as sock:
+        sock.sendall(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(65536) == b""  # closed without an answer: there is no request to answer
+    deadline = time.monotonic() + SOCKET_WAIT
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before
