@@ -93,7 +93,13 @@ def start(env: Mapping[str, str] = os.environ) -> LocalStack:
     # No SUPABASE_URL (e.g. `supabase start` or a hosted project): serve the development stand-in.
     stand_in = None if settings.supabase_url else serve_stand_in(settings.jwt_secret)
     supabase_url = settings.supabase_url or (stand_in.url if stand_in else "")
-    stack = LocalStack(port, supabase_url, settings.jwt_secret, settings.parameters)
+    parameters = dict(settings.parameters)
+    if stand_in is not None:
+        # Discovery names the stand-in and its public anon key, so `tokengate login --api URL`
+        # needs nothing else (a value the caller set wins).
+        parameters.setdefault("DiscoverySupabase", "true")
+        parameters.setdefault("SupabaseApiKey", stand_in.anon_key)
+    stack = LocalStack(port, supabase_url, settings.jwt_secret, parameters)
     stack.stand_in = stand_in
     return stack.start()
 
@@ -114,13 +120,14 @@ def cli_walkthrough(stack: LocalStack, stand_in: SupabaseAuthStandIn) -> str:
 Supabase Auth: a development stand-in on {stand_in.issuer} (set SUPABASE_URL to use a real project)
   user {DEV_EMAIL}   password {DEV_PASSWORD}
 
-Sign in with the CLI (in another shell; `pipx install ./client`, or use .venv/bin/tokengate):
+Sign in with the CLI (in another shell; `source .venv/bin/activate`, or `pipx install ./client`):
 
-  export TOKENGATE_API_URL={stack.base_url} SUPABASE_URL={stand_in.url} \\
-    SUPABASE_ANON_KEY={stand_in.anon_key}
-  tokengate login --email {DEV_EMAIL}
+  tokengate login --api {stack.base_url} --email {DEV_EMAIL}
   tokengate call GET /whoami
   tokengate token | tokengate explain -
+
+  (the API's discovery names this Supabase project; elsewhere set SUPABASE_URL and
+  SUPABASE_ANON_KEY={stand_in.anon_key})
 """
 
 
