@@ -153,3 +153,19 @@ def test_a_throttled_request_answers_429_with_retry_after() -> None:
         "error": "invalid_request",
         "error_description": "Request Too Long",
     }
+
+
+def test_a_403_served_from_a_cached_allow_names_the_lacking_scope(
+    make_api: MakeApi, own_jwks: JwksServer
+) -> None:
+    """API Gateway replays the first answer for a token on its other routes: the Allow of
+    POST /orders/{id} also answers POST /orders/{id}/refund, whose Deny it carries. The 403 it
+    then gives must still say what the token lacks."""
+    api = make_api(API_JWKS_URL=own_jwks.jwks_url)
+    own_jwks.document = api.call("GET", "/.well-known/jwks.json")[2]
+    token = write_only_token(api)
+    assert api.call("POST", "/orders/8", Authorization=f"Bearer {token}")[0] == 200
+    status, _, body = api.call("POST", "/orders/8/refund", Authorization=f"Bearer {token}")
+    assert status == 403
+    assert body["error"] == "insufficient_scope"
+    assert body["scope"] == "admin read"

@@ -132,6 +132,7 @@ class Authorizer:
         self._planner = PolicyPlanner(routes)
         self._on_decision = on_decision or log_decision
         self._warned_route_key = False
+        self._missing: dict[frozenset[str], str] = {}  # scope set -> the route scopes it lacks
 
     def _route(self, request: AuthRequest) -> Route | None:
         """The route API Gateway sent the request to, if the table lists it. A REST event's
@@ -172,9 +173,16 @@ class Authorizer:
             "allow" if permitted else "deny", self._reason(route, principal, permitted), principal
         )
         context = principal.context
-        if not permitted:
-            # For API Gateway's ACCESS_DENIED answer ($context.authorizer.insufficient_scope).
-            missing = insufficient_scope(self._routes.names(), principal.scopes)
+        missing = self._missing.get(principal.scopes)
+        if missing is None:
+            if len(self._missing) >= 256:
+                self._missing.clear()
+            missing = self._missing[principal.scopes] = insufficient_scope(
+                self._routes.names(), principal.scopes
+            )
+        if missing:
+            # For API Gateway's ACCESS_DENIED answer ($context.authorizer.insufficient_scope), in
+            # every answer, Allow too: API Gateway may serve a 403 from a cached Allow policy.
             context = {**context, "insufficient_scope": missing}
         return {
             "principalId": principal.sub,
