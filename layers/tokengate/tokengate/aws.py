@@ -23,7 +23,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -37,6 +37,8 @@ from .signing import LocalKeySigner, der_to_jose
 KMS_ALGORITHMS = {"RS256": "RSASSA_PKCS1_V1_5_SHA_256", "ES256": "ECDSA_SHA_256"}
 # The KMS key spec that signs each algorithm (as template.yaml creates the stack's key).
 KMS_KEY_SPECS = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
+
+T = TypeVar("T")
 
 TARGET_PREFIXES = {"kms": "TrentService", "secretsmanager": "secretsmanager"}
 MAX_ATTEMPTS = 3
@@ -170,8 +172,11 @@ class AwsJsonClient:
                 failure = exc
                 continue
             document = _json(answer.body)
-            if answer.status == 200 and document is not None:
-                return document
+            if answer.status == 200:
+                if document is not None:
+                    return document
+                failure = DependencyUnavailableError(unavailable, "malformed answer")
+                continue
             failure = error_class(
                 self.service, _error_code(document, answer.headers), answer.status
             )
@@ -190,7 +195,7 @@ def _error_code(document: dict[str, Any] | None, headers: Mapping[str, str]) -> 
 def _json(body: bytes) -> dict[str, Any] | None:
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return document if isinstance(document, dict) else None
 
@@ -224,11 +229,14 @@ class SecretsApi(AwsJsonClient):
         return answer
 
 
-def _translated(what: str, call: Callable[[], Any]) -> Any:
-    """Run an AWS call made by either client; botocore's errors (boto3 clients) translated as
-    :class:`AwsJsonClient` translates its own."""
+def _translated(what: str, call: Callable[[], Any], read: Callable[[Any], T] | None = None) -> T:
+    """Run an AWS call made by either client and ``read`` what it answered; botocore's errors
+    (boto3 clients) translated as :class:`AwsJsonClient` translates its own, and an answer that
+    is not what the operation answers (a member missing, of the wrong type, not decodable) as
+    ``<what>_unavailable``."""
     try:
-        return call()
+        answer = call()
+        return read(answer) if read is not None else answer
     except DependencyUnavailableError:
         raise
     except Exception as exc:
@@ -240,6 +248,8 @@ def _translated(what: str, call: Callable[[], Any]) -> Any:
             raise error_class(what, str(error.get("Code", "")), status) from exc
         if isinstance(exc, BotoCoreError):
             raise DependencyUnavailableError(f"{what}_unavailable", type(exc).__name__) from exc
+        if isinstance(exc, (KeyError, TypeError, ValueError)):  # binascii.Error is a ValueError
+            raise DependencyUnavailableError(f"{what}_unavailable", "malformed answer") from exc
         raise
 
 
@@ -247,18 +257,23 @@ def kms_public_key(kms: Any, key_id: str) -> tuple[str, PublicKey]:
     """(key ARN, public key) of a KMS signing key."""
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-    answer = _translated("kms", lambda: kms.get_public_key(KeyId=key_id))
-    public_key = load_der_public_key(answer["PublicKey"])
+    arn, public_key = _translated(
+        "kms",
+        lambda: kms.get_public_key(KeyId=key_id),
+        lambda answer: (str(answer["KeyId"]), load_der_public_key(bytes(answer["PublicKey"]))),
+    )
     if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
         raise ConfigurationError(f"KMS key {key_id} is not an RSA or EC key")
-    return str(answer["KeyId"]), public_key
+    return arn, public_key
 
 
 def secret_bytes(secrets: Any, secret_id: str) -> bytes:
-    answer = _translated("secretsmanager", lambda: secrets.get_secret_value(SecretId=secret_id))
-    if "SecretString" in answer:
-        return str(answer["SecretString"]).encode("utf-8")
-    return bytes(answer["SecretBinary"])
+    def read(answer: Any) -> bytes:
+        if "SecretString" in answer:
+            return str(answer["SecretString"]).encode("utf-8")
+        return bytes(answer["SecretBinary"])
+
+    return _translated("secretsmanager", lambda: secrets.get_secret_value(SecretId=secret_id), read)
 
 
 class KmsSigner:
@@ -298,7 +313,7 @@ class KmsSigner:
 
     def sign(self, signing_input: bytes) -> bytes:
         arn = self._key.get()[0]
-        answer = _translated(
+        signature = _translated(
             "kms",
             lambda: self._kms.sign(
                 KeyId=arn,
@@ -306,8 +321,8 @@ class KmsSigner:
                 MessageType="RAW",
                 SigningAlgorithm=KMS_ALGORITHMS[self.alg],
             ),
+            lambda answer: bytes(answer["Signature"]),
         )
-        signature = bytes(answer["Signature"])
         if self.alg == "RS256":
             return signature
         try:
