@@ -95,7 +95,7 @@ def test_kms_misbehaving_at_the_jwks_function(make_api: MakeApi, upstream: str) 
 def test_secrets_manager_misbehaving_in_secrets_manager_key_mode(
     make_api: MakeApi, upstream: str
 ) -> None:
-    api = make_api({"SigningMode": "secretsmanager"}, AWS_ENDPOINT_URL_SECRETSMANAGER=upstream)
+    api = make_api({"SigningMode": "secretsmanager"}, AWS_ENDPOINT_URL_SECRETS_MANAGER=upstream)
     assert_unavailable(
         invoke(api, "TokenExchangeFunction", token_request(hs_token(supabase_claims())))
     )
@@ -106,7 +106,7 @@ def test_secrets_manager_misbehaving_in_secrets_manager_key_mode(
 def test_supabase_authorizer_without_its_secret_never_allows(
     make_api: MakeApi, upstream: str
 ) -> None:
-    api = make_api(AWS_ENDPOINT_URL_SECRETSMANAGER=upstream)
+    api = make_api(AWS_ENDPOINT_URL_SECRETS_MANAGER=upstream)
     event = authorizer_event("token", hs_token(supabase_claims()), arn_base=ARN)
     assert_unauthorized(invoke(api, "SupabaseAuthorizerFunction", event))
 

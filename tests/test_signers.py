@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from devstack.moto_aws import LocalAws, new_private_key_pem
 from tokengate.apitoken import ApiTokenIssuer
-from tokengate.aws import KMS_KEY_SPECS, KmsSigner, local_signer_from_secret
+from tokengate.aws import KMS_KEY_SPECS, AwsJsonClient, KmsSigner, local_signer_from_secret
 from tokengate.errors import (
     ConfigurationError,
     DependencyMisconfiguredError,
@@ -310,3 +310,18 @@ def test_no_attempt_starts_that_the_budget_cannot_cover() -> None:
         assert len(capture.requests) == 1
     finally:
         capture.close()
+
+
+@pytest.mark.parametrize("service", ["kms", "secretsmanager"])
+@pytest.mark.parametrize("name", ["AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_SECRETS_MANAGER"])
+def test_service_endpoint_variables_are_read_as_the_aws_sdks_read_them(
+    service: str, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The functions and the boto3 scripts must reach the same endpoint for one environment."""
+    environ = {"AWS_REGION": "eu-west-3", name: "http://127.0.0.1:4567"}
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(key)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    expected = boto3.client(service, region_name="eu-west-3").meta.endpoint_url
+    assert AwsJsonClient(service, environ=environ).endpoint.rstrip("/") == expected.rstrip("/")

@@ -41,6 +41,9 @@ KMS_KEY_SPECS = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
 T = TypeVar("T")
 
 TARGET_PREFIXES = {"kms": "TrentService", "secretsmanager": "secretsmanager"}
+# The service-specific endpoint variable as the AWS SDKs name it (from the service id, "Secrets
+# Manager"), so the functions and boto3 scripts reach the same endpoint.
+ENDPOINT_VARIABLES = {"kms": "KMS", "secretsmanager": "SECRETS_MANAGER"}
 MAX_ATTEMPTS = 3
 ATTEMPT_SECONDS = 2.0  # one attempt's cap (connect, send, answer), within the budget
 MIN_ATTEMPT_SECONDS = 0.25  # an attempt is not started with less than this left
@@ -114,7 +117,7 @@ class AwsJsonClient:
         self._env = env
         self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         endpoint = (
-            env.get(f"AWS_ENDPOINT_URL_{service.upper()}")
+            env.get(f"AWS_ENDPOINT_URL_{ENDPOINT_VARIABLES[service]}")
             or env.get("AWS_ENDPOINT_URL")
             or f"https://{service}.{self.region}.amazonaws.com"
         )
