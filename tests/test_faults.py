@@ -8,6 +8,7 @@ always before the context's deadline; never a timeout, never a token, never Allo
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -194,6 +195,25 @@ GARBLED = [
     (200, "[" * 100_000),
     (200, json.dumps({"__type": "ThrottlingException"}) + " trailing"),
 ]
+
+
+NOT_SIGNATURES = [
+    (200, json.dumps({"Signature": "AAAA"})),
+    (200, json.dumps({"Signature": base64.b64encode(bytes(256)).decode()})),
+]
+
+
+@pytest.mark.parametrize("parameters", [{}, {"SigningAlgorithm": "ES256"}], ids=["RS256", "ES256"])
+@pytest.mark.parametrize("sign", NOT_SIGNATURES)
+def test_a_kms_answer_that_is_not_a_signature_by_the_key_issues_no_token(
+    make_api: MakeApi, moto_server: LocalAws, sign: tuple[int, str], parameters: dict[str, str]
+) -> None:
+    """Well-formed bytes that are not a signature by the published key must not become a token
+    that every verifier refuses."""
+    with ThrottlingProxy(moto_server, sign=sign) as proxy:
+        api = make_api(parameters, AWS_ENDPOINT_URL_KMS=proxy.url)
+        answer = invoke(api, "TokenExchangeFunction", token_request(hs_token(supabase_claims())))
+    assert_unavailable(answer)
 
 
 @pytest.mark.parametrize("sign", GARBLED)

@@ -31,7 +31,15 @@ from .budget import Budget
 from .cache import CachedValue
 from .errors import ConfigurationError, DependencyMisconfiguredError, DependencyUnavailableError
 from .http import HttpClient, check_url
-from .keys import PublicKey, algorithm_for, public_jwk, thumbprint
+from .keys import (
+    EcKey,
+    PublicKey,
+    RsaKey,
+    VerificationKey,
+    algorithm_for,
+    public_jwk,
+    thumbprint,
+)
 from .signing import LocalKeySigner, der_to_jose
 
 KMS_ALGORITHMS = {"RS256": "RSASSA_PKCS1_V1_5_SHA_256", "ES256": "ECDSA_SHA_256"}
@@ -300,12 +308,17 @@ class KmsSigner:
             self._read_public_key, max_age=math.inf, budget=budget, reason="kms_unavailable"
         )
 
-    def _read_public_key(self) -> tuple[str, str, dict[str, str]]:
+    def _read_public_key(self) -> tuple[str, str, dict[str, str], VerificationKey]:
         arn, public_key = kms_public_key(self._kms, self._key_id)
         if algorithm_for(public_key) != self.alg:
             raise ConfigurationError(f"KMS key {self._key_id} cannot sign {self.alg}")
         kid = thumbprint(public_key)
-        return arn, kid, public_jwk(public_key, kid)
+        verifier: VerificationKey = (
+            RsaKey(public_key, kid)
+            if isinstance(public_key, rsa.RSAPublicKey)
+            else EcKey(public_key, kid)
+        )
+        return arn, kid, public_jwk(public_key, kid), verifier
 
     @property
     def kid(self) -> str:
@@ -315,7 +328,7 @@ class KmsSigner:
         return dict(self._key.get()[2])
 
     def sign(self, signing_input: bytes) -> bytes:
-        arn = self._key.get()[0]
+        arn, _, _, verifier = self._key.get()
         signature = _translated(
             "kms",
             lambda: self._kms.sign(
@@ -326,12 +339,16 @@ class KmsSigner:
             ),
             lambda answer: bytes(answer["Signature"]),
         )
-        if self.alg == "RS256":
-            return signature
-        try:
-            return der_to_jose(signature)
-        except ValueError as exc:
-            raise DependencyUnavailableError("kms_unavailable", "malformed signature") from exc
+        if self.alg != "RS256":
+            try:
+                signature = der_to_jose(signature)
+            except ValueError as exc:
+                raise DependencyUnavailableError("kms_unavailable", "malformed signature") from exc
+        # A signature that the published key does not verify would be a token every verifier
+        # refuses: checked here (well under a millisecond) instead of being issued.
+        if not verifier.verify(signing_input, signature):
+            raise DependencyUnavailableError("kms_unavailable", "signature does not verify")
+        return signature
 
 
 def local_signer_from_secret(secret_id: str, alg: str, secrets: Any = None) -> LocalKeySigner:
