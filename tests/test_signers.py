@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 
 import boto3
@@ -325,3 +326,21 @@ def test_service_endpoint_variables_are_read_as_the_aws_sdks_read_them(
         monkeypatch.setenv(key, value)
     expected = boto3.client(service, region_name="eu-west-3").meta.endpoint_url
     assert AwsJsonClient(service, environ=environ).endpoint.rstrip("/") == expected.rstrip("/")
+
+
+def test_signing_logs_no_credential_and_no_signature_even_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator who turns the function's log level to DEBUG must not find the session token
+    or a request signature in the log (botocore's signer logs both at DEBUG)."""
+    from tokengate.aws import KmsApi
+
+    caplog.set_level(logging.DEBUG)  # the root logger, as Lambda's DEBUG log level sets it
+    session_token = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN"
+    kms = KmsApi(environ=CREDENTIALS | {"AWS_SESSION_TOKEN": session_token})
+    headers = kms._signed_headers("Sign", b'{"KeyId":"k"}')
+    signature = headers["Authorization"].rpartition("Signature=")[2]
+    assert headers["X-Amz-Security-Token"] == session_token
+    assert session_token not in caplog.text
+    assert signature not in caplog.text
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in caplog.text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import os
 import random
@@ -137,6 +138,10 @@ class AwsJsonClient:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials
+
+        # botocore's signer logs the canonical request (with the session token) and the
+        # signature at DEBUG: never let a DEBUG log level put them in the function's log.
+        logging.getLogger("botocore.auth").setLevel(logging.INFO)
 
         access_key = self._env.get("AWS_ACCESS_KEY_ID")
         secret_key = self._env.get("AWS_SECRET_ACCESS_KEY")
