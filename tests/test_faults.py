@@ -8,6 +8,7 @@ always before the context's deadline; never a timeout, never a token, never Allo
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -95,7 +96,7 @@ def test_kms_misbehaving_at_the_jwks_function(make_api: MakeApi, upstream: str) 
 def test_secrets_manager_misbehaving_in_secrets_manager_key_mode(
     make_api: MakeApi, upstream: str
 ) -> None:
-    api = make_api({"SigningMode": "secretsmanager"}, AWS_ENDPOINT_URL_SECRETSMANAGER=upstream)
+    api = make_api({"SigningMode": "secretsmanager"}, AWS_ENDPOINT_URL_SECRETS_MANAGER=upstream)
     assert_unavailable(
         invoke(api, "TokenExchangeFunction", token_request(hs_token(supabase_claims())))
     )
@@ -106,7 +107,7 @@ def test_secrets_manager_misbehaving_in_secrets_manager_key_mode(
 def test_supabase_authorizer_without_its_secret_never_allows(
     make_api: MakeApi, upstream: str
 ) -> None:
-    api = make_api(AWS_ENDPOINT_URL_SECRETSMANAGER=upstream)
+    api = make_api(AWS_ENDPOINT_URL_SECRETS_MANAGER=upstream)
     event = authorizer_event("token", hs_token(supabase_claims()), arn_base=ARN)
     assert_unauthorized(invoke(api, "SupabaseAuthorizerFunction", event))
 
@@ -115,21 +116,26 @@ class ThrottlingProxy:
     """moto server behind a proxy that answers KMS ``Sign`` with the error KMS sends when a
     request quota is exceeded; every other call reaches moto unchanged."""
 
-    def __init__(self, moto: LocalAws) -> None:
+    THROTTLED = (400, json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}))
+
+    def __init__(
+        self,
+        moto: LocalAws,
+        sign: tuple[int, str] = THROTTLED,
+        public_key: tuple[int, str] | None = None,
+    ) -> None:
         self.signs = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("X-Amz-Target") == "TrentService.Sign":
+                target = self.headers.get("X-Amz-Target")
+                if target == "TrentService.Sign":
                     outer.signs += 1
-                    status, answer = (
-                        400,
-                        json.dumps(
-                            {"__type": "ThrottlingException", "message": "Rate exceeded"}
-                        ).encode(),
-                    )
+                    status, answer = sign[0], sign[1].encode()
+                elif target == "TrentService.GetPublicKey" and public_key is not None:
+                    status, answer = public_key[0], public_key[1].encode()
                 else:
                     status, answer = outer.forward(self.path, dict(self.headers), body)
                 self.send_response(status)
@@ -179,6 +185,59 @@ def test_kms_throttling_is_a_503_with_retry_after_and_a_metric(
     ]
     exchange = [m for m in metrics if "TokenExchange" in m]
     assert [(m["outcome"], m["reason"]) for m in exchange] == [("unavailable", "kms_throttled")]
+
+
+GARBLED = [
+    (200, "{}"),
+    (200, "not json"),
+    (200, json.dumps({"Signature": "!!not base64!!"})),
+    (200, json.dumps({"Signature": 7})),
+    (200, "[" * 100_000),
+    (200, json.dumps({"__type": "ThrottlingException"}) + " trailing"),
+]
+
+
+NOT_SIGNATURES = [
+    (200, json.dumps({"Signature": "AAAA"})),
+    (200, json.dumps({"Signature": base64.b64encode(bytes(256)).decode()})),
+]
+
+
+@pytest.mark.parametrize("parameters", [{}, {"SigningAlgorithm": "ES256"}], ids=["RS256", "ES256"])
+@pytest.mark.parametrize("sign", NOT_SIGNATURES)
+def test_a_kms_answer_that_is_not_a_signature_by_the_key_issues_no_token(
+    make_api: MakeApi, moto_server: LocalAws, sign: tuple[int, str], parameters: dict[str, str]
+) -> None:
+    """Well-formed bytes that are not a signature by the published key must not become a token
+    that every verifier refuses."""
+    with ThrottlingProxy(moto_server, sign=sign) as proxy:
+        api = make_api(parameters, AWS_ENDPOINT_URL_KMS=proxy.url)
+        answer = invoke(api, "TokenExchangeFunction", token_request(hs_token(supabase_claims())))
+    assert_unavailable(answer)
+
+
+@pytest.mark.parametrize("sign", GARBLED)
+def test_a_garbled_kms_sign_answer_is_a_503(
+    make_api: MakeApi, moto_server: LocalAws, sign: tuple[int, str]
+) -> None:
+    """A KMS endpoint (or something in its place) that answers 200 with what is not a Sign
+    answer: never a traceback or a 502, never a token."""
+    with ThrottlingProxy(moto_server, sign=sign) as proxy:
+        api = make_api(AWS_ENDPOINT_URL_KMS=proxy.url)
+        answer = invoke(api, "TokenExchangeFunction", token_request(hs_token(supabase_claims())))
+    assert_unavailable(answer)
+
+
+@pytest.mark.parametrize("public_key", [*GARBLED, (200, json.dumps({"PublicKey": "AAAA"}))])
+def test_a_garbled_kms_public_key_answer_is_a_503(
+    make_api: MakeApi, moto_server: LocalAws, public_key: tuple[int, str]
+) -> None:
+    with ThrottlingProxy(moto_server, public_key=public_key) as proxy:
+        api = make_api(AWS_ENDPOINT_URL_KMS=proxy.url)
+        answer = invoke(api, "TokenExchangeFunction", token_request(hs_token(supabase_claims())))
+        assert_unavailable(answer)
+        answer = invoke(api, "JwksFunction", proxy_event("GET", "/.well-known/jwks.json"))
+    assert answer["statusCode"] == 503
 
 
 class Records(logging.Handler):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 
 import boto3
@@ -15,7 +16,7 @@ from moto import mock_aws
 
 from devstack.moto_aws import LocalAws, new_private_key_pem
 from tokengate.apitoken import ApiTokenIssuer
-from tokengate.aws import KMS_KEY_SPECS, KmsSigner, local_signer_from_secret
+from tokengate.aws import KMS_KEY_SPECS, AwsJsonClient, KmsSigner, local_signer_from_secret
 from tokengate.errors import (
     ConfigurationError,
     DependencyMisconfiguredError,
@@ -344,3 +345,36 @@ def test_no_attempt_starts_that_the_budget_cannot_cover() -> None:
         assert len(capture.requests) == 1
     finally:
         capture.close()
+
+
+@pytest.mark.parametrize("service", ["kms", "secretsmanager"])
+@pytest.mark.parametrize("name", ["AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_SECRETS_MANAGER"])
+def test_service_endpoint_variables_are_read_as_the_aws_sdks_read_them(
+    service: str, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The functions and the boto3 scripts must reach the same endpoint for one environment."""
+    environ = {"AWS_REGION": "eu-west-3", name: "http://127.0.0.1:4567"}
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(key)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    expected = boto3.client(service, region_name="eu-west-3").meta.endpoint_url
+    assert AwsJsonClient(service, environ=environ).endpoint.rstrip("/") == expected.rstrip("/")
+
+
+def test_signing_logs_no_credential_and_no_signature_even_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator who turns the function's log level to DEBUG must not find the session token
+    or a request signature in the log (botocore's signer logs both at DEBUG)."""
+    from tokengate.aws import KmsApi
+
+    caplog.set_level(logging.DEBUG)  # the root logger, as Lambda's DEBUG log level sets it
+    session_token = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN"
+    kms = KmsApi(environ=CREDENTIALS | {"AWS_SESSION_TOKEN": session_token})
+    headers = kms._signed_headers("Sign", b'{"KeyId":"k"}')
+    signature = headers["Authorization"].rpartition("Signature=")[2]
+    assert headers["X-Amz-Security-Token"] == session_token
+    assert session_token not in caplog.text
+    assert signature not in caplog.text
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in caplog.text

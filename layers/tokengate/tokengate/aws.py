@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -31,14 +32,27 @@ from .budget import Budget
 from .cache import CachedValue
 from .errors import ConfigurationError, DependencyMisconfiguredError, DependencyUnavailableError
 from .http import HttpClient, check_url
-from .keys import PublicKey, algorithm_for, public_jwk, thumbprint
+from .keys import (
+    EcKey,
+    PublicKey,
+    RsaKey,
+    VerificationKey,
+    algorithm_for,
+    public_jwk,
+    thumbprint,
+)
 from .signing import LocalKeySigner, der_to_jose
 
 KMS_ALGORITHMS = {"RS256": "RSASSA_PKCS1_V1_5_SHA_256", "ES256": "ECDSA_SHA_256"}
 # The KMS key spec that signs each algorithm (as template.yaml creates the stack's key).
 KMS_KEY_SPECS = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
 
+T = TypeVar("T")
+
 TARGET_PREFIXES = {"kms": "TrentService", "secretsmanager": "secretsmanager"}
+# The service-specific endpoint variable as the AWS SDKs name it (from the service id, "Secrets
+# Manager"), so the functions and boto3 scripts reach the same endpoint.
+ENDPOINT_VARIABLES = {"kms": "KMS", "secretsmanager": "SECRETS_MANAGER"}
 MAX_ATTEMPTS = 3
 ATTEMPT_SECONDS = 2.0  # one attempt's cap (connect, send, answer), within the budget
 MIN_ATTEMPT_SECONDS = 0.25  # an attempt is not started with less than this left
@@ -112,7 +126,7 @@ class AwsJsonClient:
         self._env = env
         self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         endpoint = (
-            env.get(f"AWS_ENDPOINT_URL_{service.upper()}")
+            env.get(f"AWS_ENDPOINT_URL_{ENDPOINT_VARIABLES[service]}")
             or env.get("AWS_ENDPOINT_URL")
             or f"https://{service}.{self.region}.amazonaws.com"
         )
@@ -124,6 +138,10 @@ class AwsJsonClient:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials
+
+        # botocore's signer logs the canonical request (with the session token) and the
+        # signature at DEBUG: never let a DEBUG log level put them in the function's log.
+        logging.getLogger("botocore.auth").setLevel(logging.INFO)
 
         access_key = self._env.get("AWS_ACCESS_KEY_ID")
         secret_key = self._env.get("AWS_SECRET_ACCESS_KEY")
@@ -170,8 +188,11 @@ class AwsJsonClient:
                 failure = exc
                 continue
             document = _json(answer.body)
-            if answer.status == 200 and document is not None:
-                return document
+            if answer.status == 200:
+                if document is not None:
+                    return document
+                failure = DependencyUnavailableError(unavailable, "malformed answer")
+                continue
             failure = error_class(
                 self.service, _error_code(document, answer.headers), answer.status
             )
@@ -190,7 +211,7 @@ def _error_code(document: dict[str, Any] | None, headers: Mapping[str, str]) -> 
 def _json(body: bytes) -> dict[str, Any] | None:
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return document if isinstance(document, dict) else None
 
@@ -224,11 +245,14 @@ class SecretsApi(AwsJsonClient):
         return answer
 
 
-def _translated(what: str, call: Callable[[], Any]) -> Any:
-    """Run an AWS call made by either client; botocore's errors (boto3 clients) translated as
-    :class:`AwsJsonClient` translates its own."""
+def _translated(what: str, call: Callable[[], Any], read: Callable[[Any], T] | None = None) -> T:
+    """Run an AWS call made by either client and ``read`` what it answered; botocore's errors
+    (boto3 clients) translated as :class:`AwsJsonClient` translates its own, and an answer that
+    is not what the operation answers (a member missing, of the wrong type, not decodable) as
+    ``<what>_unavailable``."""
     try:
-        return call()
+        answer = call()
+        return read(answer) if read is not None else answer
     except DependencyUnavailableError:
         raise
     except Exception as exc:
@@ -240,6 +264,8 @@ def _translated(what: str, call: Callable[[], Any]) -> Any:
             raise error_class(what, str(error.get("Code", "")), status) from exc
         if isinstance(exc, BotoCoreError):
             raise DependencyUnavailableError(f"{what}_unavailable", type(exc).__name__) from exc
+        if isinstance(exc, (KeyError, TypeError, ValueError)):  # binascii.Error is a ValueError
+            raise DependencyUnavailableError(f"{what}_unavailable", "malformed answer") from exc
         raise
 
 
@@ -247,18 +273,23 @@ def kms_public_key(kms: Any, key_id: str) -> tuple[str, PublicKey]:
     """(key ARN, public key) of a KMS signing key."""
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-    answer = _translated("kms", lambda: kms.get_public_key(KeyId=key_id))
-    public_key = load_der_public_key(answer["PublicKey"])
+    arn, public_key = _translated(
+        "kms",
+        lambda: kms.get_public_key(KeyId=key_id),
+        lambda answer: (str(answer["KeyId"]), load_der_public_key(bytes(answer["PublicKey"]))),
+    )
     if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
         raise ConfigurationError(f"KMS key {key_id} is not an RSA or EC key")
-    return str(answer["KeyId"]), public_key
+    return arn, public_key
 
 
 def secret_bytes(secrets: Any, secret_id: str) -> bytes:
-    answer = _translated("secretsmanager", lambda: secrets.get_secret_value(SecretId=secret_id))
-    if "SecretString" in answer:
-        return str(answer["SecretString"]).encode("utf-8")
-    return bytes(answer["SecretBinary"])
+    def read(answer: Any) -> bytes:
+        if "SecretString" in answer:
+            return str(answer["SecretString"]).encode("utf-8")
+        return bytes(answer["SecretBinary"])
+
+    return _translated("secretsmanager", lambda: secrets.get_secret_value(SecretId=secret_id), read)
 
 
 class KmsSigner:
@@ -282,12 +313,17 @@ class KmsSigner:
             self._read_public_key, max_age=math.inf, budget=budget, reason="kms_unavailable"
         )
 
-    def _read_public_key(self) -> tuple[str, str, dict[str, str]]:
+    def _read_public_key(self) -> tuple[str, str, dict[str, str], VerificationKey]:
         arn, public_key = kms_public_key(self._kms, self._key_id)
         if algorithm_for(public_key) != self.alg:
             raise ConfigurationError(f"KMS key {self._key_id} cannot sign {self.alg}")
         kid = thumbprint(public_key)
-        return arn, kid, public_jwk(public_key, kid)
+        verifier: VerificationKey = (
+            RsaKey(public_key, kid)
+            if isinstance(public_key, rsa.RSAPublicKey)
+            else EcKey(public_key, kid)
+        )
+        return arn, kid, public_jwk(public_key, kid), verifier
 
     @property
     def kid(self) -> str:
@@ -297,8 +333,8 @@ class KmsSigner:
         return dict(self._key.get()[2])
 
     def sign(self, signing_input: bytes) -> bytes:
-        arn = self._key.get()[0]
-        answer = _translated(
+        arn, _, _, verifier = self._key.get()
+        signature = _translated(
             "kms",
             lambda: self._kms.sign(
                 KeyId=arn,
@@ -306,14 +342,18 @@ class KmsSigner:
                 MessageType="RAW",
                 SigningAlgorithm=KMS_ALGORITHMS[self.alg],
             ),
+            lambda answer: bytes(answer["Signature"]),
         )
-        signature = bytes(answer["Signature"])
-        if self.alg == "RS256":
-            return signature
-        try:
-            return der_to_jose(signature)
-        except ValueError as exc:
-            raise DependencyUnavailableError("kms_unavailable", "malformed signature") from exc
+        if self.alg != "RS256":
+            try:
+                signature = der_to_jose(signature)
+            except ValueError as exc:
+                raise DependencyUnavailableError("kms_unavailable", "malformed signature") from exc
+        # A signature that the published key does not verify would be a token every verifier
+        # refuses: checked here (well under a millisecond) instead of being issued.
+        if not verifier.verify(signing_input, signature):
+            raise DependencyUnavailableError("kms_unavailable", "signature does not verify")
+        return signature
 
 
 def local_signer_from_secret(secret_id: str, alg: str, secrets: Any = None) -> LocalKeySigner:
