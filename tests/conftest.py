@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +20,22 @@ from tests.jwks_server import JwksServer
 from tokengate.aws import AwsJsonClient
 from tokengate.errors import DependencyUnavailableError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
+from tokengate.http import is_loopback_host
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """Tests reach loopback only: a name lookup of any other host fails at once, as on a machine
+    with no network (the product then answers as it does for an unreachable dependency), instead
+    of leaving the machine or waiting on a resolver."""
+    name = host.decode() if isinstance(host, bytes) else host
+    if name not in (None, "", "0.0.0.0", "::") and not is_loopback_host(name):
+        raise socket.gaierror(socket.EAI_NONAME, f"tests reach loopback only, not {name!r}")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _loopback_only  # for the whole test session, every thread included
 
 
 class FakeClock:
