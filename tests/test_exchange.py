@@ -319,3 +319,6 @@ def test_a_key_that_cannot_sign_the_configured_algorithm_is_a_clear_server_error
     status, headers, body = api.exchange(hs_token(supabase_claims()))
     assert (status, body) == (500, {"error": "server_error"})
     assert headers["Cache-Control"] == "no-store"
+    # The JWKS function, which publishes that key, says the same instead of crashing (a 502).
+    status, _, body = api.call("GET", "/.well-known/jwks.json")
+    assert (status, body) == (500, {"error": "server_error"})

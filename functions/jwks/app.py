@@ -15,7 +15,11 @@ from tokengate.budget import Budget
 from tokengate.coldstart import count_cold_start
 from tokengate.config import Settings
 from tokengate.discovery import render_jwks, render_metadata
-from tokengate.errors import DependencyMisconfiguredError, DependencyUnavailableError
+from tokengate.errors import (
+    ConfigurationError,
+    DependencyMisconfiguredError,
+    DependencyUnavailableError,
+)
 from tokengate.issuer import issuer_for
 from tokengate.runtime import published_signers
 
@@ -49,6 +53,11 @@ def publish(event: dict[str, Any]) -> dict[str, Any]:
             log = logger.error if isinstance(exc, DependencyMisconfiguredError) else logger.warning
             log("keys unavailable", extra={"reason": exc.reason})
             return json_response(503, {"error": "temporarily_unavailable"}, {"Retry-After": "5"})
+        except ConfigurationError as exc:
+            # Found on first use (a published key that cannot sign the configured algorithm):
+            # the operator must fix the deployment, as at the token endpoint.
+            logger.error("keys misconfigured", extra={"reason": exc.detail})
+            return json_response(500, {"error": "server_error"})
     if path.endswith(("/openid-configuration", "/oauth-authorization-server")):
         issuer = issuer_for(settings.issuer, settings.region, event)
         metadata = render_metadata(issuer, settings.scopes_supported, **PRODUCT_MEMBERS)
