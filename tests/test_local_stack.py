@@ -465,7 +465,11 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
         ({"TOKEN_TTL_SECONDS": "30"}, "TOKEN_TTL_SECONDS: TokenTtlSeconds='30' is outside 60"),
         ({"JWKS_CACHE_SECONDS": "0"}, "JWKS_CACHE_SECONDS: JwksCacheSeconds='0' is outside 1"),
         ({"SESSION_CHECK": "maybe"}, "SESSION_CHECK: SessionCheck='maybe' is not allowed"),
-        ({"SESSION_CHECK": "true"}, "SESSION_CHECK needs SUPABASE_API_KEY"),
+        # A real project (no stand-in, whose anon key make run would supply) and no key.
+        (
+            {"SESSION_CHECK": "true", "SUPABASE_URL": "http://127.0.0.1:54321"},
+            "SESSION_CHECK needs SUPABASE_API_KEY",
+        ),
         ({"RESOURCES": "[1]"}, "RESOURCES must be a JSON object"),
         ({"ISSUER": "not a url"}, "ISSUER must be an http(s) URL"),
         ({}, "is in use; try PORT="),
