@@ -17,14 +17,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from .budget import Budget
 from .emf import EmfCounter
 from .errors import ConfigurationError, DependencyUnavailableError, InvalidTokenError, Reason
 from .http import HttpClient, check_url
 from .jws import strict_json_object
-from .keys import AsymmetricKey, key_from_jwk
+from .keys import AsymmetricKey, usable_keys
 
 Clock = Callable[[], float]
 
@@ -61,34 +61,6 @@ class HttpJwksFetcher:
         if answer.status != 200:
             raise DependencyUnavailableError("jwks_unavailable", f"status {answer.status}")
         return answer.body
-
-
-def usable_keys(document: dict[str, Any]) -> tuple[dict[str, AsymmetricKey], list[str]]:
-    """Usable keys of a JWKS by ``kid``, and why each other entry was dropped (unusable keys and
-    ambiguous ``kid``s)."""
-    entries = document.get("keys")
-    if not isinstance(entries, list):
-        raise ValueError("not a JWKS")
-    keys: dict[str, AsymmetricKey] = {}
-    dropped: list[str] = []
-    ambiguous: set[str] = set()
-    for entry in entries:
-        if not isinstance(entry, dict):
-            dropped.append("not an object")
-            continue
-        try:
-            key = key_from_jwk(entry)
-        except (ValueError, TypeError) as exc:
-            dropped.append(str(exc)[:60] or type(exc).__name__)
-            continue
-        assert key.kid is not None
-        if key.kid in keys:
-            ambiguous.add(key.kid)
-        keys[key.kid] = key
-    for kid in ambiguous:
-        del keys[kid]
-        dropped.extend(["duplicate kid"] * 2)
-    return keys, dropped
 
 
 class JwksCache:

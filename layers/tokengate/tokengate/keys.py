@@ -204,19 +204,23 @@ def key_from_jwk(jwk: dict[str, Any]) -> AsymmetricKey:
     return key
 
 
-def keys_from_jwks(document: dict[str, Any]) -> dict[str, AsymmetricKey]:
-    """Usable keys of a JWKS by ``kid``; unusable entries and ambiguous ``kid``s are dropped."""
+def usable_keys(document: dict[str, Any]) -> tuple[dict[str, AsymmetricKey], list[str]]:
+    """Usable keys of a JWKS by ``kid``, and why each other entry was dropped (unusable keys and
+    ambiguous ``kid``s)."""
     entries = document.get("keys")
     if not isinstance(entries, list):
         raise ValueError("not a JWKS")
     keys: dict[str, AsymmetricKey] = {}
+    dropped: list[str] = []
     ambiguous: set[str] = set()
     for entry in entries:
         if not isinstance(entry, dict):
+            dropped.append("not an object")
             continue
         try:
             key = key_from_jwk(entry)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as exc:
+            dropped.append(str(exc)[:60] or type(exc).__name__)
             continue
         assert key.kid is not None
         if key.kid in keys:
@@ -224,4 +228,5 @@ def keys_from_jwks(document: dict[str, Any]) -> dict[str, AsymmetricKey]:
         keys[key.kid] = key
     for kid in ambiguous:
         del keys[kid]
-    return keys
+        dropped.extend(["duplicate kid"] * 2)
+    return keys, dropped
