@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
 from devstack.supabase_auth import SupabaseAuthStandIn
+from devstack.supabase_dev import LOCAL_JWT_SECRET
 
 TIMEOUT = 60
 KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
@@ -104,3 +106,22 @@ def token_lifetime(stand_in: SupabaseAuthStandIn, seconds: int) -> Iterator[None
         yield
     finally:
         stand_in.access_token_lifetime = saved
+
+
+def serve_stand_in() -> Iterator[SupabaseAuthStandIn]:
+    """The development Supabase Auth stand-in, for a module's fixture."""
+    with SupabaseAuthStandIn(LOCAL_JWT_SECRET) as running:
+        yield running
+
+
+def serve_stack(stand_in: SupabaseAuthStandIn) -> Iterator[LocalStack]:
+    """A local stack trusting the stand-in (audiences api and other), for a module's fixture;
+    the environment the stack writes is restored after it."""
+    saved = dict(os.environ)
+    running = LocalStack(
+        free_port(), stand_in.url, LOCAL_JWT_SECRET, parameters={"Audiences": "api,other"}
+    ).start()
+    yield running
+    running.stop()
+    os.environ.clear()
+    os.environ.update(saved)

@@ -4,7 +4,6 @@ Supabase Auth stand-in on loopback, and the CLI as real subprocesses."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import stat
 import subprocess
@@ -24,7 +23,15 @@ from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
 from devstack.supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
 from devstack.supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET
-from tests.cli_support import TIMEOUT, Cli, ExchangeCounter, one_line_error, token_lifetime
+from tests.cli_support import (
+    TIMEOUT,
+    Cli,
+    ExchangeCounter,
+    one_line_error,
+    serve_stack,
+    serve_stand_in,
+    token_lifetime,
+)
 from tokengate.discovery import render_metadata
 from tokengate_cli import TokenSource
 
@@ -33,20 +40,12 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture(scope="module")
 def stand_in() -> Iterator[SupabaseAuthStandIn]:
-    with SupabaseAuthStandIn(LOCAL_JWT_SECRET) as running:
-        yield running
+    yield from serve_stand_in()
 
 
 @pytest.fixture(scope="module")
 def stack(stand_in: SupabaseAuthStandIn) -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    running = LocalStack(
-        free_port(), stand_in.url, LOCAL_JWT_SECRET, parameters={"Audiences": "api,other"}
-    ).start()
-    yield running
-    running.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+    yield from serve_stack(stand_in)
 
 
 @pytest.fixture(scope="module")

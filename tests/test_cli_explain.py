@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -21,8 +20,8 @@ from hypothesis import strategies as st
 from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
 from devstack.supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
-from devstack.supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET
-from tests.cli_support import Cli
+from devstack.supabase_dev import DEV_USER_ID
+from tests.cli_support import Cli, serve_stack, serve_stand_in
 from tokengate.apitoken import ApiTokenIssuer
 from tokengate.aws import KmsSigner
 from tokengate_cli.explain import API_TOKEN, NOT_A_JWT, SUPABASE_KEY, SUPABASE_TOKEN, Explainer
@@ -32,20 +31,12 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture(scope="module")
 def stand_in() -> Iterator[SupabaseAuthStandIn]:
-    with SupabaseAuthStandIn(LOCAL_JWT_SECRET) as running:
-        yield running
+    yield from serve_stand_in()
 
 
 @pytest.fixture(scope="module")
 def stack(stand_in: SupabaseAuthStandIn) -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    running = LocalStack(
-        free_port(), stand_in.url, LOCAL_JWT_SECRET, parameters={"Audiences": "api,other"}
-    ).start()
-    yield running
-    running.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+    yield from serve_stack(stand_in)
 
 
 @pytest.fixture(scope="module")
