@@ -17,13 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devstack.invoke import expired_api_token
 from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
 from devstack.supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
 from devstack.supabase_dev import DEV_USER_ID
 from tests.cli_support import Cli, serve_stack, serve_stand_in
-from tokengate.apitoken import ApiTokenIssuer
-from tokengate.aws import KmsSigner
 from tokengate_cli.explain import API_TOKEN, NOT_A_JWT, SUPABASE_KEY, SUPABASE_TOKEN, Explainer
 
 pytestmark = pytest.mark.stack
@@ -91,18 +90,10 @@ def test_an_expired_api_token_says_so_and_how_to_get_a_fresh_one(
     cli: Cli, stack: LocalStack
 ) -> None:
     assert stack.aws is not None
-    signer = KmsSigner(stack.provisioned.signing_key_arn, "RS256", stack.aws.client("kms"))
-    two_hours_ago = time.time() - 7200
-    expired = ApiTokenIssuer(signer, ttl=900, clock=lambda: two_hours_ago).issue(
-        issuer=stack.base_url,
-        subject=DEV_USER_ID,
-        audiences=["api"],
-        scopes=["read"],
-        client_id="cli",
-        session_id="5b6f2a1e-0c39-4d5e-8f4b-1a2b3c4d5e6f",
-        not_after=two_hours_ago + 3600,
+    expired = expired_api_token(
+        stack.aws.client("kms"), stack.provisioned.signing_key_arn, stack.base_url
     )
-    code, report = explain(cli, expired.token)
+    code, report = explain(cli, expired)
     assert code == 1
     assert report["kind"] == API_TOKEN
     assert check(report, "signature")["ok"] is True
