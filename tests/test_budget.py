@@ -54,8 +54,10 @@ def test_the_invocation_budget_is_the_remaining_time_minus_the_margin(
 
     clock = FakeClock(0.0)
     budget = Budget(margin=margin, clock=clock)
-    with budget.invocation(Context()) as deadline:
-        assert deadline.remaining() == pytest.approx(max(0.0, millis / 1000 - margin), abs=1e-9)
+    with budget.invocation(Context()):
+        assert budget.deadline().remaining() == pytest.approx(
+            max(0.0, millis / 1000 - margin), abs=1e-9
+        )
 
 
 def test_nothing_leaks_from_one_invocation_into_the_next() -> None:
@@ -220,3 +222,23 @@ def test_a_slow_load_holds_no_caller_past_its_budget() -> None:
     assert context.answered_in_time()
     release.set()
     loader.join(10)
+
+
+@given(millis=st.integers(min_value=0, max_value=900_000), later=st.floats(0, 1000))
+def test_the_invocation_deadline_does_not_move_when_it_is_first_read_later(
+    millis: int, later: float
+) -> None:
+    """The context is read when a call first needs the deadline; Lambda's remaining time counts
+    down to a fixed point, so reading it later gives the same deadline."""
+    clock = FakeClock(0.0)
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return max(0, int(millis - clock.now * 1000))
+
+    budget = Budget(margin=0.5, clock=clock)
+    with budget.invocation(Context()):
+        clock.now = later / 1000
+        assert budget.deadline().at == pytest.approx(
+            max(millis / 1000 - 0.5, later / 1000), abs=2e-3
+        )

@@ -25,7 +25,6 @@ _METHOD_ARN = re.compile(
     r"(arn:[a-z-]+:execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+/[A-Za-z0-9_$-]+)/([A-Z]+)(/.*)?"
 )
 CONTEXT_VALUE = str | int | float | bool
-_BEARER = re.compile(r"bearer ", re.IGNORECASE)
 
 logger = logging.getLogger("tokengate.authorizer")
 
@@ -83,10 +82,10 @@ def bearer_token(value: str | None) -> str | None:
 
     The scheme is case-insensitive (RFC 9110 §11.1). Only the scheme and the single space are
     checked here; the token's alphabet is checked once, by the strict JWS parser."""
-    if not isinstance(value, str) or len(value) < 8 or not _BEARER.match(value):
+    if type(value) is not str or len(value) < 8 or value[:7].lower() != "bearer ":
         return None
     token = value[7:]
-    return None if any(c.isspace() for c in token[:1] + token[-1:]) or " " in token else token
+    return None if token[0].isspace() or token[-1].isspace() or " " in token else token
 
 
 def parse_event(event: dict[str, Any]) -> AuthRequest:
@@ -118,8 +117,55 @@ def parse_event(event: dict[str, Any]) -> AuthRequest:
     return AuthRequest("REQUEST", token, arn_base, route_key, method, path)
 
 
+def _memo_key(event: dict[str, Any]) -> tuple[str, ...] | None:
+    """Every event field :func:`parse_event` reads except the token, when each is a plain
+    string: requests with the same key go to the same place and get the same answer for the
+    same scopes. None (no memo) for anything unusual."""
+    if "routeArn" in event and event.get("version") == "2.0":
+        sources = event.get("identitySource")
+        key: tuple[Any, ...] = (
+            "HTTP_API_V2",
+            event["routeArn"],
+            event.get("routeKey", ""),
+            *(sources if isinstance(sources, list) else ()),
+        )
+    else:
+        arn = event.get("methodArn", "")
+        if event.get("type") == "TOKEN":
+            return ("TOKEN", arn) if type(arn) is str else None
+        key = ("REQUEST", arn, event.get("httpMethod"), event.get("resource"))
+    return key if all(type(part) is str for part in key) else None
+
+
+def _token(event: dict[str, Any], kind: str) -> str | None:
+    raw = event.get("authorizationToken") if kind == "TOKEN" else header(event, "authorization")
+    return bearer_token(raw)
+
+
+class _Place(NamedTuple):
+    """A request without its token, and the route API Gateway sent it to."""
+
+    request: AuthRequest
+    route: Route | None
+
+
+class _Answer(NamedTuple):
+    """A decision for one place and one scope set."""
+
+    permitted: bool
+    reason: str
+    policy: dict[str, Any]  # the IAM policy document (REST)
+    missing: str  # the route scopes the scope set lacks
+
+
 class Authorizer:
-    """Verify the bearer token, then answer in the event's own format."""
+    """Verify the bearer token, then answer in the event's own format.
+
+    Everything but the token check is a function of where the request goes and of the caller's
+    scopes, so it is computed once per (place, scope set) and remembered in bounded memos: the
+    warm path verifies the token and copies a remembered answer."""
+
+    MEMO_SIZE = 1024
 
     def __init__(
         self,
@@ -132,7 +178,8 @@ class Authorizer:
         self._planner = PolicyPlanner(routes)
         self._on_decision = on_decision or log_decision
         self._warned_route_key = False
-        self._missing: dict[frozenset[str], str] = {}  # scope set -> the route scopes it lacks
+        self._places: dict[tuple[str, ...], _Place] = {}
+        self._answers: dict[tuple[tuple[str, ...], frozenset[str]], _Answer] = {}
 
     def _route(self, request: AuthRequest) -> Route | None:
         """The route API Gateway sent the request to, if the table lists it. A REST event's
@@ -148,13 +195,30 @@ class Authorizer:
                 return None
         return selected
 
-    def decide(self, event: dict[str, Any]) -> dict[str, Any]:
+    def _new_place(
+        self, event: dict[str, Any], key: tuple[str, ...] | None
+    ) -> tuple[_Place, str | None]:
         request = parse_event(event)
+        place = _Place(request._replace(token=None), self._route(request))
+        if key is not None:
+            if len(self._places) >= self.MEMO_SIZE:
+                self._places.clear()
+            self._places[key] = place
+        return place, request.token
+
+    def decide(self, event: dict[str, Any]) -> dict[str, Any]:
+        key = _memo_key(event)
+        place = self._places.get(key) if key is not None else None
+        if place is None:
+            place, token = self._new_place(event, key)
+        else:
+            token = _token(event, place.request.kind)
+        request = place.request
         principal: Principal | None = None
         reason = "missing_token"
-        if request.token is not None:
+        if token is not None:
             try:
-                principal = self._verify(request.token, request)
+                principal = self._verify(token, request)
             except TokenGateError as exc:
                 reason = exc.reason
         if principal is None or (request.arn_base is None and request.kind != "HTTP_API_V2"):
@@ -162,55 +226,64 @@ class Authorizer:
             if request.kind == "HTTP_API_V2":
                 return {"isAuthorized": False}
             raise Unauthorized()
-        route = self._route(request)
+        answer = self._answers.get((key, principal.scopes)) if key is not None else None
+        if answer is None:
+            answer = self._answer(place, principal.scopes)
+            if key is not None:
+                if len(self._answers) >= self.MEMO_SIZE:
+                    self._answers.clear()
+                self._answers[key, principal.scopes] = answer
+        if (
+            not answer.permitted
+            or self._on_decision is not log_decision
+            or logger.isEnabledFor(logging.DEBUG)
+        ):
+            self._on_decision("allow" if answer.permitted else "deny", answer.reason, principal)
         if request.kind == "HTTP_API_V2":
-            return self._simple_response(request, route, principal)
-        assert request.arn_base is not None
-        permitted, statements = self._planner.answer(
-            request.arn_base, request.method, request.path, route, principal.scopes
-        )
-        self._on_decision(
-            "allow" if permitted else "deny", self._reason(route, principal, permitted), principal
-        )
+            return {"isAuthorized": answer.permitted, "context": principal.context}
         context = principal.context
-        missing = self._missing.get(principal.scopes)
-        if missing is None:
-            if len(self._missing) >= 256:
-                self._missing.clear()
-            missing = self._missing[principal.scopes] = insufficient_scope(
-                self._routes.names(), principal.scopes
-            )
-        if missing:
+        if answer.missing:
             # For API Gateway's ACCESS_DENIED answer ($context.authorizer.insufficient_scope), in
             # every answer, Allow too: API Gateway may serve a 403 from a cached Allow policy.
-            context = {**context, "insufficient_scope": missing}
-        return {
-            "principalId": principal.sub,
-            "policyDocument": {"Version": "2012-10-17", "Statement": statements},
-            "context": context,
-        }
+            context = {**context, "insufficient_scope": answer.missing}
+        # The policy document is shared by every answer for this place and scope set: API
+        # Gateway's runtime serializes it, nothing changes it.
+        return {"principalId": principal.sub, "policyDocument": answer.policy, "context": context}
 
-    def _reason(self, route: Route | None, principal: Principal, permitted: bool) -> str:
+    def _answer(self, place: _Place, scopes: frozenset[str]) -> _Answer:
+        request, route = place
+        if request.kind == "HTTP_API_V2":
+            permitted, reason = self._simple_decision(request, route, scopes)
+            return _Answer(permitted, reason, {}, "")
+        assert request.arn_base is not None
+        permitted, statements = self._planner.answer(
+            request.arn_base, request.method, request.path, route, scopes
+        )
+        missing = insufficient_scope(self._routes.names(), scopes)
+        policy = {"Version": "2012-10-17", "Statement": statements}
+        return _Answer(permitted, self._reason(route, scopes, permitted), policy, missing)
+
+    def _reason(self, route: Route | None, scopes: frozenset[str], permitted: bool) -> str:
         if permitted:
             return "ok"
         if route is None:
             return "route_not_in_table"
-        if self._routes.permits(route, principal.scopes):
+        if self._routes.permits(route, scopes):
             return "unrepresentable_path"  # "*" or "?" where an exact ARN is needed; "//", "/a/"
         return "insufficient_scope"
 
-    def _simple_response(
-        self, request: AuthRequest, route: Route | None, principal: Principal
-    ) -> dict[str, Any]:
+    def _simple_decision(
+        self, request: AuthRequest, route: Route | None, scopes: frozenset[str]
+    ) -> tuple[bool, str]:
         """HTTP API answers carry no route: API Gateway replays them for any request with the
         same identity source values. Unless the route key is one of them, the answer must be the
         same on every route: allowed only where every route of the table is."""
-        permitted = self._routes.permits(route, principal.scopes)
-        reason = self._reason(route, principal, permitted)
+        permitted = self._routes.permits(route, scopes)
+        reason = self._reason(route, scopes, permitted)
         if (
             permitted
             and request.route_key not in request.identity_sources
-            and not all(self._routes.permits(r, principal.scopes) for r in self._routes.table)
+            and not all(self._routes.permits(r, scopes) for r in self._routes.table)
         ):
             permitted, reason = False, "route_key_not_an_identity_source"
             if not self._warned_route_key:
@@ -220,5 +293,4 @@ class Authorizer:
                     "without it a cached answer would be replayed on other routes, so only "
                     "callers allowed on every route are allowed"
                 )
-        self._on_decision("allow" if permitted else "deny", reason, principal)
-        return {"isAuthorized": permitted, "context": principal.context}
+        return permitted, reason

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Protocol
 
 from .errors import DependencyUnavailableError
@@ -78,30 +77,64 @@ class Budget:
         self.margin = margin
         self._unbounded = unbounded
         self._clock = clock
-        self._current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+        self._current: contextvars.ContextVar[_Window | None] = contextvars.ContextVar(
             "tokengate_deadline", default=None
         )
 
     def deadline(self) -> Deadline:
         """The open invocation's deadline; outside one, a fresh one-call cap."""
         current = self._current.get()
-        return current if current is not None else Deadline.after(self._unbounded, self._clock)
+        return (
+            current.deadline()
+            if current is not None
+            else Deadline.after(self._unbounded, self._clock)
+        )
 
-    @contextmanager
-    def invocation(self, context: LambdaContext) -> Iterator[Deadline]:
-        """The budget of one Lambda invocation: its remaining time minus the safety margin."""
-        seconds = context.get_remaining_time_in_millis() / 1000.0 - self.margin
-        with self.within(seconds) as deadline:
-            yield deadline
+    def invocation(self, context: LambdaContext) -> _Window:
+        """The budget of one Lambda invocation: its remaining time minus the safety margin (a
+        context manager; :meth:`deadline` reads it).
 
-    @contextmanager
-    def within(self, seconds: float) -> Iterator[Deadline]:
-        deadline = Deadline.after(max(seconds, 0.0), self._clock)
+        The context is asked for its remaining time when a call first needs the deadline, not on
+        entry: Lambda counts that time down to a fixed point, so the deadline is the same, and a
+        warm decision that makes no outbound call does not pay for reading it."""
+        return _Window(self, None, context)
+
+    def within(self, seconds: float) -> _Window:
+        """A window of ``seconds`` from now, never past the window around it (a context manager
+        that yields its :class:`Deadline`)."""
+        deadline = Deadline(self._clock() + max(seconds, 0.0), self._clock)
         outer = self._current.get()
-        if outer is not None and outer.at < deadline.at:
-            deadline = outer  # a nested budget never extends the one around it
-        token = self._current.set(deadline)
-        try:
-            yield deadline
-        finally:
-            self._current.reset(token)
+        if outer is not None and outer.deadline().at < deadline.at:
+            deadline = outer.deadline()  # a nested budget never extends the one around it
+        return _Window(self, deadline, None)
+
+
+class _Window:
+    """Sets the current window on entry and restores the one before on exit. A plain class
+    rather than a generator-based context manager: it wraps every authorizer call."""
+
+    __slots__ = ("_budget", "_context", "_deadline", "_token")
+
+    def __init__(
+        self, budget: Budget, deadline: Deadline | None, context: LambdaContext | None
+    ) -> None:
+        self._budget = budget
+        self._deadline = deadline
+        self._context = context
+
+    def deadline(self) -> Deadline:
+        deadline = self._deadline
+        if deadline is None:
+            assert self._context is not None
+            budget = self._budget
+            seconds = self._context.get_remaining_time_in_millis() / 1000.0 - budget.margin
+            deadline = self._deadline = Deadline.after(max(seconds, 0.0), budget._clock)
+        return deadline
+
+    def __enter__(self) -> Deadline | None:
+        """The window's deadline for ``within``; None for ``invocation`` (ask the budget)."""
+        self._token = self._budget._current.set(self)
+        return self._deadline
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._budget._current.reset(self._token)
