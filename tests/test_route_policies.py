@@ -494,3 +494,40 @@ def test_policies_decide_every_request_of_a_small_universe_as_a_fresh_call(
                     other_method,
                     other_path,
                 )
+
+
+@EXAMPLES
+@given(
+    table=route_tables(),
+    sequence=st.lists(
+        st.tuples(
+            st.frozensets(st.sampled_from(SCOPES)),
+            requests,
+            st.sampled_from(("TOKEN", "REQUEST", "HTTP", "HTTP without routeKey")),
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+)
+def test_a_remembered_answer_is_the_answer_a_fresh_authorizer_gives(
+    principals: tuple[Tokens, ApiTokenPrincipals, SupabasePrincipals],
+    table: dict[str, str],
+    sequence: list[tuple[frozenset[str], tuple[str, str], str]],
+) -> None:
+    """The authorizer remembers each (place, scope set) decision: callers with other scopes,
+    other routes and other event formats in between never change what one request gets."""
+    tokens, api, _ = principals
+    warm = Authorizer(api, RouteScopes(table))
+    keys = list(table)
+    for held, (method, path), fmt in sequence:
+        token = tokens.api(held)
+        key = oracle_route(keys, method, path)
+        if fmt.startswith("HTTP"):
+            if key is None:
+                continue
+            payload = http_event(token, key, fmt == "HTTP")
+        else:
+            resource = key.split(" ")[1] if key else path
+            payload = rest_event(fmt, token, method, path, resource)
+        for _ in range(2):  # the second answer comes from the memo
+            assert call(warm, payload) == call(Authorizer(api, RouteScopes(table)), payload)
