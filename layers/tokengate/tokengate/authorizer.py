@@ -137,11 +137,6 @@ def _memo_key(event: dict[str, Any]) -> tuple[str, ...] | None:
     return key if all(type(part) is str for part in key) else None
 
 
-def _token(event: dict[str, Any], kind: str) -> str | None:
-    raw = event.get("authorizationToken") if kind == "TOKEN" else header(event, "authorization")
-    return bearer_token(raw)
-
-
 class _Place(NamedTuple):
     """A request without its token, and the route API Gateway sent it to."""
 
@@ -211,8 +206,10 @@ class Authorizer:
         place = self._places.get(key) if key is not None else None
         if place is None:
             place, token = self._new_place(event, key)
+        elif place.request.kind == "TOKEN":
+            token = bearer_token(event.get("authorizationToken"))
         else:
-            token = _token(event, place.request.kind)
+            token = bearer_token(header(event, "authorization"))
         request = place.request
         principal: Principal | None = None
         reason = "missing_token"

@@ -71,6 +71,8 @@ class ApiTokenPrincipals:
         self._budget = budget
         self._metrics = metrics
         self._verifiers: dict[str, tuple[ApiTokenVerifier, JwksCache]] = {}
+        # The configured issuer's verifier, built once: the warm path takes it without a lookup.
+        self._configured = self._entry(issuer)[0] if issuer else None
 
     def prefetch(self) -> bool:
         """Load the configured issuer's keys now (a container's start); False if it could not
@@ -80,6 +82,8 @@ class ApiTokenPrincipals:
         return self._entry(self._issuer)[1].prefetch()
 
     def _verifier(self, request: AuthRequest) -> ApiTokenVerifier:
+        if self._configured is not None:
+            return self._configured
         issuer = self._issuer
         if not issuer:
             if request.arn_base is None:
@@ -107,7 +111,7 @@ class ApiTokenPrincipals:
         return entry
 
     def __call__(self, token: str, request: AuthRequest) -> Principal:
-        verified = self._verifier(request).verify(token)
+        verified = (self._configured or self._verifier(request)).verify(token)
         # flat_context(scalar_claims(...) | {...}), spelled out: the five values are strings
         # already, so only the configured claims need the scalar test.
         claims = verified.claims
