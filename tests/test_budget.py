@@ -242,3 +242,26 @@ def test_the_invocation_deadline_does_not_move_when_it_is_first_read_later(
         assert budget.deadline().at == pytest.approx(
             max(millis / 1000 - 0.5, later / 1000), abs=2e-3
         )
+
+
+def test_run_is_one_invocation_and_leaves_nothing_behind() -> None:
+    clock = FakeClock(0.0)
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 2500
+
+    budget = Budget(margin=0.5, unbounded=3.0, clock=clock)
+    seen = budget.run(Context(), lambda _: budget.deadline().remaining(), None)
+    assert seen == pytest.approx(2.0)
+    with pytest.raises(RuntimeError):
+        budget.run(Context(), lambda _: (_ for _ in ()).throw(RuntimeError("failed")), None)
+    assert budget.deadline().remaining() == 3.0  # outside: a fresh one-call cap
+    nested = budget.run(Context(), lambda _: _within(budget, 10.0), None)
+    assert nested == pytest.approx(2.0)  # a window inside never extends the invocation
+
+
+def _within(budget: Budget, seconds: float) -> float:
+    with budget.within(seconds) as deadline:
+        assert deadline is not None
+        return deadline.remaining()

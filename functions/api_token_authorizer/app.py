@@ -28,5 +28,4 @@ with budget.within(PREFETCH_SECONDS):
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    with budget.invocation(context):
-        return authorizer.decide(event)
+    return budget.run(context, authorizer.decide, event)

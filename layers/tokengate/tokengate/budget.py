@@ -17,11 +17,13 @@ from __future__ import annotations
 import contextvars
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from .errors import DependencyUnavailableError
 
 Clock = Callable[[], float]
+E = TypeVar("E")
+R = TypeVar("R")
 
 # Kept back from the function's remaining time: enough to render the answer, log it and flush the
 # metric after the last outbound call gave up.
@@ -77,18 +79,35 @@ class Budget:
         self.margin = margin
         self._unbounded = unbounded
         self._clock = clock
-        self._current: contextvars.ContextVar[_Window | None] = contextvars.ContextVar(
-            "tokengate_deadline", default=None
+        # The open window, or the Lambda context of an invocation opened by :meth:`run`.
+        self._current: contextvars.ContextVar[_Window | LambdaContext | None] = (
+            contextvars.ContextVar("tokengate_deadline", default=None)
         )
 
     def deadline(self) -> Deadline:
         """The open invocation's deadline; outside one, a fresh one-call cap."""
         current = self._current.get()
-        return (
-            current.deadline()
-            if current is not None
-            else Deadline.after(self._unbounded, self._clock)
-        )
+        if current is None:
+            return Deadline.after(self._unbounded, self._clock)
+        if type(current) is _Window:
+            return current.deadline()
+        return self.from_context(current)  # type: ignore[arg-type]
+
+    def from_context(self, context: LambdaContext) -> Deadline:
+        """An invocation's deadline: its remaining time minus the margin. Lambda counts that time
+        down to a fixed point, so reading it later gives the same deadline."""
+        seconds = context.get_remaining_time_in_millis() / 1000.0 - self.margin
+        return Deadline.after(max(seconds, 0.0), self._clock)
+
+    def run(self, context: LambdaContext, function: Callable[[E], R], argument: E) -> R:
+        """``function(argument)`` as one invocation: the handlers' one line. The same budget as
+        :meth:`invocation`, in one call and with no object made, for the authorizers, which
+        run in front of every API call and usually need no deadline at all."""
+        token = self._current.set(context)
+        try:
+            return function(argument)
+        finally:
+            self._current.reset(token)
 
     def invocation(self, context: LambdaContext) -> _Window:
         """The budget of one Lambda invocation: its remaining time minus the safety margin (a
@@ -103,9 +122,10 @@ class Budget:
         """A window of ``seconds`` from now, never past the window around it (a context manager
         that yields its :class:`Deadline`)."""
         deadline = Deadline(self._clock() + max(seconds, 0.0), self._clock)
-        outer = self._current.get()
-        if outer is not None and outer.deadline().at < deadline.at:
-            deadline = outer.deadline()  # a nested budget never extends the one around it
+        if self._current.get() is not None:
+            outer = self.deadline()
+            if outer.at < deadline.at:
+                deadline = outer  # a nested budget never extends the one around it
         return _Window(self, deadline, None)
 
 
@@ -126,9 +146,7 @@ class _Window:
         deadline = self._deadline
         if deadline is None:
             assert self._context is not None
-            budget = self._budget
-            seconds = self._context.get_remaining_time_in_millis() / 1000.0 - budget.margin
-            deadline = self._deadline = Deadline.after(max(seconds, 0.0), budget._clock)
+            deadline = self._deadline = self._budget.from_context(self._context)
         return deadline
 
     def __enter__(self) -> Deadline | None:

@@ -9,12 +9,13 @@ non-JOSE signature shapes (DER ECDSA, short RSA signatures) before any arithmeti
 from __future__ import annotations
 
 import json
+from hashlib import sha256 as _sha256
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from .errors import ConfigurationError
 from .jws import b64url_decode, b64url_encode
@@ -25,7 +26,11 @@ P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 _SHA256 = hashes.SHA256()
 _PKCS1 = padding.PKCS1v15()
-_ECDSA = ec.ECDSA(_SHA256)
+# Signatures are checked over a SHA-256 digest computed by hashlib (OpenSSL's SHA-256, as
+# cryptography's own): cryptography's verify then skips re-checking the hash object's type
+# through Python-level ABC hooks on every call, ~1% of a warm authorizer decision.
+_PREHASHED = Prehashed(_SHA256)
+_ECDSA = ec.ECDSA(_PREHASHED)
 
 
 class VerificationKey(Protocol):
@@ -85,7 +90,7 @@ class RsaKey:
         if len(signature) != self._signature_length:
             return False
         try:
-            self.public_key.verify(signature, signing_input, _PKCS1, _SHA256)
+            self.public_key.verify(signature, _sha256(signing_input).digest(), _PKCS1, _PREHASHED)
         except InvalidSignature:
             return False
         return True
@@ -113,7 +118,9 @@ class EcKey:
         if not (0 < r < P256_ORDER and 0 < s < P256_ORDER):
             return False
         try:
-            self.public_key.verify(encode_dss_signature(r, s), signing_input, _ECDSA)
+            self.public_key.verify(
+                encode_dss_signature(r, s), _sha256(signing_input).digest(), _ECDSA
+            )
         except InvalidSignature:
             return False
         return True
