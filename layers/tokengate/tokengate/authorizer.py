@@ -82,10 +82,14 @@ def bearer_token(value: str | None) -> str | None:
 
     The scheme is case-insensitive (RFC 9110 §11.1). Only the scheme and the single space are
     checked here; the token's alphabet is checked once, by the strict JWS parser."""
-    if type(value) is not str or len(value) < 8 or value[:7].lower() != "bearer ":
+    if type(value) is not str or len(value) < 8:
+        return None
+    if not value.startswith("Bearer ") and value[:7].lower() != "bearer ":
         return None
     token = value[7:]
-    return None if token[0].isspace() or token[-1].isspace() or " " in token else token
+    # One space, then no whitespace at either end and no space inside (the rest of the alphabet
+    # is the JWS parser's); strip() hands back the same text when there is nothing to strip.
+    return None if " " in token or token.strip() != token else token
 
 
 def parse_event(event: dict[str, Any]) -> AuthRequest:
@@ -117,10 +121,10 @@ def parse_event(event: dict[str, Any]) -> AuthRequest:
     return AuthRequest("REQUEST", token, arn_base, route_key, method, path)
 
 
-def _memo_key(event: dict[str, Any]) -> tuple[str, ...] | None:
+def _memo_key(event: dict[str, Any]) -> tuple[str, ...]:
     """Every event field :func:`parse_event` reads except the token, when each is a plain
     string: requests with the same key go to the same place and get the same answer for the
-    same scopes. None (no memo) for anything unusual."""
+    same scopes. ``()`` (never remembered) for anything unusual."""
     if "routeArn" in event and event.get("version") == "2.0":
         sources = event.get("identitySource")
         key: tuple[Any, ...] = (
@@ -132,9 +136,9 @@ def _memo_key(event: dict[str, Any]) -> tuple[str, ...] | None:
     else:
         arn = event.get("methodArn", "")
         if event.get("type") == "TOKEN":
-            return ("TOKEN", arn) if type(arn) is str else None
+            return ("TOKEN", arn) if type(arn) is str else ()
         key = ("REQUEST", arn, event.get("httpMethod"), event.get("resource"))
-    return key if all(type(part) is str for part in key) else None
+    return key if all(type(part) is str for part in key) else ()
 
 
 class _Place(NamedTuple):
@@ -190,12 +194,10 @@ class Authorizer:
                 return None
         return selected
 
-    def _new_place(
-        self, event: dict[str, Any], key: tuple[str, ...] | None
-    ) -> tuple[_Place, str | None]:
+    def _new_place(self, event: dict[str, Any], key: tuple[str, ...]) -> tuple[_Place, str | None]:
         request = parse_event(event)
         place = _Place(request._replace(token=None), self._route(request))
-        if key is not None:
+        if key:
             if len(self._places) >= self.MEMO_SIZE:
                 self._places.clear()
             self._places[key] = place
@@ -203,7 +205,7 @@ class Authorizer:
 
     def decide(self, event: dict[str, Any]) -> dict[str, Any]:
         key = _memo_key(event)
-        place = self._places.get(key) if key is not None else None
+        place = self._places.get(key)
         if place is None:
             place, token = self._new_place(event, key)
         elif place.request.kind == "TOKEN":
@@ -223,10 +225,10 @@ class Authorizer:
             if request.kind == "HTTP_API_V2":
                 return {"isAuthorized": False}
             raise Unauthorized()
-        answer = self._answers.get((key, principal.scopes)) if key is not None else None
+        answer = self._answers.get((key, principal.scopes))
         if answer is None:
             answer = self._answer(place, principal.scopes)
-            if key is not None:
+            if key:
                 if len(self._answers) >= self.MEMO_SIZE:
                     self._answers.clear()
                 self._answers[key, principal.scopes] = answer

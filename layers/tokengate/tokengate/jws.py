@@ -136,7 +136,7 @@ def _split(token: object) -> tuple[dict[str, Any], bytes, bytes, bytes]:
     except ValueError as exc:
         raise InvalidTokenError(Reason.MALFORMED, str(exc)) from exc
     global _LAST_HEADER
-    _LAST_HEADER = (token[:first], header)
+    _LAST_HEADER = (token[: first + 1], header)
     return header, payload, token[:second].encode("ascii"), signature
 
 
@@ -155,17 +155,16 @@ def jwt_parts(token: object) -> tuple[dict[str, Any], dict[str, Any], bytes, byt
     out, with the same tests): the header is recognized by a prefix comparison, without slicing
     and hashing it. Anything else goes the long way, which names the reason."""
     if type(token) is str and len(token) <= MAX_TOKEN_LENGTH and _STRICT:
-        header_text, header = _LAST_HEADER
-        first = len(header_text)
-        if first and token.startswith(header_text) and token[first : first + 1] == ".":
+        header_dot, header = _LAST_HEADER
+        if token.startswith(header_dot):
+            first = len(header_dot) - 1
             second = token.find(".", first + 1)
             payload_text = token[first + 1 : second]
             signature_text = token[second + 1 :]
             p_rest, s_rest = len(payload_text) & 3, len(signature_text) & 3
             if (
-                second > first + 1
+                second > first + 1  # a payload (a missing second dot leaves one in the signature)
                 and signature_text
-                and "." not in signature_text
                 and p_rest != 1
                 and s_rest != 1
                 and payload_text[-1] in _CANONICAL_LAST[p_rest]
@@ -180,12 +179,13 @@ def jwt_parts(token: object) -> tuple[dict[str, Any], dict[str, Any], bytes, byt
                         payload_text.encode("ascii").translate(_TO_STANDARD) + _PADDING[p_rest],
                         strict_mode=True,
                     ).decode("utf-8")
-                    if text[:1] == "{" and text[-1:] == "}":
-                        claims, end = _SCAN(text, 0)
-                        if end == len(text) and type(claims) is dict:
-                            return header, claims, token[:second].encode("ascii"), signature
+                    # An object that ends the text exactly: anything around it (whitespace, more
+                    # data) or any other value goes the long way.
+                    claims, end = _SCAN(text, 0)
+                    if end == len(text) and type(claims) is dict:
+                        return header, claims, token[:second].encode("ascii"), signature
                 except (UnicodeError, ValueError, RecursionError, StopIteration):
-                    pass  # the long way names the reason
+                    pass  # the long way names the reason (a dot or "=" fails base64 here)
     header, payload, signing_input, signature = _split(token)
     try:
         claims = strict_json_object(payload)
@@ -220,8 +220,9 @@ def parse_compact(token: object) -> UnverifiedToken:
 
 _HEADER_CACHE: dict[str, dict[str, Any]] = {}
 _HEADER_CACHE_SIZE = 64
-# The header most recently decoded, checked and seen in a parsed token: (its text, the header).
-_LAST_HEADER: tuple[str, dict[str, Any]] = ("", {})  # none yet
+# The header most recently decoded, checked and seen in a parsed token: (its text followed by
+# the dot that ends it, the header). Set below to a checked header, so it is never a stand-in.
+_LAST_HEADER: tuple[str, dict[str, Any]]
 
 
 def _header(segment: str) -> dict[str, Any]:
@@ -256,3 +257,11 @@ def encode_compact(header: dict[str, Any], claims: dict[str, Any]) -> bytes:
         + "."
         + b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
     ).encode("ascii")
+
+
+def _seed_last_header() -> tuple[str, dict[str, Any]]:
+    text = b64url_encode(b'{"alg":"HS256","typ":"JWT"}')
+    return text + ".", _header(text)
+
+
+_LAST_HEADER = _seed_last_header()
