@@ -27,6 +27,7 @@ _METHOD_ARN = re.compile(
 CONTEXT_VALUE = str | int | float | bool
 
 logger = logging.getLogger("tokengate.authorizer")
+_DEBUG = logging.DEBUG
 
 
 def log_decision(decision: str, reason: str, principal: Principal | None) -> None:
@@ -176,6 +177,8 @@ class Authorizer:
         self._routes = routes
         self._planner = PolicyPlanner(routes)
         self._on_decision = on_decision or log_decision
+        # The default logs an allow only at DEBUG: skipped without a call unless DEBUG is on.
+        self._log_allows = on_decision is not None
         self._warned_route_key = False
         self._places: dict[tuple[str, ...], _Place] = {}
         self._answers: dict[tuple[tuple[str, ...], frozenset[str]], _Answer] = {}
@@ -208,10 +211,12 @@ class Authorizer:
         place = self._places.get(key)
         if place is None:
             place, token = self._new_place(event, key)
-        elif place.request.kind == "TOKEN":
-            token = bearer_token(event.get("authorizationToken"))
         else:
-            token = bearer_token(header(event, "authorization"))
+            token = bearer_token(
+                event.get("authorizationToken")
+                if key[0] == "TOKEN"
+                else header(event, "authorization")
+            )
         request = place.request
         principal: Principal | None = None
         reason = "missing_token"
@@ -232,11 +237,7 @@ class Authorizer:
                 if len(self._answers) >= self.MEMO_SIZE:
                     self._answers.clear()
                 self._answers[key, principal.scopes] = answer
-        if (
-            not answer.permitted
-            or self._on_decision is not log_decision
-            or logger.isEnabledFor(logging.DEBUG)
-        ):
+        if not answer.permitted or self._log_allows or logger.isEnabledFor(_DEBUG):
             self._on_decision("allow" if answer.permitted else "deny", answer.reason, principal)
         if request.kind == "HTTP_API_V2":
             return {"isAuthorized": answer.permitted, "context": principal.context}

@@ -78,6 +78,8 @@ class ApiTokenPrincipals:
         self._verifiers: dict[str, tuple[ApiTokenVerifier, JwksCache]] = {}
         # The configured issuer's verifier, built once: the warm path takes it without a lookup.
         self._configured = self._entry(issuer)[0] if issuer else None
+        # scope claim -> (the scope set, its canonical spelling): tokens repeat a few scope sets.
+        self._scope_sets: dict[str, tuple[frozenset[str], str]] = {}
 
     def prefetch(self) -> bool:
         """Load the configured issuer's keys now (a container's start); False if it could not
@@ -125,12 +127,18 @@ class ApiTokenPrincipals:
             value = claims.get(name)
             if isinstance(value, (str, int, float, bool)):
                 context[name] = value
+        scope = claims["scope"]  # a string: the verifier checked it
+        held = self._scope_sets.get(scope)
+        if held is None:
+            if len(self._scope_sets) >= 256:
+                self._scope_sets.clear()
+            held = self._scope_sets[scope] = (frozenset(verified.scopes), " ".join(verified.scopes))
         context["sub"] = verified.sub
-        context["scope"] = " ".join(verified.scopes)
+        context["scope"] = held[1]
         context["client_id"] = verified.client_id
         context["jti"] = verified.jti
         context["sid"] = verified.sid
-        return _new(Principal, (verified.sub, frozenset(verified.scopes), context))
+        return _new(Principal, (verified.sub, held[0], context))
 
 
 class SupabasePrincipals:
