@@ -30,7 +30,6 @@ _PKCS1 = padding.PKCS1v15()
 # cryptography's own): cryptography's verify then skips re-checking the hash object's type
 # through Python-level ABC hooks on every call, ~1% of a warm authorizer decision.
 _PREHASHED = Prehashed(_SHA256)
-_ECDSA = ec.ECDSA(_PREHASHED)
 
 
 class VerificationKey(Protocol):
@@ -97,7 +96,7 @@ class RsaKey:
 
 
 class EcKey:
-    __slots__ = ("kid", "public_key")
+    __slots__ = ("_ecdsa", "kid", "public_key")
     alg = "ES256"
 
     def __init__(self, public_key: ec.EllipticCurvePublicKey, kid: str | None = None) -> None:
@@ -105,6 +104,9 @@ class EcKey:
             raise ValueError("EC key not on P-256")
         self.public_key = public_key
         self.kid = kid
+        # Made per key, not at import: ECDSA() loads cryptography's OpenSSL backend module
+        # (~3 ms), which an RS256-only function never needs.
+        self._ecdsa = ec.ECDSA(_PREHASHED)
 
     def __repr__(self) -> str:
         return f"EcKey(kid={self.kid!r})"
@@ -119,7 +121,7 @@ class EcKey:
             return False
         try:
             self.public_key.verify(
-                encode_dss_signature(r, s), _sha256(signing_input).digest(), _ECDSA
+                encode_dss_signature(r, s), _sha256(signing_input).digest(), self._ecdsa
             )
         except InvalidSignature:
             return False
