@@ -1,11 +1,12 @@
 """What Lambda gives each invocation that one local process running every function must emulate.
 
 In AWS each function runs in its own process, so its log records can only be its own. Locally the
-five functions share one process and one ``logging`` tree: records from the authorizers' standard
-library logger propagate to the ``tokengate`` logger that Powertools configured for the token
-exchange, whose handler stamps them with the keys of the last exchange it served. Here each
-invocation runs with its context in a context variable, and every record created during it names
-the function and request that wrote it, as the Lambda runtime's log filter does in AWS.
+five functions share one process and one ``logging`` tree: the standard-library records of the
+token exchange and the authorizers propagate to the ``tokengate`` logger that Powertools configured
+for the JWKS function, whose handler writes them as JSON lines and stamps them with the keys of the
+last JWKS request it served. Here each invocation runs with its context in a context variable, and
+every record created during it names the function and request that wrote it, as the Lambda
+runtime's log filter does in AWS.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 
 class LambdaContext:
-    """Enough of the Lambda context object for Powertools."""
+    """Enough of the Lambda context object for the handlers and Powertools."""
 
     function_version = "$LATEST"
     memory_limit_in_mb = 1024

@@ -322,3 +322,51 @@ def test_a_key_that_cannot_sign_the_configured_algorithm_is_a_clear_server_error
     # The JWKS function, which publishes that key, says the same instead of crashing (a 502).
     status, _, body = api.call("GET", "/.well-known/jwks.json")
     assert (status, body) == (500, {"error": "server_error"})
+
+
+def exchange_counts(output: str) -> list[dict[str, Any]]:
+    """The EMF documents in ``output`` that count an exchange."""
+    documents = [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+    return [d for d in documents if "TokenExchange" in d]
+
+
+@pytest.mark.parametrize(
+    ("environment", "namespace", "service"),
+    [
+        ({}, "TokenGate", "tokengate"),
+        (
+            {"POWERTOOLS_METRICS_NAMESPACE": "Elsewhere", "POWERTOOLS_SERVICE_NAME": "gate"},
+            "Elsewhere",
+            "gate",
+        ),
+    ],
+    ids=["template", "overridden"],
+)
+def test_each_exchange_is_one_count_in_the_shape_the_alarms_query(
+    make_api: MakeApi,
+    capsys: pytest.CaptureFixture[str],
+    environment: dict[str, str],
+    namespace: str,
+    service: str,
+) -> None:
+    """``SELECT SUM(TokenExchange) FROM TokenGate WHERE outcome = ... / reason = ...`` (the
+    alarms and the dashboard) finds a count only under exactly this namespace, metric and
+    dimension set."""
+    api = make_api(**environment)
+    capsys.readouterr()
+    assert api.exchange(hs_token(supabase_claims()))[0] == 200
+    assert api.exchange("not.a.token")[0] == 400
+    counts = exchange_counts(capsys.readouterr().out)
+    assert [(d["outcome"], d["reason"]) for d in counts] == [
+        ("issued", "ok"),
+        ("refused", "malformed"),
+    ]
+    for document in counts:
+        (directive,) = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == namespace
+        assert directive["Metrics"] == [{"Name": "TokenExchange", "Unit": "Count"}]
+        (dimensions,) = directive["Dimensions"]
+        assert sorted(dimensions) == ["outcome", "reason", "service"]
+        assert document["service"] == service
+        assert document["TokenExchange"] == 1
+        assert isinstance(document["_aws"]["Timestamp"], int)

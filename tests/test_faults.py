@@ -254,7 +254,7 @@ def test_a_missing_key_is_a_logged_configuration_error_and_a_503(make_api: MakeA
     missing = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
     api = make_api(SIGNING_KEY_ID=missing)
     records = Records()
-    service_logger = logging.getLogger("tokengate")  # the handlers' Powertools logger
+    service_logger = logging.getLogger("tokengate")  # the handlers' loggers are under it
     service_logger.addHandler(records)
     try:
         answer = invoke(api, "TokenExchangeFunction", token_request(hs_token(supabase_claims())))

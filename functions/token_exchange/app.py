@@ -1,18 +1,21 @@
 """POST /token: RFC 8693 token exchange (docs/contract.md §3.1). A thin adapter over tokengate.
-An invocation's outbound calls share one time budget: a slow dependency is a 503 in time."""
+An invocation's outbound calls share one time budget: a slow dependency is a 503 in time.
+
+Like the authorizers, it logs through the standard library (the function's LoggingConfig emits
+JSON, ``extra`` fields included) and counts with EMF lines, without Powertools' import cost.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from tokengate.apigw import NO_STORE, BodyError, body_bytes, header, json_response
 from tokengate.budget import Budget
+from tokengate.coldstart import count_cold_start
 from tokengate.config import Settings
+from tokengate.emf import EmfCounter
 from tokengate.errors import (
     ConfigurationError,
     DependencyMisconfiguredError,
@@ -24,8 +27,9 @@ from tokengate.exchange import INVALID_SUBJECT, MAX_BODY_BYTES, parse_token_requ
 from tokengate.issuer import issuer_for
 from tokengate.runtime import exchange_service
 
-logger = Logger()
-metrics = Metrics()
+logger = logging.getLogger("tokengate.token_exchange")
+metrics = EmfCounter.from_env(os.environ)
+count_cold_start(os.environ)
 settings = Settings.from_env(os.environ)
 budget = Budget()
 service = exchange_service(settings, budget=budget)
@@ -79,13 +83,9 @@ def _refused(error: str, description: str, reason: str) -> dict[str, Any]:
 
 
 def _count(outcome: str, reason: str) -> None:
-    metrics.add_dimension(name="outcome", value=outcome)
-    metrics.add_dimension(name="reason", value=reason)
-    metrics.add_metric(name="TokenExchange", unit=MetricUnit.Count, value=1)
+    metrics.count("TokenExchange", outcome=outcome, reason=reason)
 
 
-@logger.inject_lambda_context(log_event=False)
-@metrics.log_metrics(capture_cold_start_metric=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with budget.invocation(context):
         return exchange(event)

@@ -1,7 +1,7 @@
-"""A cold-start count as one Embedded Metric Format line, for the functions without Powertools'
-Metrics: the same metric Powertools' ``capture_cold_start_metric`` emits (``ColdStart`` in the
-``TokenGate`` namespace, dimensions ``function_name`` and ``service``), so one dashboard query
-counts every function's cold starts."""
+"""A cold-start count as one Embedded Metric Format line, written at a function's init: the
+``ColdStart`` metric (namespace ``POWERTOOLS_METRICS_NAMESPACE``, ``TokenGate`` by default;
+dimensions ``function_name`` and ``service``) in the shape Powertools' ``capture_cold_start_metric``
+emits, so one dashboard query counts every function's cold starts."""
 
 from __future__ import annotations
 
@@ -9,20 +9,22 @@ import sys
 import time
 from collections.abc import Mapping
 
-from .emf import DEFAULT_NAMESPACE as NAMESPACE
-from .emf import emf_line
+from .emf import DEFAULT_NAMESPACE, emf_line, namespace_from_env, service_from_env
 
 
-def cold_start_line(function_name: str, service: str, timestamp_ms: int) -> str:
+def cold_start_line(
+    function_name: str, service: str, timestamp_ms: int, namespace: str = DEFAULT_NAMESPACE
+) -> str:
     dimensions = {"function_name": function_name, "service": service}
-    return emf_line(NAMESPACE, "ColdStart", dimensions, timestamp_ms=timestamp_ms)
+    return emf_line(namespace, "ColdStart", dimensions, timestamp_ms=timestamp_ms)
 
 
 def count_cold_start(environ: Mapping[str, str]) -> None:
     """Called once, at module scope: one line on stdout, which CloudWatch turns into a count."""
     line = cold_start_line(
         environ.get("AWS_LAMBDA_FUNCTION_NAME", "local"),
-        environ.get("POWERTOOLS_SERVICE_NAME", "tokengate"),
+        service_from_env(environ),
         int(time.time() * 1000),
+        namespace_from_env(environ),
     )
     sys.stdout.write(line + "\n")

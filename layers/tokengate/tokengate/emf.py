@@ -1,7 +1,7 @@
 """CloudWatch metrics as Embedded Metric Format lines, with the standard library only.
 
-The authorizers sit in front of every API call and avoid Powertools for their cold start; a count
-is one JSON line on stdout, which CloudWatch Logs turns into a metric (the EMF specification:
+The authorizers and the token exchange avoid Powertools for their cold start; a count is one JSON
+line on stdout, which CloudWatch Logs turns into a metric (the EMF specification:
 ``_aws.Timestamp``, ``_aws.CloudWatchMetrics[].{Namespace, Dimensions, Metrics}``, and each
 dimension and metric value as a top-level member).
 """
@@ -14,6 +14,17 @@ import time
 from collections.abc import Callable, Mapping
 
 DEFAULT_NAMESPACE = "TokenGate"
+DEFAULT_SERVICE = "tokengate"
+
+
+def namespace_from_env(environ: Mapping[str, str]) -> str:
+    """The metrics namespace: ``POWERTOOLS_METRICS_NAMESPACE``, as the template sets it."""
+    return environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+
+
+def service_from_env(environ: Mapping[str, str]) -> str:
+    """The ``service`` dimension: ``POWERTOOLS_SERVICE_NAME``, as the template sets it."""
+    return environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
 
 
 def emf_line(
@@ -53,12 +64,19 @@ class EmfCounter:
     def __init__(
         self,
         namespace: str = DEFAULT_NAMESPACE,
-        service: str = "tokengate",
+        service: str = DEFAULT_SERVICE,
         write: Callable[[str], None] = _stdout,
     ) -> None:
         self._namespace = namespace
         self._service = service
         self._write = write
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], write: Callable[[str], None] = _stdout
+    ) -> EmfCounter:
+        """Namespace and ``service`` from the function's environment (the template's Globals)."""
+        return cls(namespace_from_env(environ), service_from_env(environ), write)
 
     def count(self, metric: str, **dimensions: str) -> None:
         self._write(emf_line(self._namespace, metric, {"service": self._service, **dimensions}))
