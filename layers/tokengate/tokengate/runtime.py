@@ -9,6 +9,7 @@ loads the exchange, the AWS adapters or the Supabase side it does not use.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -78,7 +79,7 @@ def supabase_verifier(
             max_age=settings.jwks_cache_seconds,
             cooldown=settings.jwks_cooldown_seconds,
             budget=budget,
-            metrics=EmfCounter(),
+            metrics=EmfCounter.from_env(os.environ),
         )
         if settings.supabase_jwks_enabled
         else None
@@ -169,7 +170,7 @@ def api_token_principals(
         clock=clock,
         fetcher=jwks_fetcher(budget),
         budget=budget,
-        metrics=EmfCounter(),
+        metrics=EmfCounter.from_env(os.environ),
     )
 
 
