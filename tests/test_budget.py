@@ -265,3 +265,22 @@ def _within(budget: Budget, seconds: float) -> float:
     with budget.within(seconds) as deadline:
         assert deadline is not None
         return deadline.remaining()
+
+
+def test_the_local_stack_context_counts_down_to_a_fixed_point() -> None:
+    """The deadline is read from the context when a call first needs it, and again by later
+    calls: the local stack's context counts down as Lambda's does, so every read gives the one
+    deadline its invocation started with."""
+    from devstack.lambda_runtime import LambdaContext
+
+    clock = FakeClock(0.0)
+    context = LambdaContext("f", clock=clock)
+    budget = Budget(margin=0.5, clock=clock)
+
+    def reads(_: None) -> tuple[float, float]:
+        first = budget.deadline().at
+        clock.now += 2.0
+        return first, budget.deadline().at
+
+    first, later = budget.run(context, reads, None)
+    assert later == pytest.approx(first, abs=2e-3)
