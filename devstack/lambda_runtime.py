@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -29,13 +30,22 @@ class LambdaContext:
     function_version = "$LATEST"
     memory_limit_in_mb = 1024
 
-    def __init__(self, function_name: str = "local") -> None:
+    def __init__(
+        self,
+        function_name: str = "local",
+        timeout_ms: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.function_name = function_name
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function_name}"
         self.aws_request_id = str(uuid.uuid4())
+        self._clock = clock
+        self._deadline = clock() + timeout_ms / 1000.0
 
     def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+        """Time left, counting down to the invocation's deadline as Lambda's context does: the
+        handlers read it when a call first needs it, and expect the same deadline every time."""
+        return max(0, int((self._deadline - self._clock()) * 1000))
 
 
 _current: ContextVar[tuple[Any, bool] | None] = ContextVar("lambda_invocation", default=None)

@@ -265,3 +265,42 @@ def _within(budget: Budget, seconds: float) -> float:
     with budget.within(seconds) as deadline:
         assert deadline is not None
         return deadline.remaining()
+
+
+@given(outer=seconds, millis=st.integers(min_value=0, max_value=900_000))
+def test_an_invocation_opened_inside_a_window_never_extends_it(outer: float, millis: int) -> None:
+    """Both ways of opening an invocation (``run`` and ``invocation``) keep a window around them:
+    the earlier of the two deadlines."""
+    clock = FakeClock(0.0)
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return max(0, int(millis - clock.now * 1000))
+
+    budget = Budget(margin=0.5, clock=clock)
+    expected = min(max(outer, 0.0), max(millis / 1000 - 0.5, 0.0))
+    with budget.within(outer):
+        seen = budget.run(Context(), lambda _: budget.deadline().at, None)
+        assert seen == pytest.approx(expected, abs=1e-9)
+        with budget.invocation(Context()):
+            assert budget.deadline().at == pytest.approx(expected, abs=1e-9)
+        assert budget.deadline().at == pytest.approx(max(outer, 0.0), abs=1e-9)
+
+
+def test_the_local_stack_context_counts_down_to_a_fixed_point() -> None:
+    """The deadline is read from the context when a call first needs it, and again by later
+    calls: the local stack's context counts down as Lambda's does, so every read gives the one
+    deadline its invocation started with."""
+    from devstack.lambda_runtime import LambdaContext
+
+    clock = FakeClock(0.0)
+    context = LambdaContext("f", clock=clock)
+    budget = Budget(margin=0.5, clock=clock)
+
+    def reads(_: None) -> tuple[float, float]:
+        first = budget.deadline().at
+        clock.now += 2.0
+        return first, budget.deadline().at
+
+    first, later = budget.run(context, reads, None)
+    assert later == pytest.approx(first, abs=2e-3)

@@ -103,7 +103,9 @@ class Budget:
         """``function(argument)`` as one invocation: the handlers' one line. The same budget as
         :meth:`invocation`, in one call and with no object made, for the authorizers, which
         run in front of every API call and usually need no deadline at all."""
-        token = self._current.set(context)
+        outer = self._current.get()
+        # Inside an open window (never so in Lambda), read now and never past that window.
+        token = self._current.set(context if outer is None else self._nested(context))
         try:
             return function(argument)
         finally:
@@ -116,7 +118,16 @@ class Budget:
         The context is asked for its remaining time when a call first needs the deadline, not on
         entry: Lambda counts that time down to a fixed point, so the deadline is the same, and a
         warm decision that makes no outbound call does not pay for reading it."""
+        if self._current.get() is not None:
+            return self._nested(context)
         return _Window(self, None, context)
+
+    def _nested(self, context: LambdaContext) -> _Window:
+        """An invocation opened inside another window: its deadline, or the window's if that
+        comes first (a nested budget never extends the one around it)."""
+        deadline = self.from_context(context)
+        outer = self.deadline()
+        return _Window(self, outer if outer.at < deadline.at else deadline, None)
 
     def within(self, seconds: float) -> _Window:
         """A window of ``seconds`` from now, never past the window around it (a context manager
