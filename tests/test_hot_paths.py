@@ -9,6 +9,7 @@ against a fresh authorizer, on events with odd types and missing fields.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import re
@@ -347,3 +348,39 @@ def test_a_remembered_answer_holds_for_odd_events(
     events = [event for group in groups for event in group]
     for event in events + [rnd.choice(events) for _ in events]:
         assert answer(warm, event) == answer(Authorizer(verify, RouteScopes(TABLE), record), event)
+
+
+def test_the_memos_keep_no_token() -> None:
+    """Places and answers are remembered without the caller's token, including the HTTP API
+    identity sources that carry it: a bearer token lives only as long as its invocation."""
+    secret = "eyJ0b2tlbi1yZWFkLXdyaXRl"
+    principal = Principal("s-1", frozenset({"read", "write"}), {"scope": "read write"})
+    authorizer = Authorizer(lambda token, request: principal, RouteScopes(TABLE))
+    arn = "arn:aws:execute-api:eu-west-1:123456789012:abc123/v1"
+    for route_key in TABLE:
+        method, path = route_key.split(" ")
+        value = f"Bearer {secret}"
+        events = [
+            {"type": "TOKEN", "authorizationToken": value, "methodArn": f"{arn}/{method}{path}"},
+            {
+                "type": "REQUEST",
+                "methodArn": f"{arn}/{method}{path}",
+                "resource": path,
+                "httpMethod": method,
+                "headers": {"Authorization": value},
+            },
+            {
+                "version": "2.0",
+                "type": "REQUEST",
+                "routeArn": f"{arn}/{method}{path}",
+                "routeKey": route_key,
+                "identitySource": [value, route_key],
+                "headers": {"authorization": value},
+            },
+        ]
+        for event in events:
+            with contextlib.suppress(Unauthorized):
+                authorizer.decide(event)
+    remembered = repr(vars(authorizer))
+    assert "abc123" in remembered  # the memos were filled
+    assert secret not in remembered

@@ -127,12 +127,15 @@ def _memo_key(event: dict[str, Any]) -> tuple[str, ...]:
     string: requests with the same key go to the same place and get the same answer for the
     same scopes. ``()`` (never remembered) for anything unusual."""
     if "routeArn" in event and event.get("version") == "2.0":
+        # Of the identity sources only one fact matters (is the route key among them?): the
+        # others hold the caller's token, which no memo keeps.
         sources = event.get("identitySource")
+        route_key = event.get("routeKey", "")
         key: tuple[Any, ...] = (
             "HTTP_API_V2",
             event["routeArn"],
-            event.get("routeKey", ""),
-            *(sources if isinstance(sources, list) else ()),
+            route_key,
+            "routeKey" if isinstance(sources, list) and route_key in sources else "",
         )
     else:
         arn = event.get("methodArn", "")
@@ -199,7 +202,10 @@ class Authorizer:
 
     def _new_place(self, event: dict[str, Any], key: tuple[str, ...]) -> tuple[_Place, str | None]:
         request = parse_event(event)
-        place = _Place(request._replace(token=None), self._route(request))
+        # Kept without the token, and without identity sources other than the route key
+        # (they hold the token too): the decision reads only whether the route key is there.
+        named = (request.route_key,) if request.route_key in request.identity_sources else ()
+        place = _Place(request._replace(token=None, identity_sources=named), self._route(request))
         if key:
             if len(self._places) >= self.MEMO_SIZE:
                 self._places.clear()
