@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the API-token authorizer never loads the Supabase side
 # ``Principal(...)`` without the generated Python ``__new__`` frame, on the warm path: what that
 # ``__new__`` itself does, one C call.
 _new = tuple.__new__
+_SCALARS = (str, int, float, bool)
 
 
 def flat_context(values: Mapping[str, Any]) -> dict[str, CONTEXT_VALUE]:
@@ -125,7 +126,7 @@ class ApiTokenPrincipals:
         context: dict[str, CONTEXT_VALUE] = {}
         for name in self._context_claims:
             value = claims.get(name)
-            if isinstance(value, (str, int, float, bool)):
+            if isinstance(value, _SCALARS):
                 context[name] = value
         scope = claims["scope"]  # a string: the verifier checked it
         held = self._scope_sets.get(scope)
