@@ -531,3 +531,22 @@ def test_a_remembered_answer_is_the_answer_a_fresh_authorizer_gives(
             payload = rest_event(fmt, token, method, path, resource)
         for _ in range(2):  # the second answer comes from the memo
             assert call(warm, payload) == call(Authorizer(api, RouteScopes(table)), payload)
+
+
+def test_a_path_with_an_empty_segment_gets_the_whole_table_policy_whatever_route_it_reaches() -> (
+    None
+):
+    """ "/x//" selects "ANY /{rest+}", a route the GET group counts as shadowed by
+    "GET /{v0}/{rest+}": refused, with a policy that, replayed from API Gateway's cache, still
+    allows every other request a fresh call allows (it was a bare Deny of that one ARN)."""
+    table = {"GET /": "", "GET /{v0}": "", "ANY /{rest+}": "", "GET /{v0}/{rest+}": ""}
+    scopes = RouteScopes(table)
+    planner = PolicyPlanner(scopes)
+    allowed, statements = planner.answer(
+        ARN, "GET", "/x//", scopes.table.select("GET", "/x//"), frozenset()
+    )
+    policy = {"policyDocument": {"Statement": statements}}
+    assert not allowed
+    assert not iam_allows(policy, f"{ARN}/GET/x//")
+    assert iam_allows(policy, f"{ARN}/GET/")
+    assert iam_allows(policy, f"{ARN}/POST/x/y")

@@ -397,9 +397,17 @@ class PolicyPlanner:
         list) is allowed for a caller holding ``held``, and the policy that says so."""
         refuse = (False, _refusal(arn_base, method, path))
         group = self._group(method)
-        if route is None or group is None or route not in group.live:
+        if route is None or group is None:
             return refuse
         plan = self.plan(held)
+        if has_ambiguous_segment(path) and plan.allow:
+            # Refused whatever route it reaches (one the table's method groups count as shadowed
+            # included: "/x//" may select "ANY /{rest+}" past "GET /{v0}/{rest+}"), with the
+            # whole-table policy, which denies every such path: replayed elsewhere, it decides
+            # as a fresh call would.
+            return False, self._whole_table(arn_base, held, plan)
+        if route not in group.live:
+            return refuse
         if has_ambiguous_segment(path) or not self.scopes.permits(route, held):
             # The whole-table policy denies every request of a denied route, exact or not, and
             # every path with an empty, "." or ".." segment.
