@@ -304,3 +304,25 @@ def test_the_local_stack_context_counts_down_to_a_fixed_point() -> None:
 
     first, later = budget.run(context, reads, None)
     assert later == pytest.approx(first, abs=2e-3)
+
+
+def test_an_invocation_deadline_is_read_once_and_then_fixed() -> None:
+    """Lambda counts the remaining time on the wall clock; once read, the invocation's deadline
+    stays on the monotonic clock, so a wall-clock step cannot move it, and nothing outlives run."""
+    clock = FakeClock(0.0)
+    wall = {"remaining": 2500}
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return wall["remaining"]
+
+    budget = Budget(margin=0.5, unbounded=3.0, clock=clock)
+
+    def handler(_: object) -> tuple[float, float]:
+        first = budget.deadline().at
+        wall["remaining"] = 60_000  # the wall clock stepped back a minute
+        return first, budget.deadline().at
+
+    first, later = budget.run(Context(), handler, None)
+    assert first == later == pytest.approx(2.0)
+    assert budget.deadline().remaining() == 3.0  # outside: a fresh one-call cap

@@ -91,7 +91,12 @@ class Budget:
             return Deadline.after(self._unbounded, self._clock)
         if type(current) is _Window:
             return current.deadline()
-        return self.from_context(current)  # type: ignore[arg-type]
+        # A context stored by run(): read once, then fixed for the rest of the invocation (on the
+        # monotonic clock, whatever the wall clock Lambda counts by does meanwhile). run()'s reset
+        # still restores what was there before it.
+        deadline = self.from_context(current)  # type: ignore[arg-type]
+        self._current.set(_Window(self, deadline, None))
+        return deadline
 
     def from_context(self, context: LambdaContext) -> Deadline:
         """An invocation's deadline: its remaining time minus the margin. Lambda counts that time
