@@ -400,18 +400,16 @@ class PolicyPlanner:
         if route is None or group is None:
             return refuse
         plan = self.plan(held)
-        if has_ambiguous_segment(path) and plan.allow:
-            # Refused whatever route it reaches (one the table's method groups count as shadowed
-            # included: "/x//" may select "ANY /{rest+}" past "GET /{v0}/{rest+}"), with the
-            # whole-table policy, which denies every such path: replayed elsewhere, it decides
-            # as a fresh call would.
-            return False, self._whole_table(arn_base, held, plan)
-        if route not in group.live:
-            return refuse
-        if has_ambiguous_segment(path) or not self.scopes.permits(route, held):
-            # The whole-table policy denies every request of a denied route, exact or not, and
-            # every path with an empty, "." or ".." segment.
+        live = route in group.live
+        if has_ambiguous_segment(path) or (live and not self.scopes.permits(route, held)):
+            # The whole-table policy denies every path with an empty, "." or ".." segment, and
+            # every request of a denied route, exact or not: replayed elsewhere, it decides as a
+            # fresh call would. A path of the first kind gets it whatever route it reaches, one
+            # the method groups count as shadowed included ("/x//" may select "ANY /{rest+}"
+            # past "GET /{v0}/{rest+}").
             return (False, self._whole_table(arn_base, held, plan)) if plan.allow else refuse
+        if not live:
+            return refuse
         if plan.exact:
             return True, self._whole_table(arn_base, held, plan)
         denied = [r for r in group.live if not self.scopes.permits(r, held)]
