@@ -143,14 +143,14 @@ class AwsJsonClient:
         self.endpoint = check_url(endpoint.rstrip("/") + "/", f"the {service} endpoint")
         self._budget = budget or Budget()
         self._http = http or HttpClient(self._budget, ATTEMPT_SECONDS, MAX_AWS_ANSWER_BYTES)
+        # botocore's signer logs the canonical request (with the session token) and the
+        # signature at DEBUG: never let a DEBUG log level put them in the function's log. Set
+        # once here, not per request (setLevel clears every logger's level cache).
+        logging.getLogger("botocore.auth").setLevel(logging.INFO)
 
     def _signed_headers(self, action: str, body: bytes) -> dict[str, str]:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
-
-        # botocore's signer logs the canonical request (with the session token) and the
-        # signature at DEBUG: never let a DEBUG log level put them in the function's log.
-        logging.getLogger("botocore.auth").setLevel(logging.INFO)
 
         access_key = self._env.get("AWS_ACCESS_KEY_ID")
         secret_key = self._env.get("AWS_SECRET_ACCESS_KEY")
