@@ -89,15 +89,11 @@ class ApiTokenPrincipals:
             return False
         return self._entry(self._issuer)[1].prefetch()
 
-    def _verifier(self, request: AuthRequest) -> ApiTokenVerifier:
-        if self._configured is not None:
-            return self._configured
-        issuer = self._issuer
-        if not issuer:
-            if request.arn_base is None:
-                raise InvalidTokenError(Reason.ISSUER, "no issuer for this event")
-            issuer = api_base_url(request.arn_base)
-        return self._entry(issuer)[0]
+    def _derived_verifier(self, request: AuthRequest) -> ApiTokenVerifier:
+        """With no configured issuer: the verifier of the API's default URL, from the event."""
+        if request.arn_base is None:
+            raise InvalidTokenError(Reason.ISSUER, "no issuer for this event")
+        return self._entry(api_base_url(request.arn_base))[0]
 
     def _entry(self, issuer: str) -> tuple[ApiTokenVerifier, JwksCache]:
         entry = self._verifiers.get(issuer)
@@ -119,7 +115,7 @@ class ApiTokenPrincipals:
         return entry
 
     def __call__(self, token: str, request: AuthRequest) -> Principal:
-        verified = (self._configured or self._verifier(request)).verify(token)
+        verified = (self._configured or self._derived_verifier(request)).verify(token)
         # flat_context(scalar_claims(...) | {...}), spelled out: the five values are strings
         # already, so only the configured claims need the scalar test.
         claims = verified.claims
