@@ -213,11 +213,7 @@ class Authorizer:
         return place, request.token
 
     def decide(self, event: dict[str, Any]) -> dict[str, Any]:
-        if event.get("type") == "TOKEN" and "routeArn" not in event:  # _memo_key's commonest case
-            arn = event.get("methodArn", "")
-            key: tuple[str, ...] = ("TOKEN", arn) if type(arn) is str else ()
-        else:
-            key = _memo_key(event)
+        key = _memo_key(event)
         place = self._places.get(key)
         if place is None:
             place, token = self._new_place(event, key)
