@@ -79,8 +79,9 @@ class Budget:
         self.margin = margin
         self._unbounded = unbounded
         self._clock = clock
-        # The open window, or the Lambda context of an invocation opened by :meth:`run`.
-        self._current: contextvars.ContextVar[_Window | LambdaContext | None] = (
+        # The open window's deadline, or the Lambda context of an invocation whose deadline
+        # nothing has needed yet.
+        self._current: contextvars.ContextVar[Deadline | LambdaContext | None] = (
             contextvars.ContextVar("tokengate_deadline", default=None)
         )
 
@@ -89,13 +90,13 @@ class Budget:
         current = self._current.get()
         if current is None:
             return Deadline.after(self._unbounded, self._clock)
-        if type(current) is _Window:
-            return current.deadline()
-        # A context stored by run(): read once, then fixed for the rest of the invocation (on the
-        # monotonic clock, whatever the wall clock Lambda counts by does meanwhile). run()'s reset
+        if type(current) is Deadline:
+            return current
+        # A context: read once, then fixed for the rest of the invocation (on the monotonic
+        # clock, whatever the wall clock Lambda counts by does meanwhile). The window's reset
         # still restores what was there before it.
         deadline = self.from_context(current)  # type: ignore[arg-type]
-        self._current.set(_Window(self, deadline, None))
+        self._current.set(deadline)
         return deadline
 
     def from_context(self, context: LambdaContext) -> Deadline:
@@ -108,9 +109,7 @@ class Budget:
         """``function(argument)`` as one invocation: the handlers' one line. The same budget as
         :meth:`invocation`, in one call and with no object made, for the authorizers, which
         run in front of every API call and usually need no deadline at all."""
-        outer = self._current.get()
-        # Inside an open window (never so in Lambda), read now and never past that window.
-        token = self._current.set(context if outer is None else self._nested(context))
+        token = self._current.set(self._opened(context))
         try:
             return function(argument)
         finally:
@@ -123,52 +122,47 @@ class Budget:
         The context is asked for its remaining time when a call first needs the deadline, not on
         entry: Lambda counts that time down to a fixed point, so the deadline is the same, and a
         warm decision that makes no outbound call does not pay for reading it."""
-        if self._current.get() is not None:
-            return self._nested(context)
-        return _Window(self, None, context)
-
-    def _nested(self, context: LambdaContext) -> _Window:
-        """An invocation opened inside another window: its deadline, or the window's if that
-        comes first (a nested budget never extends the one around it)."""
-        deadline = self.from_context(context)
-        outer = self.deadline()
-        return _Window(self, outer if outer.at < deadline.at else deadline, None)
+        return _Window(self._current, self._opened(context))
 
     def within(self, seconds: float) -> _Window:
         """A window of ``seconds`` from now, never past the window around it (a context manager
         that yields its :class:`Deadline`)."""
-        deadline = Deadline(self._clock() + max(seconds, 0.0), self._clock)
-        if self._current.get() is not None:
-            outer = self.deadline()
-            if outer.at < deadline.at:
-                deadline = outer  # a nested budget never extends the one around it
-        return _Window(self, deadline, None)
+        return _Window(self._current, self._bounded(Deadline.after(max(seconds, 0.0), self._clock)))
+
+    def _opened(self, context: LambdaContext) -> Deadline | LambdaContext:
+        """What an invocation sets: its context, read when first needed; inside an open window
+        (never so in Lambda), its deadline read now and never past that window."""
+        if self._current.get() is None:
+            return context
+        return self._bounded(self.from_context(context))
+
+    def _bounded(self, deadline: Deadline) -> Deadline:
+        """``deadline``, or the open window's if that comes first: a nested budget never
+        extends the one around it."""
+        if self._current.get() is None:
+            return deadline
+        outer = self.deadline()
+        return outer if outer.at < deadline.at else deadline
 
 
 class _Window:
-    """Sets the current window on entry and restores the one before on exit. A plain class
-    rather than a generator-based context manager: it wraps every authorizer call."""
+    """Sets the current deadline (or context) on entry and restores the one before on exit. A
+    plain class rather than a generator-based context manager: it is cheap to open."""
 
-    __slots__ = ("_budget", "_context", "_deadline", "_token")
+    __slots__ = ("_token", "_value", "_variable")
 
     def __init__(
-        self, budget: Budget, deadline: Deadline | None, context: LambdaContext | None
+        self,
+        variable: contextvars.ContextVar[Deadline | LambdaContext | None],
+        value: Deadline | LambdaContext,
     ) -> None:
-        self._budget = budget
-        self._deadline = deadline
-        self._context = context
-
-    def deadline(self) -> Deadline:
-        deadline = self._deadline
-        if deadline is None:
-            assert self._context is not None
-            deadline = self._deadline = self._budget.from_context(self._context)
-        return deadline
+        self._variable = variable
+        self._value = value
 
     def __enter__(self) -> Deadline | None:
-        """The window's deadline for ``within``; None for ``invocation`` (ask the budget)."""
-        self._token = self._budget._current.set(self)
-        return self._deadline
+        """The window's deadline for ``within``; None for an invocation (ask the budget)."""
+        self._token = self._variable.set(self._value)
+        return self._value if type(self._value) is Deadline else None
 
     def __exit__(self, *exc_info: object) -> None:
-        self._budget._current.reset(self._token)
+        self._variable.reset(self._token)
