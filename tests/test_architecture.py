@@ -80,24 +80,17 @@ def test_handlers_are_thin() -> None:
 
 # What each handler may load at its cold start (before its first request): the authorizers sit in
 # front of every API call, so they load neither the exchange's side nor AWS's, nor dataclasses.
+_SUPABASE_AUTHORIZER_FORBIDDEN = {
+    "boto3",
+    "botocore",
+    "dataclasses",
+    "secrets",
+    "tokengate.aws",
+    "tokengate.session",
+}
 COLD_START_FORBIDDEN = {
-    "api_token_authorizer": {
-        "boto3",
-        "botocore",
-        "dataclasses",
-        "secrets",
-        "tokengate.aws",
-        "tokengate.session",
-        "tokengate.cache",
-    },
-    "supabase_authorizer": {
-        "boto3",
-        "botocore",
-        "dataclasses",
-        "secrets",
-        "tokengate.aws",
-        "tokengate.session",
-    },
+    "api_token_authorizer": _SUPABASE_AUTHORIZER_FORBIDDEN | {"tokengate.cache"},
+    "supabase_authorizer": _SUPABASE_AUTHORIZER_FORBIDDEN,
 }
 
 

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from tests.cli_support import (
     serve_stand_in,
     token_lifetime,
 )
+from tests.json_server import JsonServer
 from tokengate.discovery import render_metadata
 from tokengate_cli import TokenSource
 
@@ -411,36 +411,19 @@ def test_a_refused_exchange_prints_the_servers_error_and_exit_5(cli: Cli) -> Non
 def test_login_with_only_the_api_url_when_discovery_advertises_supabase(
     cli: Cli, stand_in: SupabaseAuthStandIn
 ) -> None:
-    class Discovery(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            base = f"http://127.0.0.1:{self.server.server_address[1]}"
-            # The product's own discovery document, so the client reads the names it serves.
-            document = render_metadata(
-                base,
-                ["read"],
-                supabase_url=stand_in.url,
-                supabase_publishable_key=stand_in.anon_key,
-            )
-            body = json.dumps(document).encode()
-            self.send_response(200 if self.path == "/.well-known/openid-configuration" else 404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Discovery)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        api = f"http://127.0.0.1:{server.server_address[1]}"
+    with JsonServer() as server:
+        api = server.base_url
+        # The product's own discovery document, so the client reads the names it serves.
+        server.documents["/.well-known/openid-configuration"] = render_metadata(
+            api,
+            ["read"],
+            supabase_url=stand_in.url,
+            supabase_publishable_key=stand_in.anon_key,
+        )
         result = cli.run(
             "login", "--api", api, "--email", DEV_EMAIL, "--password-stdin",
             input=DEV_PASSWORD + "\n", TOKENGATE_API_URL="", SUPABASE_URL="", SUPABASE_ANON_KEY="",
         )  # fmt: skip
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.returncode == 0, result.stderr
     saved = json.loads((cli.home / "config.json").read_text())
     assert saved == {

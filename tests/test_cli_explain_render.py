@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.json_server import JsonServer
 from tokengate.apitoken import ApiTokenIssuer
 from tokengate.signing import LocalKeySigner
 from tokengate_cli.cli import main
@@ -56,41 +55,24 @@ def test_any_times_render(exp: float, iat: float, typ: str) -> None:
     assert not report.ok
 
 
-class SelfIssuer(ThreadingHTTPServer):
+def self_issuer(signer: LocalKeySigner) -> JsonServer:
     """Anyone's issuer: a discovery document and a JWKS for a key of their own, on loopback."""
-
-    def __init__(self, signer: LocalKeySigner) -> None:
-        jwks = json.dumps({"keys": [signer.public_jwk()]}).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                base = f"http://127.0.0.1:{self.server.server_address[1]}"
-                body = (
-                    jwks
-                    if self.path == "/jwks.json"
-                    else json.dumps({"issuer": base, "jwks_uri": f"{base}/jwks.json"}).encode()
-                )
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
+    server = JsonServer()
+    base = server.base_url
+    server.documents["/.well-known/openid-configuration"] = {
+        "issuer": base,
+        "jwks_uri": f"{base}/jwks.json",
+    }
+    server.documents["/jwks.json"] = {"keys": [signer.public_jwk()]}
+    return server
 
 
 def test_without_a_configured_api_a_self_signed_token_gets_no_verdict() -> None:
     """With no --api, the keys come from the token's own iss: anyone can publish keys there,
     so a signature that verifies with them proves nothing and 'would accept' is never said."""
     signer = LocalKeySigner(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    server = SelfIssuer(signer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        issuer = f"http://127.0.0.1:{server.server_address[1]}"
+    with self_issuer(signer) as server:
+        issuer = server.base_url
         minted = ApiTokenIssuer(signer).issue(
             issuer=issuer,
             subject="attacker",
@@ -101,9 +83,6 @@ def test_without_a_configured_api_a_self_signed_token_gets_no_verdict() -> None:
             not_after=time.time() + 3600,
         )
         report = Explainer(None, None).explain(minted.token)
-    finally:
-        server.shutdown()
-        server.server_close()
     signature = next(c for c in report.checks if c.name == "signature")
     assert signature.ok is True  # it does verify, with the keys its own iss names
     assert not report.accepted

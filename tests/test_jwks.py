@@ -67,13 +67,19 @@ def test_unknown_kids_in_bulk_cost_one_fetch_per_cooldown(
         assert fetcher.calls == 1 + window
 
 
+def stale_cache(clock: FakeClock, fetcher: StaticJwksFetcher, key: KeyPair) -> JwksCache:
+    """A cache that fetched ``key`` once, whose fetcher now fails, 601 s later (past max_age)."""
+    cache = JwksCache(URL, fetcher, clock=clock)
+    cache.get(key.kid)
+    fetcher.fail = DependencyUnavailableError("jwks_unavailable")
+    clock.advance(601)
+    return cache
+
+
 def test_failed_refresh_keeps_the_last_good_keys(
     clock: FakeClock, fetcher: StaticJwksFetcher, ec_key: KeyPair
 ) -> None:
-    cache = JwksCache(URL, fetcher, clock=clock)
-    cache.get(ec_key.kid)
-    fetcher.fail = DependencyUnavailableError("jwks_unavailable")
-    clock.advance(601)
+    cache = stale_cache(clock, fetcher, ec_key)
     assert cache.get(ec_key.kid).kid == ec_key.kid
     clock.advance(3600)
     with pytest.raises(DependencyUnavailableError):
@@ -86,10 +92,7 @@ def test_failed_refresh_keeps_the_last_good_keys(
 def test_an_outage_is_reprobed_while_stale_keys_serve_not_on_every_call(
     clock: FakeClock, fetcher: StaticJwksFetcher, ec_key: KeyPair
 ) -> None:
-    cache = JwksCache(URL, fetcher, clock=clock)
-    cache.get(ec_key.kid)
-    fetcher.fail = DependencyUnavailableError("jwks_unavailable")
-    clock.advance(601)
+    cache = stale_cache(clock, fetcher, ec_key)
     for _ in range(50):
         assert cache.get(ec_key.kid).kid == ec_key.kid
     assert fetcher.calls == 1 + 2  # the first fetch, then one failed refresh retried once

@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,20 +221,33 @@ class ChildOutput:
                 self._lines.put(line)
         self._lines.put(None)
 
-    def until(self, marker: str, wait: float) -> str:
-        """Lines up to and including the first that starts with ``marker``."""
+    def _read(self, wait: float, last: Callable[[str], bool], late: str, ended: str | None) -> str:
+        """Lines up to and including the first that ``last`` accepts, or up to the end of the
+        output when ``ended`` is None. Fails with ``late`` when ``wait`` runs out first, and with
+        ``ended`` when the output ends first; either message is followed by what was read."""
         lines: list[str] = []
         deadline = time.monotonic() + wait
         while True:
             try:
                 line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                pytest.fail(f"no {marker!r} line within {wait:.0f} s: {''.join(lines)[-2000:]}")
+                pytest.fail(f"{late}: {''.join(lines)[-2000:]}")
             if line is None:
-                pytest.fail(f"the child ended before {marker!r}: {''.join(lines)[-2000:]}")
+                if ended is None:
+                    return "".join(lines)
+                pytest.fail(f"{ended}: {''.join(lines)[-2000:]}")
             lines.append(line)
-            if line.startswith(marker):
+            if last(line):
                 return "".join(lines)
+
+    def until(self, marker: str, wait: float) -> str:
+        """Lines up to and including the first that starts with ``marker``."""
+        return self._read(
+            wait,
+            lambda line: line.startswith(marker),
+            f"no {marker!r} line within {wait:.0f} s",
+            f"the child ended before {marker!r}",
+        )
 
     def line(self, wait: float) -> str:
         """The next line."""
@@ -248,16 +261,9 @@ class ChildOutput:
 
     def rest(self, wait: float) -> str:
         """Everything up to the end of the output."""
-        lines: list[str] = []
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"output still open after {wait:.0f} s: {''.join(lines)[-2000:]}")
-            if line is None:
-                return "".join(lines)
-            lines.append(line)
+        return self._read(
+            wait, lambda line: False, f"output still open after {wait:.0f} s", ended=None
+        )
 
 
 _OUTPUTS: dict[int, ChildOutput] = {}  # by pid: the rest of what each served child prints

@@ -3,13 +3,10 @@ stops at the first failing check with a non-zero exit."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ import pytest
 
 from devstack.stack import LocalStack
 from tests.factories import hs_token, supabase_claims
+from tests.json_server import JsonServer
 from tests.jwks_server import JwksServer
 
 pytestmark = pytest.mark.stack
@@ -76,40 +74,10 @@ def test_smoke_refuses_to_run_without_a_token(local_stack: LocalStack) -> None:
     assert "SUPABASE_TOKEN" in result.stderr
 
 
-class Documents:
-    """A loopback server answering fixed JSON documents by path (404 otherwise)."""
-
-    def __init__(self) -> None:
-        self.documents: dict[str, Any] = {}
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                document = outer.documents.get(self.path)
-                body = json.dumps(document if document is not None else {"error": "x"}).encode()
-                self.send_response(200 if document is not None else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def documents() -> Iterator[Documents]:
-    served = Documents()
-    yield served
-    served.close()
+def documents() -> Iterator[JsonServer]:
+    with JsonServer() as served:
+        yield served
 
 
 def metadata(issuer: str) -> dict[str, Any]:
@@ -120,18 +88,18 @@ def metadata(issuer: str) -> dict[str, Any]:
     }
 
 
-def serve_discovery(documents: Documents, prefix: str, oidc: Any, oauth: Any) -> None:
+def serve_discovery(documents: JsonServer, prefix: str, oidc: Any, oauth: Any) -> None:
     documents.documents[f"{prefix}/.well-known/openid-configuration"] = oidc
     documents.documents[f"{prefix}/.well-known/oauth-authorization-server"] = oauth
 
 
-def first_line(documents: Documents, base_url: str) -> str:
+def first_line(documents: JsonServer, base_url: str) -> str:
     result = smoke(base_url, "header.payload.signature")
     assert result.returncode == 1  # nothing past discovery can pass against this server
     return result.stdout.splitlines()[0]
 
 
-def test_an_issuer_with_a_path_is_checked_by_oidc_discovery_only(documents: Documents) -> None:
+def test_an_issuer_with_a_path_is_checked_by_oidc_discovery_only(documents: JsonServer) -> None:
     issuer = f"{documents.base_url}/v1"
     serve_discovery(documents, "/v1", metadata(issuer), metadata(issuer))
     line = first_line(documents, issuer)
@@ -153,14 +121,14 @@ def test_an_issuer_with_a_path_is_checked_by_oidc_discovery_only(documents: Docu
     ],
 )
 def test_inconsistent_discovery_fails_the_first_check(
-    documents: Documents, case: str, change: Callable[[dict[str, Any]], tuple[Any, Any]]
+    documents: JsonServer, case: str, change: Callable[[dict[str, Any]], tuple[Any, Any]]
 ) -> None:
     oidc, oauth = change(metadata(documents.base_url))
     serve_discovery(documents, "", oidc, oauth)
     assert first_line(documents, documents.base_url) == f"FAIL discovery: {case}"
 
 
-def test_a_path_less_issuer_must_answer_rfc_8414_at_the_root(documents: Documents) -> None:
+def test_a_path_less_issuer_must_answer_rfc_8414_at_the_root(documents: JsonServer) -> None:
     """Served under /v1 but claiming the host as issuer: the root form is missing."""
     serve_discovery(documents, "/v1", metadata(documents.base_url), metadata(documents.base_url))
     line = first_line(documents, f"{documents.base_url}/v1")
