@@ -8,10 +8,13 @@ candidates of the most specific kind; the IAM matcher is a hand-written glob ove
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import itertools
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -335,10 +338,13 @@ def test_cached_answers_never_grant_more_and_deny_more_only_where_inexpressible(
             expected = permitted(table, key, held, path)
             arn = f"{ARN}/{method}{path}"
             if key is None:
-                # API Gateway routes it nowhere: no authorizer, no cache. Asked anyway, the
-                # authorizer must not allow it.
+                # The table routes it nowhere (a route of the API the table does not list, or a
+                # path with an empty segment): refused, and the refusal is cached like any
+                # answer where the cache is keyed on the token alone.
                 answer = call(authorizer, rest_event("TOKEN", token, method, path, path))
                 assert answer is not None and not iam_allows(answer, arn)
+                if fmt in ("TOKEN", "REQUEST keyed on the token"):
+                    cache.setdefault((), answer)
                 continue
             route_method, resource = key.split(" ")
             if fmt.startswith("HTTP"):
@@ -427,7 +433,7 @@ def test_an_inexpressible_table_gets_per_route_policies(
 
     def policy(path: str) -> list[dict[str, Any]]:
         answer = authorizer.decide(rest_event("TOKEN", token, "GET", path, path))
-        return [(s["Effect"], s["Resource"]) for s in answer["policyDocument"]["Statement"]]
+        return [(s["Effect"], list(s["Resource"])) for s in answer["policyDocument"]["Statement"]]
 
     # Every policy that allows anything also denies every path with an empty, "." or ".." segment.
     empty = sorted(f"{ARN}{p}" for p in ("/*//*", "/*/?*/", "/*/./*", "/*/.", "/*/../*", "/*/.."))
@@ -550,3 +556,96 @@ def test_a_path_with_an_empty_segment_gets_the_whole_table_policy_whatever_route
     assert not iam_allows(policy, f"{ARN}/GET/x//")
     assert iam_allows(policy, f"{ARN}/GET/")
     assert iam_allows(policy, f"{ARN}/POST/x/y")
+
+
+@EXAMPLES
+@given(
+    table=route_tables(),
+    held=st.frozensets(st.sampled_from(SCOPES)),
+    first=st.tuples(st.sampled_from(SOME_METHODS), st.sampled_from(PATHS)),
+)
+def test_a_refusal_replayed_anywhere_decides_as_a_fresh_call(
+    table: dict[str, str], held: frozenset[str], first: tuple[str, str]
+) -> None:
+    """Whatever the first request (routed nowhere, with an empty segment, of a denied route),
+    its answer replayed on every routed request of a small universe allows exactly what a fresh
+    call allows when the table is expressible for these scopes, and never more when it is not;
+    on the first request itself it refuses."""
+    scopes = RouteScopes(table)
+    planner = PolicyPlanner(scopes)
+    method, path = first
+    route = scopes.table.select(method, path)
+    allowed, statements = planner.answer(ARN, method, path, route, held)
+    cached = {"policyDocument": {"Statement": statements}}
+    keys = list(table)
+    assert iam_allows(cached, f"{ARN}/{method}{path}") == allowed
+    assert allowed == permitted(table, oracle_route(keys, method, path), held, path)
+    exact = planner.plan(held).exact
+    for other_method in SOME_METHODS:
+        for other_path in SHORT_PATHS:
+            key = oracle_route(keys, other_method, other_path)
+            if key is None:
+                continue  # replayed only on requests API Gateway sends to a route it has
+            replayed = iam_allows(cached, f"{ARN}/{other_method}{other_path}")
+            fresh = permitted(table, key, held, other_path)
+            assert not (replayed and not fresh), ("over-grant", first, other_method, other_path)
+            if exact:
+                assert replayed == fresh, ("over-deny", first, other_method, other_path)
+
+
+def test_a_request_the_table_routes_nowhere_does_not_deny_the_caller_everywhere(
+    principals: tuple[Tokens, ApiTokenPrincipals, SupabasePrincipals],
+) -> None:
+    tokens, api, _ = principals
+    table = {"GET /orders/{id}": "read", "GET /catalog/{proxy+}": ""}
+    token = tokens.api(frozenset({"read"}))
+    for kind in ("TOKEN", "REQUEST"):
+        authorizer = Authorizer(api, RouteScopes(table))
+        for path, resource in (("//orders/1", "//orders/1"), ("/orders/1/x", "/orders/{id}/x")):
+            # The first request goes nowhere in the table; cached on the token alone, its
+            # answer is what API Gateway replays on the next.
+            answer = authorizer.decide(rest_event(kind, token, "GET", path, resource))
+            assert not iam_allows(answer, f"{ARN}/GET{path}")
+            assert iam_allows(answer, f"{ARN}/GET/orders/2")
+            assert iam_allows(answer, f"{ARN}/GET/catalog/a/b")
+            assert not iam_allows(answer, f"{ARN}/POST/orders/2")
+
+
+def change_every_part(document: dict[str, Any]) -> None:
+    """Try every change a caller could make to a policy document; keep going when refused."""
+    statement = document["Statement"][0]
+    changes: list[Callable[[], object]] = [
+        lambda: document.__setitem__("Version", "2008-10-17"),
+        lambda: document.update(Statement=[]),
+        lambda: document.pop("Statement"),
+        lambda: document.setdefault("Id", "x"),
+        lambda: document.__delitem__("Version"),
+        lambda: document["Statement"].append(statement),
+        lambda: statement.__setitem__("Effect", "Allow"),
+        lambda: statement["Resource"].append(f"{ARN}/*"),
+        lambda: statement["Resource"].__setitem__(0, f"{ARN}/*"),
+        lambda: statement.clear(),
+    ]
+    for change in changes:
+        with contextlib.suppress(TypeError, AttributeError):
+            change()
+
+
+def test_changing_an_answer_never_changes_the_next_answer_for_the_same_place(
+    principals: tuple[Tokens, ApiTokenPrincipals, SupabasePrincipals],
+) -> None:
+    tokens, api, _ = principals
+    table = {"GET /orders/{id}": "read", "POST /orders/{id}": "write"}
+    authorizer = Authorizer(api, RouteScopes(table))
+    token = tokens.api(frozenset({"read"}))
+    for path in ("/orders/1", "/orders/1/x", "//orders/1"):  # allowed; routed nowhere; refused
+        event = rest_event("TOKEN", token, "GET", path, path)
+        expected = Authorizer(api, RouteScopes(table)).decide(event)
+        answer = authorizer.decide(event)
+        change_every_part(answer["policyDocument"])
+        assert authorizer.decide(event) == expected
+        assert json.loads(json.dumps(authorizer.decide(event))) == json.loads(json.dumps(expected))
+        # A copy is the caller's own, to change at will.
+        copied = copy.deepcopy(answer["policyDocument"])
+        copied["Statement"] = []
+        assert authorizer.decide(event)["policyDocument"] == expected["policyDocument"]

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from .apigw import header
 from .errors import TokenGateError
-from .policies import PolicyPlanner, RouteScopes
+from .policies import PolicyPlanner, RouteScopes, frozen_policy
 from .routes import Route
 
 _METHOD_ARN = re.compile(
@@ -157,7 +157,7 @@ class _Answer(NamedTuple):
 
     permitted: bool
     reason: str
-    policy: dict[str, Any]  # the IAM policy document (REST)
+    policy: dict[str, Any]  # the IAM policy document (REST), read-only
     missing: str  # the route scopes the scope set lacks
 
 
@@ -252,8 +252,8 @@ class Authorizer:
             # For API Gateway's ACCESS_DENIED answer ($context.authorizer.insufficient_scope), in
             # every answer, Allow too: API Gateway may serve a 403 from a cached Allow policy.
             context = {**context, "insufficient_scope": answer.missing}
-        # The policy document is shared by every answer for this place and scope set: API
-        # Gateway's runtime serializes it, nothing changes it.
+        # The policy document is shared by every answer for this place and scope set, and
+        # read-only (a tuple-and-ReadOnlyDict structure): no caller can change the next answer.
         return {"principalId": principal.sub, "policyDocument": answer.policy, "context": context}
 
     def _answer(self, place: _Place, scopes: frozenset[str]) -> _Answer:
@@ -266,7 +266,7 @@ class Authorizer:
             request.arn_base, request.method, request.path, route, scopes
         )
         missing = insufficient_scope(self._routes.names(), scopes)
-        policy = {"Version": "2012-10-17", "Statement": statements}
+        policy = frozen_policy(statements)
         return _Answer(permitted, self._reason(route, scopes, permitted), policy, missing)
 
     def _reason(self, route: Route | None, scopes: frozenset[str], permitted: bool) -> str:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from .routes import (
     ANY,
@@ -125,6 +125,13 @@ def pattern_parts(route: Route) -> tuple[str | None, ...]:
 
 def pattern_path(parts: tuple[str | None, ...]) -> str:
     return "/" + "/".join("*" if part is None else part for part in parts)
+
+
+def _parts_of(pattern: str) -> tuple[str | None, ...]:
+    """:func:`pattern_parts` back from a :func:`pattern_path` (literals never hold ``*``)."""
+    if pattern == "/":
+        return ()
+    return tuple(None if part == "*" else part for part in pattern[1:].split("/"))
 
 
 _GlobState = tuple[int, bool]  # (part index, inside the "*" of that part)
@@ -257,6 +264,19 @@ class Plan(NamedTuple):
         return not self.conflicts
 
 
+def _plan_allows(plan: Plan, method: str, segments: list[str]) -> bool:
+    """Whether a plan's policy allows the method ARN of ``method`` and a path of ``segments``
+    (without an empty, "." or ".." one): one of its Allows matches and none of its Denies."""
+
+    def matched(entries: tuple[tuple[str, str], ...]) -> bool:
+        return any(
+            entry_method == method and _glob_matches(_parts_of(pattern), segments)
+            for entry_method, pattern in entries
+        )
+
+    return matched(plan.allow) and not matched(plan.deny)
+
+
 def has_ambiguous_segment(path: str) -> bool:
     """``//`` in the path, a trailing ``/`` other than the root's, or a ``.`` or ``..`` segment
     (which a client normally removes, and API Gateway might resolve before routing)."""
@@ -291,6 +311,30 @@ def _statements(
         if arns:
             statements.append({"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns})
     return statements
+
+
+class ReadOnlyDict(dict[str, Any]):
+    """A JSON object that refuses every change: an answer shared by every request that gets it
+    (serialized as it is; ``dict(...)`` or :func:`copy.deepcopy` give a plain, changeable copy)."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("this policy document is shared and read-only: change a copy")
+
+    __setitem__ = __delitem__ = _read_only
+    clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        return dict, (dict(self),)
+
+
+def frozen_policy(statements: Iterable[Statement]) -> dict[str, Any]:
+    """An IAM policy document no caller can change (its statements and resources are tuples)."""
+    return ReadOnlyDict(
+        Version="2012-10-17",
+        Statement=tuple(ReadOnlyDict({**s, "Resource": tuple(s["Resource"])}) for s in statements),
+    )
 
 
 def has_wildcard(text: str) -> bool:
@@ -387,6 +431,25 @@ class PolicyPlanner:
             for effect, resources in built
         ]
 
+    def _refused(
+        self, arn_base: str, method: str, path: str, held: frozenset[str], plan: Plan
+    ) -> list[Statement]:
+        """A refusal that, replayed by API Gateway's cache on any other request, decides it as
+        a fresh call would: the whole-table policy. It denies every request of a denied route,
+        exact or not, and every path with an empty, "." or ".." segment, whatever route that
+        reaches (one the method groups count as shadowed included: "/x//" may select
+        "ANY /{rest+}" past "GET /{v0}/{rest+}"). A request the table routes nowhere (a route
+        of the API the table does not list) may still match one of its Allows: then a Deny of
+        its own method ARN is added. With nothing allowed, the Deny of the request alone says
+        the same."""
+        if not plan.allow:
+            return _refusal(arn_base, method, path)
+        statements = self._whole_table(arn_base, held, plan)
+        segments = None if has_ambiguous_segment(path) else path_segments(path)
+        if segments is not None and _plan_allows(plan, method, segments):
+            statements += _refusal(arn_base, method, path)
+        return statements
+
     def _group(self, method: str) -> _MethodRoutes | None:
         return next((g for g in self._groups if method in g.methods), None)
 
@@ -395,21 +458,16 @@ class PolicyPlanner:
     ) -> tuple[bool, list[Statement]]:
         """Whether a request API Gateway sent to ``route`` (None: to a route the table does not
         list) is allowed for a caller holding ``held``, and the policy that says so."""
-        refuse = (False, _refusal(arn_base, method, path))
         group = self._group(method)
-        if route is None or group is None:
-            return refuse
         plan = self.plan(held)
-        live = route in group.live
-        if has_ambiguous_segment(path) or (live and not self.scopes.permits(route, held)):
-            # The whole-table policy denies every path with an empty, "." or ".." segment, and
-            # every request of a denied route, exact or not: replayed elsewhere, it decides as a
-            # fresh call would. A path of the first kind gets it whatever route it reaches, one
-            # the method groups count as shadowed included ("/x//" may select "ANY /{rest+}"
-            # past "GET /{v0}/{rest+}").
-            return (False, self._whole_table(arn_base, held, plan)) if plan.allow else refuse
-        if not live:
-            return refuse
+        if (
+            route is None
+            or group is None
+            or has_ambiguous_segment(path)
+            or route not in group.live
+            or not self.scopes.permits(route, held)
+        ):
+            return False, self._refused(arn_base, method, path, held, plan)
         if plan.exact:
             return True, self._whole_table(arn_base, held, plan)
         denied = [r for r in group.live if not self.scopes.permits(r, held)]
@@ -431,6 +489,7 @@ class PolicyPlanner:
             )
         if has_wildcard(path) or len(f"{arn_base}/{method}{path}") > MAX_RESOURCE:
             # The exact ARN would itself be a pattern ("*" and "?" are wildcards in IAM), or be
-            # longer than API Gateway accepts in a policy.
-            return refuse
+            # longer than API Gateway accepts in a policy: refused, with the whole-table policy
+            # (whose needed Denies catch this request) for the cache to replay.
+            return False, self._refused(arn_base, method, path, held, plan)
         return True, _statements(arn_base, [(method, path)], ())
