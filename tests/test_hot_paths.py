@@ -178,7 +178,8 @@ def oracle(claims: dict[str, Any], now: float, leeway: int = 30, lifetime: int =
     lowered = sub.lower()
     if len(sub) == 36 and sub.isascii() and UUID.fullmatch(lowered):
         sub = lowered
-    return (sub, tuple(scope.split()), client_id, jti, sid)
+    # RFC 6749 §3.3: scope tokens are separated by the space character alone
+    return (sub, tuple(t for t in scope.split("\x20") if t), client_id, jti, sid)
 
 
 ODD = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.just(["a"]), st.just({}))

@@ -14,6 +14,7 @@ from .claims import (
     check_times,
     checked_leeway,
     optional_string,
+    scope_tokens,
 )
 from .errors import ConfigurationError, InvalidTokenError, Reason
 from .jws import b64url_encode, encode_compact, jwt_parts
@@ -169,7 +170,7 @@ class ApiTokenVerifier:
                 # A subject minted by the exchange is canonical already: lower case throughout
                 # (lowering it changes nothing), so the UUID test is skipped for it.
                 sub if sub.lower() == sub else canonical_subject(sub),
-                tuple(scope.split()),
+                scope_tokens(scope),
                 client_id,
                 jti,
                 sid,

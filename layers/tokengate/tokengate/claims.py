@@ -106,3 +106,17 @@ def scalar_claims(claims: dict[str, Any], names: tuple[str, ...]) -> dict[str, A
         for name in names
         if isinstance(claims.get(name), (str, int, float, bool))
     }
+
+
+def scope_tokens(value: str) -> tuple[str, ...]:
+    """The scope tokens of a scope value, one rule for every reader (RFC 6749 §3.3:
+    ``scope-token *( SP scope-token )``): separated by the space character (%x20) alone. A tab,
+    a no-break space or any other whitespace is part of the token it sits in, which then names
+    no scope the API knows. Empty pieces (doubled, leading or trailing spaces) are dropped; a
+    request whose scope has one is malformed (:func:`is_scope_value` tells)."""
+    return tuple(filter(None, value.split(" ")))
+
+
+def is_scope_value(value: str) -> bool:
+    """Whether ``value`` is well formed: one or more tokens, each between single spaces."""
+    return " ".join(scope_tokens(value)) == value != ""

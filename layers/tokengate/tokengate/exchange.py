@@ -7,7 +7,7 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from .apitoken import ApiTokenIssuer
-from .claims import scalar_claims
+from .claims import is_scope_value, scalar_claims, scope_tokens
 from .errors import ConfigurationError, RequestError
 from .jws import strict_json_object
 from .scopes import ScopePolicy
@@ -110,11 +110,13 @@ def parse_token_request(body: bytes, content_type: str | None) -> TokenRequest:
     if "actor_token" in params or "actor_token_type" in params:
         raise _invalid("Delegation (actor_token) is not supported.")
     scope = single("scope")
+    if scope is not None and not is_scope_value(scope):
+        raise RequestError("invalid_scope", "The scope parameter is malformed.")
     return TokenRequest(
         subject_token=subject_token,
         audiences=tuple(params.get("audience", ())),
         resources=tuple(params.get("resource", ())),
-        scopes=tuple(scope.split(" ")) if scope is not None else None,
+        scopes=scope_tokens(scope) if scope is not None else None,
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
+from .claims import scope_tokens
 from .errors import ConfigurationError, RequestError
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class ScopePolicy(_ScopePolicyFields):
         granted = set(self.default_scopes)
         extra = identity.app_metadata.get(self.scopes_claim) if self.scopes_claim else None
         if isinstance(extra, str):
-            extra = extra.split()
+            extra = list(scope_tokens(extra))
         if isinstance(extra, list):
             granted.update(s for s in extra if isinstance(s, str))
         granted &= set(self.scopes_supported)
@@ -67,7 +68,7 @@ class ScopePolicy(_ScopePolicyFields):
             granted &= set(self.client_scopes.get(identity.client_id, ()))
             consent = identity.claims.get("scope")
             named = (
-                set(consent.split()) & set(self.scopes_supported)
+                set(scope_tokens(consent)) & set(self.scopes_supported)
                 if isinstance(consent, str)
                 else set()
             )
