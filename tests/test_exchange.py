@@ -267,7 +267,7 @@ def test_discovery_documents(make_api: MakeApi) -> None:
         assert document["token_endpoint"] == f"{ISSUER}/token"
         assert document["grant_types_supported"] == [GRANT_TYPE]
         assert "id_token_signing_alg_values_supported" not in document  # no ID token is issued
-        assert document["scopes_supported"] == ["read", "write"]
+        assert document["scopes_supported"] == ["read", "write", "admin"]
         assert headers["Cache-Control"] == "public, max-age=300"
     status, headers, jwks = api.call("GET", "/.well-known/jwks.json")
     (key,) = jwks["keys"]

@@ -9,6 +9,7 @@ are the domain modules' own constants: each is written once, beside the rule it 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -101,11 +102,23 @@ def _client_scopes(
     return MappingProxyType(table)
 
 
-def _route_scopes(value: str) -> Mapping[str, str]:
-    """ROUTE_SCOPES: route keys checked here, so every function refuses a bad table at start."""
+def _route_scopes(value: str, supported: tuple[str, ...]) -> Mapping[str, str]:
+    """ROUTE_SCOPES: route keys checked here, so every function refuses a bad table at start.
+    A route scope SCOPES_SUPPORTED does not list can never be held (the exchange issues, and the
+    Supabase authorizer grants, supported scopes only): legal, and said at start."""
     table = _json_object("ROUTE_SCOPES", value)
     for route in RouteTable(table):
         check_route_scope(route.key, table[route.key])
+    unreachable = sorted({scope for scope in table.values() if scope} - set(supported))
+    if unreachable:
+        logging.getLogger("tokengate.config").warning(
+            "ROUTE_SCOPES requires %s, which SCOPES_SUPPORTED (%s) does not list: no token can "
+            "carry %s, so every caller is denied %s",
+            " ".join(unreachable),
+            " ".join(supported),
+            "it" if len(unreachable) == 1 else "them",
+            ", ".join(k for k in table if table[k] in unreachable),
+        )
     return MappingProxyType(table)
 
 
@@ -266,7 +279,7 @@ class Settings(NamedTuple):
                 0,
                 MAX_PUBLISH_MAX_AGE,
             ),
-            route_scopes=_route_scopes(get("ROUTE_SCOPES")),
+            route_scopes=_route_scopes(get("ROUTE_SCOPES"), scopes_supported),
             api_jwks_url=get("API_JWKS_URL"),
             context_claims=_list(get("CONTEXT_CLAIMS", "aal")),
             session_check=session_check,
