@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .budget import Budget
 from .cache import CachedValue
+from .emf import EmfCounter
 from .errors import ConfigurationError, DependencyMisconfiguredError, DependencyUnavailableError
 from .http import HttpClient, check_url
 from .keys import (
@@ -375,7 +376,12 @@ def local_signer_from_secret(secret_id: str, alg: str, secrets: Any = None) -> L
 
 class SecretsManagerSigner:
     """A :class:`LocalKeySigner` whose PEM comes from Secrets Manager on first use (the opt-in
-    Secrets Manager signing mode), re-read hourly."""
+    Secrets Manager signing mode), re-read hourly.
+
+    A re-read that finds an unusable key (not a PEM key, the wrong algorithm, a key whose
+    signatures do not verify) keeps the last good key: an ERROR log line and one
+    ``SigningKeyRejected`` count, and another read 10 s later. Only the first read's key, with
+    no good key to fall back on, stops the function (a configuration error)."""
 
     def __init__(
         self,
@@ -384,15 +390,35 @@ class SecretsManagerSigner:
         max_age: float = 3600.0,
         secrets: Any = None,
         budget: Budget | None = None,
+        metrics: EmfCounter | None = None,
     ) -> None:
         self.alg = alg
-        secrets = secrets if secrets is not None else SecretsApi(budget)
+        self._secret_id = secret_id
+        self._secrets = secrets if secrets is not None else SecretsApi(budget)
+        self._metrics = metrics
+        self._last_good: LocalKeySigner | None = None
         self._signer = CachedValue(
-            lambda: local_signer_from_secret(secret_id, alg, secrets),
-            max_age=max_age,
-            budget=budget,
-            reason="secretsmanager_unavailable",
+            self._read, max_age=max_age, budget=budget, reason="secretsmanager_unavailable"
         )
+
+    def _read(self) -> LocalKeySigner:
+        try:
+            signer = local_signer_from_secret(self._secret_id, self.alg, self._secrets)
+        except ConfigurationError as exc:
+            if self._last_good is None:
+                raise
+            logging.getLogger("tokengate.signing").error(
+                "the signing key in Secrets Manager is unusable (%s): keeping the last good key",
+                exc,
+                extra={"secret": self._secret_id, "kid": self._last_good.kid},
+            )
+            metrics = self._metrics or EmfCounter.from_env(os.environ)
+            metrics.count("SigningKeyRejected", reason="unusable_key")
+            raise DependencyUnavailableError(
+                "secretsmanager_unavailable", "the secret holds an unusable signing key"
+            ) from exc
+        self._last_good = signer
+        return signer
 
     @property
     def kid(self) -> str:
