@@ -7,6 +7,9 @@ documents and their issuer, the JWKS, an exchange of the Supabase token, the iss
 through discovery by an independent library (pyjwt's PyJWKClient, not tokengate's code), /whoami
 with it, and the refusals of a tampered token and of no token. No token is ever printed.
 Works against the local stack (``make run``) and a deployed stage or custom domain alike.
+
+Each check has a deadline (``--check-seconds``, 20 s by default): an endpoint that hangs, or
+trickles its answer byte by byte, fails that check in bounded time instead of holding the run.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -25,7 +29,7 @@ import jwt
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
-TIMEOUT_SECONDS = 15
+CHECK_SECONDS = 20.0
 
 
 class CheckFailed(Exception):
@@ -35,6 +39,13 @@ class CheckFailed(Exception):
 Response = tuple[int, dict[str, str], Any]
 
 
+_timeout = threading.local()  # the socket timeout of the running check: its own deadline
+
+
+def socket_timeout() -> float:
+    return float(getattr(_timeout, "seconds", CHECK_SECONDS))
+
+
 def request(
     method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> Response:
@@ -42,7 +53,7 @@ def request(
         raise CheckFailed(f"not an http(s) URL: {url}")
     call = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
     try:
-        with urllib.request.urlopen(call, timeout=TIMEOUT_SECONDS) as answer:  # noqa: S310
+        with urllib.request.urlopen(call, timeout=socket_timeout()) as answer:  # noqa: S310
             status, head, raw = answer.status, answer.headers, answer.read()
     except urllib.error.HTTPError as error:
         status, head, raw = error.code, error.headers, error.read()
@@ -136,7 +147,7 @@ class Smoke:
         # Only what any standard verifier knows: discovery's issuer and jwks_uri.
         try:
             key = jwt.PyJWKClient(
-                self.metadata["jwks_uri"], cache_keys=False, timeout=TIMEOUT_SECONDS
+                self.metadata["jwks_uri"], cache_keys=False, timeout=socket_timeout()
             ).get_signing_key_from_jwt(self.api_token)
             claims = jwt.decode(
                 self.api_token,
@@ -191,11 +202,43 @@ class Smoke:
         ]
 
 
+def run_check(check: Callable[[], str], seconds: float) -> str:
+    """The check's detail, or CheckFailed; after ``seconds`` without an answer, CheckFailed
+    while the check is left behind (a daemon thread: the run stops at the first failure, and a
+    socket timeout of the same length ends it soon after)."""
+    outcome: list[str | BaseException] = []
+
+    def run() -> None:
+        _timeout.seconds = seconds
+        try:
+            outcome.append(check())
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread as it is
+            outcome.append(error)
+
+    worker = threading.Thread(target=run, name="smoke check", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise CheckFailed(f"no answer within {seconds:g} s")
+    (result,) = outcome
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="the API's base URL (Outputs.BaseUrl)")
     parser.add_argument("--audience", default="api", help="the audience issued tokens carry")
+    parser.add_argument(
+        "--check-seconds",
+        type=float,
+        default=CHECK_SECONDS,
+        help=f"each check's deadline (default {CHECK_SECONDS:g})",
+    )
     args = parser.parse_args(argv)
+    if not args.check_seconds > 0:
+        parser.error("--check-seconds must be positive")
     token = os.environ.get("SUPABASE_TOKEN", "")
     if not token:
         print("SUPABASE_TOKEN is not set (a live Supabase access token)", file=sys.stderr)
@@ -203,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     smoke = Smoke(args.url, token, args.audience)
     for name, check in smoke.checks():
         try:
-            detail = check()
+            detail = run_check(check, args.check_seconds)
         except CheckFailed as failure:
             print(f"FAIL {name}: {failure}", flush=True)
             return 1
