@@ -102,6 +102,10 @@ def supabase_attacks(
     good_hs = jws(hs_header, claims, lambda m: hs256(m, secret))
     head, payload, signature = good_hs.split(".")
     attacks: Attacks = {}
+    # Loop variables below take values of every JSON type.
+    kid: Any
+    value: Any
+    overrides: Any
 
     def hs(
         header: dict[str, Any] | None = None, key: bytes | str = secret, **overrides: Any

@@ -121,7 +121,7 @@ class InProcessApi:
         # Count from the very first call (the handlers read secrets when they load): clients
         # made after this, from boto3's default session, report every call here.
         boto3.setup_default_session()
-        boto3.DEFAULT_SESSION.events.register("before-call", self._count)  # type: ignore[union-attr]
+        boto3.DEFAULT_SESSION.events.register("before-call", self._count)
         self.gateway = Gateway(template, load_handlers(template))
 
     def _count(self, model: Any, **_: Any) -> None:

@@ -50,9 +50,10 @@ class KeyPair:
         return public_jwk(self.private.public_key(), self.kid) | self.extra_jwk
 
     def public_pem(self) -> bytes:
-        return self.private.public_key().public_bytes(
+        pem: bytes = self.private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+        return pem
 
     def sign(self, signing_input: bytes) -> bytes:
         if isinstance(self.private, rsa.RSAPrivateKey):

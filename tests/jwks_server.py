@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -47,10 +48,11 @@ class JwksServer:
                     self.send_header("Location", "http://127.0.0.1:1/elsewhere")
                     self.end_headers()
                     return
-                body = {
+                bodies: dict[str, Callable[[], bytes]] = {
                     "huge": lambda: b" " * (1024 * 1024) + json.dumps(outer.document).encode(),
                     "invalid": lambda: b"{not json",
-                }.get(mode, lambda: json.dumps(outer.document).encode())()
+                }
+                body = bodies.get(mode, lambda: json.dumps(outer.document).encode())()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

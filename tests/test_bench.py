@@ -58,7 +58,12 @@ def test_every_round_runs_every_case_once_in_a_shuffled_order() -> None:
         orders.append(list(order))
 
     calls: list[str] = []
-    rounds = harness.interleaved(["a", "b", "c"], 4, lambda n: calls.append(n) or 1.0, shuffle)
+
+    def run(name: str) -> float:
+        calls.append(name)
+        return 1.0
+
+    rounds = harness.interleaved(["a", "b", "c"], 4, run, shuffle)
     assert calls == [name for order in orders for name in order]
     assert orders[0] != orders[1]
     assert all(sorted(order) == ["a", "b", "c"] for order in orders)
@@ -67,7 +72,12 @@ def test_every_round_runs_every_case_once_in_a_shuffled_order() -> None:
 
 def test_the_default_shuffle_varies_the_order() -> None:
     calls: list[str] = []
-    harness.interleaved(list("abcdef"), 30, lambda n: calls.append(n) or 1.0)
+
+    def run(name: str) -> float:
+        calls.append(name)
+        return 1.0
+
+    harness.interleaved(list("abcdef"), 30, run)
     orders = {tuple(calls[i : i + 6]) for i in range(0, len(calls), 6)}
     assert len(orders) > 1
 

@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -39,6 +40,7 @@ def test_a_nested_budget_never_extends_the_one_around_it(outer: float, inner: fl
     clock = FakeClock(0.0)
     budget = Budget(clock=clock)
     with budget.within(outer) as first, budget.within(inner) as second:
+        assert first is not None and second is not None
         assert second.at == clock.now + max(0.0, min(max(outer, 0.0), inner))
         assert budget.deadline() is second
     assert first.at == clock.now + max(outer, 0.0)
@@ -90,7 +92,7 @@ def check_emf(line: str) -> dict[str, object]:
     characters), ``Dimensions`` (a list of dimension sets, each at most 30 names, each name a
     top-level string member) and ``Metrics`` (each ``Name`` a top-level number member, ``Unit``
     one of CloudWatch's units)."""
-    document = json.loads(line)
+    document: dict[str, Any] = json.loads(line)
     assert "\n" not in line
     meta = document["_aws"]
     assert isinstance(meta["Timestamp"], int) and meta["Timestamp"] > 1_500_000_000_000

@@ -65,7 +65,8 @@ def login(cli: Cli) -> None:
 
 
 def session_file(cli: Cli) -> dict[str, object]:
-    return json.loads((cli.home / "session.json").read_text())
+    document: dict[str, object] = json.loads((cli.home / "session.json").read_text())
+    return document
 
 
 def test_login_token_and_call_whoami(cli: Cli, exchanges: ExchangeCounter) -> None:
@@ -126,7 +127,8 @@ def test_concurrent_processes_refresh_the_session_once(
     assert exchanges.count == before + 1
     assert len(set(outputs)) == 1
     # The session survived (no refresh-token reuse ended it) and is the refreshed one.
-    assert session_file(cli)["expires_at"] > time.time() + 600
+    expires_at = session_file(cli)["expires_at"]
+    assert isinstance(expires_at, (int, float)) and expires_at > time.time() + 600
     assert cli.run("call", "GET", "/whoami").returncode == 0
 
 
@@ -256,7 +258,12 @@ def _read_url_from(process: subprocess.Popen[str]) -> str:
     assert process.stderr is not None
     lines: queue.Queue[str] = queue.Queue()
     stream = process.stderr
-    threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
         try:

@@ -183,7 +183,7 @@ def test_login_input_that_is_not_utf8_is_a_usage_error(
 class EndlessLine(io.StringIO):
     """Standard input with no line end in sight (``login --password-stdin < /dev/zero``)."""
 
-    def readline(self, size: int | None = -1) -> str:
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
         if size is None or size < 0:
             raise AssertionError("an unbounded readline of endless input never returns")
         return "A" * size

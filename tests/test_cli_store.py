@@ -31,10 +31,10 @@ from tokengate_cli.store import (
 class MemoryKeyring(KeyringBackend):
     """A keyring backend that lives in this process (the test's own, like a real backend)."""
 
-    priority = 5  # type: ignore[assignment]
+    priority = 5
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.entries: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:

@@ -21,7 +21,7 @@ MakeApi = Callable[..., InProcessApi]
 
 def jwks_of(api: InProcessApi) -> dict[str, Any]:
     status, _, document = api.call("GET", "/.well-known/jwks.json")
-    assert status == 200
+    assert status == 200 and isinstance(document, dict)
     return document
 
 

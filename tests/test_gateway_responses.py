@@ -16,7 +16,8 @@ from devstack.template import TEMPLATE, Template
 from tests.conftest import InProcessApi
 from tests.factories import hs_token, supabase_claims
 from tests.jwks_server import JwksServer
-from tokengate.authorizer import RouteScopes, insufficient_scope
+from tokengate.authorizer import insufficient_scope
+from tokengate.policies import RouteScopes
 
 MakeApi = Callable[..., InProcessApi]
 

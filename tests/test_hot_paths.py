@@ -182,7 +182,9 @@ def oracle(claims: dict[str, Any], now: float, leeway: int = 30, lifetime: int =
     return (sub, tuple(t for t in scope.split("\x20") if t), client_id, jti, sid)
 
 
-ODD = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.just(["a"]), st.just({}))
+ODD: st.SearchStrategy[Any] = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 2), st.just(["a"]), st.just({})
+)
 TIMES = st.one_of(
     st.integers(NOW - 4000, NOW + 4000),
     st.sampled_from([NOW - 31, NOW - 30, NOW + 30, NOW + 31, NOW + 3600, NOW + 3630, 0]),
@@ -263,7 +265,9 @@ TABLE = {
     "DELETE /a/b": "read",
 }
 ARNS = [f"{ARN}/{m}{p}" for m in ("GET", "POST", "DELETE") for p in ("", "/", "/a", "/a/b", "/b/c")]
-ODD_FIELD = st.one_of(st.none(), st.integers(0, 1), st.booleans(), st.just(["x"]), st.just({}))
+ODD_FIELD: st.SearchStrategy[Any] = st.one_of(
+    st.none(), st.integers(0, 1), st.booleans(), st.just(["x"]), st.just({})
+)
 AUTHORIZATIONS = st.sampled_from(["t", "t read", "t write", "t read write admin", "bad"]).map(
     lambda spelled: "Bearer " + spelled.replace(" ", "-")
 )
@@ -361,7 +365,7 @@ def test_the_memos_keep_no_token() -> None:
     for route_key in TABLE:
         method, path = route_key.split(" ")
         value = f"Bearer {secret}"
-        events = [
+        events: list[dict[str, Any]] = [
             {"type": "TOKEN", "authorizationToken": value, "methodArn": f"{arn}/{method}{path}"},
             {
                 "type": "REQUEST",

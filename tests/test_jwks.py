@@ -139,6 +139,7 @@ def test_invalid_documents_keep_the_last_good_keys(
 ) -> None:
     cache = JwksCache(URL, fetcher, clock=clock)
     cache.get(ec_key.kid)
+    bad: Any
     for bad in ({"keys": "nope"}, [], {"no": "keys"}):
         fetcher.document = bad
         clock.advance(601)

@@ -378,7 +378,7 @@ def test_each_log_line_names_the_function_and_invocation_that_wrote_it() -> None
         assert client.get("/whoami", "a.b.c")[0] == 401
         assert client.get("/supabase/whoami", "a.b.c")[0] == 401
         assert client.exchange("garbage")[0] == 400
-        records = []
+        records: list[dict[str, Any]] = []
         while len(records) < 4:
             line = child.line(STOP_WAIT)
             if line.startswith("{") and "_aws" not in line:  # a log line, not a metric
@@ -399,7 +399,9 @@ def blocked_signals(pid: int) -> dict[str, int]:
     masks = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         status = (task / "status").read_text()
-        masks[task.name] = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.M)[1], 16)
+        found = re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.M)
+        assert found is not None, status
+        masks[task.name] = int(found[1], 16)
     return masks
 
 

@@ -431,7 +431,7 @@ def test_an_inexpressible_table_gets_per_route_policies(
     authorizer = Authorizer(api, RouteScopes(NESTED))
     token = tokens.api(frozenset({"read"}))
 
-    def policy(path: str) -> list[dict[str, Any]]:
+    def policy(path: str) -> list[tuple[str, list[str]]]:
         answer = authorizer.decide(rest_event("TOKEN", token, "GET", path, path))
         return [(s["Effect"], list(s["Resource"])) for s in answer["policyDocument"]["Statement"]]
 

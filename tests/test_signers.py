@@ -34,7 +34,9 @@ def kms(aws_env: None):  # type: ignore[no-untyped-def]
 
 
 def kms_key(kms, alg: str) -> str:  # type: ignore[no-untyped-def]
-    return kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec=KMS_KEY_SPECS[alg])["KeyMetadata"]["Arn"]
+    return str(
+        kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec=KMS_KEY_SPECS[alg])["KeyMetadata"]["Arn"]
+    )
 
 
 def issue(signer, n: int = 1) -> list[str]:  # type: ignore[no-untyped-def]

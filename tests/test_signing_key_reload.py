@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import boto3
 import jwt
@@ -17,7 +18,7 @@ from tokengate.aws import SecretsManagerSigner
 from tokengate.emf import EmfCounter
 from tokengate.errors import ConfigurationError
 
-BROKEN = {
+BROKEN: dict[str, Callable[[str], str]] = {
     "not a PEM key": lambda alg: (
         "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n"
     ),

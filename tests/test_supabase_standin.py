@@ -90,7 +90,7 @@ def test_get_user_and_sign_out(client: SyncGoTrueClient, stand_in: SupabaseAuthS
     assert caught.value.code == "session_not_found"
     with pytest.raises(AuthApiError) as refused:
         client.refresh_session(session.refresh_token)
-    assert refused.value.code == "refresh_token_not_found"
+    assert str(refused.value.code) == "refresh_token_not_found"
 
 
 def test_sign_out_through_the_clients_own_flow(
@@ -148,11 +148,11 @@ def test_reuse_of_an_older_token_is_tolerated_only_within_the_interval(
         return
     with pytest.raises(AuthApiError) as caught:
         client.refresh_session(first.refresh_token)
-    assert caught.value.code == "refresh_token_already_used"
+    assert str(caught.value.code) == "refresh_token_already_used"
     assert stand_in.sessions == {}  # reuse ended the whole session
     with pytest.raises(AuthApiError) as gone:
         client.refresh_session(third.refresh_token)
-    assert gone.value.code == "refresh_token_not_found"
+    assert str(gone.value.code) == "refresh_token_not_found"
 
 
 def test_a_missing_or_wrong_api_key_is_refused(stand_in: SupabaseAuthStandIn) -> None:
@@ -189,17 +189,17 @@ def test_otp_and_pkce_sign_ins(client: SyncGoTrueClient, stand_in: SupabaseAuthS
         persist_session=False,
     ) as pkce:
         start = pkce.sign_in_with_oauth(
-            {"provider": "github", "options": {"redirect_to": "http://127.0.0.1:9/callback"}}  # type: ignore[typeddict-item]
+            {"provider": "github", "options": {"redirect_to": "http://127.0.0.1:9/callback"}}
         )
         redirect = httpx.get(start.url, timeout=10)
         assert redirect.status_code == 302
         location = httpx.URL(redirect.headers["location"])
         assert location.host == "127.0.0.1" and location.params["code"]
-        done = pkce.exchange_code_for_session({"auth_code": location.params["code"]})  # type: ignore[typeddict-item]
+        done = pkce.exchange_code_for_session({"auth_code": location.params["code"]})
         assert done.session is not None
         with pytest.raises(AuthApiError):  # an authorization code is single-use
             pkce.exchange_code_for_session(
-                {"auth_code": location.params["code"], "code_verifier": "x" * 43}  # type: ignore[typeddict-item]
+                {"auth_code": location.params["code"], "code_verifier": "x" * 43}
             )
 
 

@@ -34,7 +34,8 @@ STRICTER = {
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((VECTORS / name).read_text())
+    document: dict[str, Any] = json.loads((VECTORS / name).read_text())
+    return document
 
 
 def outcome_counts(results: list[tuple[str, bool]]) -> Counter[str]:
@@ -64,7 +65,8 @@ def test_public_key_signatures(name: str, key_type: type[EcKey | RsaKey], count:
 
 
 def test_hmac_sha256() -> None:
-    results, stricter = [], Counter()
+    results: list[Any] = []
+    stricter: Counter[str] = Counter()
     for group in load("hmac_sha256_test.json")["testGroups"]:
         for test in group["tests"]:
             try:
