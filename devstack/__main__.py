@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 from tokengate.errors import ConfigurationError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
-from .sam_events import remove_state, write_state
 from .settings import local_settings
 from .stack import LocalStack
+from .state import remove_state, write_state
 from .supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
 from .supabase_dev import LOCAL_SUPABASE_URL, hs256_token
 from .template import ParameterError

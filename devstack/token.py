@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .settings import local_settings
+from .state import state_path
 from .supabase_dev import LOCAL_SUPABASE_URL, hs256_token, user_claims
 from .template import ParameterError, Template
 
@@ -65,8 +66,6 @@ def development_claims(
 def running_supabase_url(env: Mapping[str, str]) -> str:
     """Without SUPABASE_URL: the project of the make run on $PORT (its Supabase Auth stand-in may
     have taken another port than the Supabase CLI's), else the Supabase CLI's local address."""
-    from .sam_events import state_path  # the record make run keeps; imported late (a cycle)
-
     try:
         port = int(env.get("PORT") or 3000)
         return str(json.loads(state_path(port).read_text())["supabase_url"])

@@ -128,3 +128,117 @@ def test_settings_never_show_the_supabase_api_key() -> None:
     assert settings.supabase_api_key == "sb_publishable_secretish"
     assert "sb_publishable_secretish" not in repr(settings)
     assert "supabase_url='https://x.supabase.co'" in repr(settings)
+
+
+# -- import cycles --------------------------------------------------------------------------------
+# The project's packages, by the directory that holds each (its modules' names start there).
+PACKAGES = {
+    "tokengate": CORE.parent,
+    "tokengate_cli": ROOT / "client" / "src",
+    "devstack": ROOT,
+    "benchmarks": ROOT,
+    "scripts": ROOT,
+    "tests": ROOT,
+}
+
+
+def project_modules() -> dict[str, Path]:
+    """Every module of the project's packages, by its dotted name (a package by its own name)."""
+    modules: dict[str, Path] = {}
+    for package, base in PACKAGES.items():
+        for path in sorted((base / package).rglob("*.py")):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Which project modules each one imports, read from its source with ``ast``: every import
+    statement counts, at the top, inside a function or under ``if TYPE_CHECKING``. ``from m
+    import n`` is an edge to ``m.n`` when that is a module, else to ``m``."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        package = name if is_package else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - (node.level - 1)]
+                    origin = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    origin = node.module or ""
+                targets = [
+                    f"{origin}.{alias.name}" if f"{origin}.{alias.name}" in modules else origin
+                    for alias in node.names
+                ]
+            else:
+                continue
+            for target in targets:
+                # "import a.b.c" loads a.b.c; the nearest project module counts.
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_itself() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set(), "c": {"b"}}) == []
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"c"}}) == [["a", "b"], ["c", "d"]]
+
+
+def test_the_import_graph_sees_every_kind_of_import() -> None:
+    graph = import_graph(project_modules())
+    assert "tokengate.policies" in graph["tokengate.authorizer"]  # from .policies import ...
+    assert "tokengate.aws" in graph["tokengate.runtime"]  # from . import aws, in a function
+    assert "tokengate.supabase" in graph["tokengate.scopes"]  # under TYPE_CHECKING
+    assert "devstack.stack" in graph["tests.conftest"]  # from devstack.stack import ...
+
+
+def test_no_module_of_the_project_imports_itself_through_others() -> None:
+    """No import cycle among the project's modules, not even through an import deferred into a
+    function or kept for type checking: each is a knot a change can pull tight."""
+    assert cycles(import_graph(project_modules())) == []

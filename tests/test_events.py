@@ -16,8 +16,9 @@ import pytest
 from devstack.gateway import authorizer_outcome
 from devstack.invoke import EventError, invoke, main, placeholders, render
 from devstack.moto_aws import free_port
-from devstack.sam_events import container_environment, render_events, state_of
+from devstack.sam_events import container_environment, render_events
 from devstack.stack import LocalStack
+from devstack.state import state_of
 from devstack.template import Template
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"

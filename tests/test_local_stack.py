@@ -25,8 +25,8 @@ import pytest
 from devstack.client import Client, http
 from devstack.invoke import expired_api_token
 from devstack.moto_aws import free_port
-from devstack.sam_events import state_path
 from devstack.stack import LocalStack
+from devstack.state import state_path
 from devstack.template import Template
 from tests.factories import (
     DROP,

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
-    from .source import TokenSource
+    from .bearer import BearerTokens
 
 
 class HttpxAuth(httpx.Auth):
-    def __init__(self, source: TokenSource, scope: str | None = None) -> None:
+    def __init__(self, source: BearerTokens, scope: str | None = None) -> None:
         self._source = source
         self._scope = scope
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 from requests.auth import AuthBase
 
 if TYPE_CHECKING:
-    from .source import TokenSource
+    from .bearer import BearerTokens
 
 
 class RequestsAuth(AuthBase):
-    def __init__(self, source: TokenSource, scope: str | None = None) -> None:
+    def __init__(self, source: BearerTokens, scope: str | None = None) -> None:
         self._source = source
         self._scope = scope
 

@@ -313,27 +313,41 @@ def _statements(
     return statements
 
 
+def _read_only(self: object, *args: Any, **kwargs: Any) -> NoReturn:
+    raise TypeError("this policy document is shared and read-only: change a copy")
+
+
 class ReadOnlyDict(dict[str, Any]):
-    """A JSON object that refuses every change: an answer shared by every request that gets it
-    (serialized as it is; ``dict(...)`` or :func:`copy.deepcopy` give a plain, changeable copy)."""
+    """A JSON object that refuses every change: part of an answer shared by every request that
+    gets it. It serializes, compares and copies as a dict (``dict(...)`` and
+    :func:`copy.deepcopy` give a plain, changeable one)."""
 
     __slots__ = ()
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise TypeError("this policy document is shared and read-only: change a copy")
-
-    __setitem__ = __delitem__ = _read_only
-    clear = pop = popitem = setdefault = update = __ior__ = _read_only
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
 
     def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
         return dict, (dict(self),)
 
 
+class ReadOnlyList(list[Any]):
+    """A JSON array that refuses every change (see :class:`ReadOnlyDict`)."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+
+    def __reduce__(self) -> tuple[type[list[Any]], tuple[list[Any]]]:
+        return list, (list(self),)
+
+
 def frozen_policy(statements: Iterable[Statement]) -> dict[str, Any]:
-    """An IAM policy document no caller can change (its statements and resources are tuples)."""
+    """An IAM policy document no caller can change, equal to (and serialized as) the plain one."""
     return ReadOnlyDict(
         Version="2012-10-17",
-        Statement=tuple(ReadOnlyDict({**s, "Resource": tuple(s["Resource"])}) for s in statements),
+        Statement=ReadOnlyList(
+            ReadOnlyDict({**s, "Resource": ReadOnlyList(s["Resource"])}) for s in statements
+        ),
     )
 
 
