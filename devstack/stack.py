@@ -55,9 +55,16 @@ def deploy(
     return template, provisioned
 
 
-def load_handlers(template: Template) -> dict[str, Handler]:
-    """Each function's handler, run as Lambda runs it (its log lines name it)."""
-    return {name: as_lambda(name, template.load_handler(name)) for name in template.functions()}
+def load_handlers(template: Template, into: dict[str, Handler] | None = None) -> dict[str, Handler]:
+    """Each function's handler, run as Lambda runs it (its log lines name it), added to ``into``
+    one by one. The authorizers load last: their start prefetches keys, the API-token
+    authorizer's from this stack's own JWKS function, which is then loaded (and, when the
+    gateway already listens, served)."""
+    handlers = {} if into is None else into
+    authorizers = {authorizer.function for authorizer in template.authorizers().values()}
+    for name in sorted(template.functions(), key=lambda function: function in authorizers):
+        handlers[name] = as_lambda(name, template.load_handler(name))
+    return handlers
 
 
 class LocalStack:
@@ -100,9 +107,12 @@ class LocalStack:
             parameters=self._parameters,
             environment=self._environment,
         )
-        self.gateway = Gateway(template, load_handlers(template))
+        # Listening before the functions start, as in AWS: an authorizer's start fetches this
+        # stack's JWKS through the gateway (a refused connection would be a warning at start).
+        self.gateway = Gateway(template, {})
         self._server = serve(self.gateway, self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        load_handlers(template, into=self.gateway.handlers)
 
     def stop_aws(self) -> None:
         """Stop the moto server alone (to see the service fail closed)."""
