@@ -122,6 +122,15 @@ class ApiTokenVerifier:
         self._leeway = checked_leeway(leeway)
         self._max_lifetime = max_lifetime
         self._clock = clock
+        # scope claim -> its tokens (scope_tokens): tokens repeat a few scope values, and a
+        # lookup costs less than the split on the warm path.
+        self._scope_tokens: dict[str, tuple[str, ...]] = {}
+
+    def _tokens_of(self, scope: str) -> tuple[str, ...]:
+        if len(self._scope_tokens) >= 256:
+            self._scope_tokens.clear()
+        tokens = self._scope_tokens[scope] = scope_tokens(scope)
+        return tokens
 
     def verify(self, token: object) -> ApiTokenClaims:
         header, claims, signing_input, signature = jwt_parts(token)
@@ -163,6 +172,9 @@ class ApiTokenVerifier:
             )
         if not plain:  # anything else: the full rules decide, and name the reason
             sub, scope, client_id, jti, sid = self._checked_claims(claims)
+        scopes = self._scope_tokens.get(scope)
+        if scopes is None:
+            scopes = self._tokens_of(scope)
         # ApiTokenClaims(...) without the generated Python __new__ frame (what it does, in C).
         return _new(
             ApiTokenClaims,
@@ -170,7 +182,7 @@ class ApiTokenVerifier:
                 # A subject minted by the exchange is canonical already: lower case throughout
                 # (lowering it changes nothing), so the UUID test is skipped for it.
                 sub if sub.lower() == sub else canonical_subject(sub),
-                scope_tokens(scope),
+                scopes,
                 client_id,
                 jti,
                 sid,
