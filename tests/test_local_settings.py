@@ -26,8 +26,10 @@ from devstack.stack import LocalStack
 from devstack.supabase_dev import LOCAL_SUPABASE_URL
 from devstack.template import ParameterError, Template
 from devstack.token import main as make_token
-from tests.factories import HS_SECRET, KeyPair, hs_token, key_token, supabase_claims
+from tests.factories import HS_SECRET, USER_ID, KeyPair, hs_token, key_token, supabase_claims
 from tests.jwks_server import JwksServer
+from tokengate.apitoken import ApiTokenIssuer
+from tokengate.aws import KmsSigner
 from tokengate.config import Settings
 from tokengate.errors import ConfigurationError
 
@@ -365,6 +367,40 @@ def check_default_client_id(run: Running) -> None:
     assert run.api_claims(run.hs())["client_id"] == "local-cli"
 
 
+def check_authorizer_cache_ttl(run: Running) -> None:
+    """No cache: the gateway asks the authorizer every time, and the authorizer allows a token
+    until exp + leeway (the default 30 s cache ends its use at exp)."""
+    stack = run.stack
+    assert stack.aws is not None and stack.gateway is not None
+    signer = KmsSigner(stack.provisioned.signing_key_arn, "RS256", kms=stack.aws.client("kms"))
+    now = int(time.time())
+    token = (
+        ApiTokenIssuer(signer, clock=lambda: now - 65)
+        .issue(
+            issuer=stack.base_url,
+            subject=USER_ID,
+            audiences=["api"],
+            scopes=["read"],
+            client_id="cli",
+            session_id="s",
+            not_after=now - 5,  # expired 5 s ago: within the 30 s leeway
+        )
+        .token
+    )
+    handlers = stack.gateway.handlers
+    inner = handlers["ApiTokenAuthorizerFunction"]
+    calls: list[int] = []
+
+    def counting(event: dict[str, Any], context: Any) -> Any:
+        calls.append(1)
+        return inner(event, context)
+
+    handlers["ApiTokenAuthorizerFunction"] = counting
+    assert run.client.get("/whoami", token)[0] == 200
+    assert run.client.get("/whoami", token)[0] == 200
+    assert len(calls) == 2
+
+
 Check = Callable[[Running], None]
 CASES: dict[str, tuple[dict[str, str], Check]] = {
     "PORT": ({}, check_port),  # every case sets its own free port
@@ -411,6 +447,7 @@ CASES: dict[str, tuple[dict[str, str], Check]] = {
     "DISCOVERY_SUPABASE": ({"DISCOVERY_SUPABASE": "true"}, check_discovery_supabase),
     "MIN_AAL": ({"MIN_AAL": "aal2"}, check_min_aal),
     "LEEWAY_SECONDS": ({"LEEWAY_SECONDS": "0"}, check_leeway),
+    "AUTHORIZER_CACHE_TTL": ({"AUTHORIZER_CACHE_TTL": "0"}, check_authorizer_cache_ttl),
     "ROUTE_SCOPES": (
         {"ROUTE_SCOPES": '{"GET /whoami": "write", "GET /supabase/whoami": ""}'},
         check_route_scopes,

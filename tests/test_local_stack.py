@@ -480,6 +480,14 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
         ),
         ({"RESOURCES": "[1]"}, "RESOURCES must be a JSON object"),
         ({"ISSUER": "not a url"}, "ISSUER must be an http(s) URL"),
+        (
+            {"AUTHORIZER_CACHE_TTL": "61"},
+            "AUTHORIZER_CACHE_TTL: AuthorizerCacheTtl='61' is outside 0..60",
+        ),
+        (
+            {"AUTHORIZER_CACHE_TTL": "45", "LEEWAY_SECONDS": "0"},
+            "AUTHORIZER_CACHE_TTL and LEEWAY_SECONDS: the authorizer cache TTL (45 s) may exceed",
+        ),
         ({}, "is in use; try PORT="),
     ],
 )

@@ -5,8 +5,8 @@ The life of a token::
     cached API token with >= min_ttl left ──────────────────────────────► use it (no lock)
     otherwise, under the cross-process lock:
         read the cache again (another process may have just done the work)
-        Supabase access token with < min_ttl left ──► refresh the session (single-use refresh
-                                                      token: only ever one refresher at a time)
+        Supabase access token with < min_ttl ──────► refresh the session (single-use refresh
+        + GATEWAY_MARGIN left                         token: only ever one refresher at a time)
         exchange it at the API's token_endpoint (from discovery) ──► cache ──► use it
 
 An API token never outlives the Supabase access token it came from (the exchange cuts it short),
@@ -49,6 +49,11 @@ from .store import (
 )
 
 DEFAULT_MIN_TTL = 60
+# An API answers with its API token's ``expires_in``: how long the token works at its gateway,
+# which may end up to this long before the Supabase token it came from expires (an authorizer
+# allows a token only while it outlives its cached answer). The session is refreshed this much
+# earlier, so an exchange never gets a subject token too close to its end to be usable.
+GATEWAY_MARGIN = 30
 MAX_MIN_TTL = 3600
 LOCK_TIMEOUT_SECONDS = 60.0
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -254,7 +259,7 @@ class TokenSource:
         session = self.session()
         if not session:
             raise NotSignedIn(SIGN_IN_FIRST)
-        if float(session.get("expires_at", 0)) - self._clock() >= min_ttl:
+        if float(session.get("expires_at", 0)) - self._clock() >= min_ttl + GATEWAY_MARGIN:
             return session
         from . import supabase
 

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Protocol
 
 from .claims import (
     DEFAULT_LEEWAY_SECONDS,
+    allow_grace,
     canonical_subject,
     check_audience,
     check_issuer,
@@ -39,14 +40,28 @@ class IssuedToken(NamedTuple):
 
 
 class ApiTokenIssuer:
-    """Mints API tokens; the signer is injected (KMS or an in-memory key)."""
+    """Mints API tokens; the signer is injected (KMS or an in-memory key).
 
-    def __init__(self, signer: Signer, ttl: int = DEFAULT_TTL, clock: Clock = time.time) -> None:
+    ``expires_in`` is how long the token works at the gateway: the authorizer allows it only
+    while ``now + cache_ttl < exp + leeway`` (:func:`tokengate.claims.allow_grace`), so when the
+    cache TTL exceeds the leeway the difference comes off the token's lifetime."""
+
+    def __init__(
+        self,
+        signer: Signer,
+        ttl: int = DEFAULT_TTL,
+        clock: Clock = time.time,
+        *,
+        leeway: int = DEFAULT_LEEWAY_SECONDS,
+        cache_ttl: int = 0,
+    ) -> None:
         if not MIN_TTL <= ttl <= MAX_TTL:
             raise ConfigurationError(f"the token lifetime must be within {MIN_TTL}-{MAX_TTL} s")
         self._signer = signer
         self._ttl = ttl
         self._clock = clock
+        # What the gateway takes off the end of a token's life (0 while the leeway covers it).
+        self._lost_to_cache = max(0, -allow_grace(leeway, cache_ttl))
 
     def issue(
         self,
@@ -68,6 +83,12 @@ class ApiTokenIssuer:
         exp = min(now + self._ttl, int(not_after))
         if exp <= now:
             raise InvalidTokenError(Reason.EXPIRED, "the subject token expires now")
+        expires_in = exp - now - self._lost_to_cache
+        if expires_in <= 0:
+            raise InvalidTokenError(
+                Reason.EXPIRES_WITHIN_CACHE_TTL,
+                "the subject token expires before an API token could pass the gateway",
+            )
         claims: dict[str, Any] = dict(extra_claims or {})
         claims.update(
             iss=issuer,
@@ -84,7 +105,7 @@ class ApiTokenIssuer:
         signing_input = encode_compact(header, claims)
         signature = self._signer.sign(signing_input)
         token = signing_input.decode("ascii") + "." + b64url_encode(signature)
-        return IssuedToken(token=token, expires_in=exp - now, claims=claims)
+        return IssuedToken(token=token, expires_in=expires_in, claims=claims)
 
 
 class KeySource(Protocol):
@@ -103,7 +124,11 @@ class ApiTokenClaims(NamedTuple):
 
 
 class ApiTokenVerifier:
-    """Verifies our own API tokens: strict structure, ``typ: at+jwt``, our keys, our issuer."""
+    """Verifies our own API tokens: strict structure, ``typ: at+jwt``, our keys, our issuer.
+
+    ``cache_ttl`` (an authorizer's: how long API Gateway replays its answer) shortens the
+    accepted life: a token is accepted only while ``now + cache_ttl < exp + leeway``, so a
+    replayed answer never outlives the token. 0 for anything that does not answer a cache."""
 
     def __init__(
         self,
@@ -113,6 +138,7 @@ class ApiTokenVerifier:
         leeway: int = DEFAULT_LEEWAY_SECONDS,
         max_lifetime: int = MAX_TTL,
         clock: Clock = time.time,
+        cache_ttl: int = 0,
     ) -> None:
         if not issuer or not audience:
             raise ConfigurationError("the issuer and the audience are required")
@@ -120,6 +146,7 @@ class ApiTokenVerifier:
         self.issuer = issuer
         self.audience = audience
         self._leeway = checked_leeway(leeway)
+        self._grace = allow_grace(leeway, cache_ttl)  # exp + grace: the last allowed instant
         self._max_lifetime = max_lifetime
         self._clock = clock
         # scope claim -> its tokens (scope_tokens): tokens repeat a few scope values, and a
@@ -158,7 +185,7 @@ class ApiTokenVerifier:
                 and type(exp) is int
                 and type(iat) is int
                 and "nbf" not in claims
-                and now - self._leeway < exp
+                and now - self._grace < exp
                 and iat <= now + self._leeway
                 and exp - iat <= self._max_lifetime
                 and type(sub) is str
@@ -195,7 +222,12 @@ class ApiTokenVerifier:
         one a token breaks, or its sub, scope, client_id, jti and sid."""
         check_issuer(claims, self.issuer)
         check_audience(claims, self.audience)
-        check_times(claims, self._clock(), self._leeway, self._max_lifetime)
+        now = self._clock()
+        exp = check_times(claims, now, self._leeway, self._max_lifetime)
+        if exp <= now - self._grace:
+            raise InvalidTokenError(
+                Reason.EXPIRES_WITHIN_CACHE_TTL, "valid for less than the authorizer cache TTL"
+            )
         sub, scope, client_id, jti, sid = (
             optional_string(claims, name) for name in ("sub", "scope", "client_id", "jti", "sid")
         )

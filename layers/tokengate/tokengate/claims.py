@@ -13,6 +13,13 @@ from .errors import ConfigurationError, InvalidTokenError, Reason
 
 MAX_LEEWAY_SECONDS = 60
 DEFAULT_LEEWAY_SECONDS = 30
+# API Gateway replays an authorizer's answer for its cache TTL whatever the token's exp, so an
+# authorizer allows a token only while it stays valid for the whole replay (see allow_grace).
+DEFAULT_AUTHORIZER_CACHE_TTL = 30
+MAX_AUTHORIZER_CACHE_TTL = 60
+# How far the cache TTL may exceed the leeway: what a token may lose of its life at the gateway.
+# Below the shortest API token lifetime (60 s), so every token is usable.
+MAX_CACHE_TTL_OVER_LEEWAY = 30
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -21,6 +28,25 @@ def checked_leeway(leeway: int) -> int:
     if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
         raise ConfigurationError(f"the leeway must be within 0-{MAX_LEEWAY_SECONDS} seconds")
     return leeway
+
+
+def allow_grace(leeway: int, cache_ttl: int) -> int:
+    """How long after its ``exp`` an authorizer may still allow a token: ``leeway - cache_ttl``
+    (negative when the cache TTL is the longer). An Allow given at ``now`` is replayed until
+    ``now + cache_ttl``; requiring ``now + cache_ttl < exp + leeway`` keeps every replay inside
+    the token's validity. Checked here: cache TTL 0-60 s, at most 30 s over the leeway."""
+    checked_leeway(leeway)
+    if not 0 <= cache_ttl <= MAX_AUTHORIZER_CACHE_TTL:
+        raise ConfigurationError(
+            f"the authorizer cache TTL must be within 0-{MAX_AUTHORIZER_CACHE_TTL} seconds"
+        )
+    if cache_ttl - leeway > MAX_CACHE_TTL_OVER_LEEWAY:
+        raise ConfigurationError(
+            f"the authorizer cache TTL ({cache_ttl} s) may exceed the leeway ({leeway} s) by at "
+            f"most {MAX_CACHE_TTL_OVER_LEEWAY} s: an authorizer allows a token only while it "
+            "outlives a cached answer, so a larger gap would cut every token short by more"
+        )
+    return leeway - cache_ttl
 
 
 def _number(claims: dict[str, Any], name: str) -> int | float | None:

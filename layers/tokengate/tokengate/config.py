@@ -16,7 +16,13 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .apitoken import DEFAULT_TTL, MAX_TTL, MIN_TTL
-from .claims import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
+from .claims import (
+    DEFAULT_AUTHORIZER_CACHE_TTL,
+    DEFAULT_LEEWAY_SECONDS,
+    MAX_AUTHORIZER_CACHE_TTL,
+    MAX_LEEWAY_SECONDS,
+    allow_grace,
+)
 from .errors import ConfigurationError
 from .exchange import DEFAULT_CLIENT_ID, DEFAULT_PASSTHROUGH_CLAIMS
 from .jwks import (
@@ -183,6 +189,8 @@ class Settings(NamedTuple):
     discovery_supabase: bool  # discovery also names the Supabase project and its public key
     supabase_api_key: str  # never in repr()
     region: str  # AWS_REGION, which Lambda sets: for the API's default URL
+    # How long API Gateway replays an authorizer's answer (the template's AuthorizerCacheTtl)
+    authorizer_cache_ttl: int = DEFAULT_AUTHORIZER_CACHE_TTL
 
     def __repr__(self) -> str:
         shown = (f"{name}={value!r}" for name, value in zip(self._fields, self, strict=True))
@@ -212,6 +220,26 @@ class Settings(NamedTuple):
         if session_check and not api_key:
             raise ConfigurationError("SESSION_CHECK needs SUPABASE_API_KEY (the publishable key)")
         supabase_url = _url("SUPABASE_URL", get("SUPABASE_URL"))
+        leeway = _int(
+            "LEEWAY_SECONDS",
+            get("LEEWAY_SECONDS"),
+            DEFAULT_LEEWAY_SECONDS,
+            0,
+            MAX_LEEWAY_SECONDS,
+        )
+        authorizer_cache_ttl = _int(
+            "AUTHORIZER_CACHE_TTL",
+            get("AUTHORIZER_CACHE_TTL"),
+            DEFAULT_AUTHORIZER_CACHE_TTL,
+            0,
+            MAX_AUTHORIZER_CACHE_TTL,
+        )
+        try:
+            allow_grace(leeway, authorizer_cache_ttl)
+        except ConfigurationError as error:
+            raise ConfigurationError(
+                f"AUTHORIZER_CACHE_TTL and LEEWAY_SECONDS: {error.detail}"
+            ) from None
         supabase_issuer = _supabase_issuer(get("SUPABASE_ISSUER"), supabase_url)
         return cls(
             supabase_url=supabase_url,
@@ -251,13 +279,7 @@ class Settings(NamedTuple):
                 get("CLIENT_SCOPES"), scopes_supported, allowed_client_ids
             ),
             min_aal=get("MIN_AAL", DEFAULT_MIN_AAL),
-            leeway=_int(
-                "LEEWAY_SECONDS",
-                get("LEEWAY_SECONDS"),
-                DEFAULT_LEEWAY_SECONDS,
-                0,
-                MAX_LEEWAY_SECONDS,
-            ),
+            leeway=leeway,
             jwks_cache_seconds=_int(
                 "JWKS_CACHE_SECONDS",
                 get("JWKS_CACHE_SECONDS"),
@@ -286,4 +308,5 @@ class Settings(NamedTuple):
             discovery_supabase=_bool("DISCOVERY_SUPABASE", get("DISCOVERY_SUPABASE", "false")),
             supabase_api_key=api_key,
             region=get("AWS_REGION"),
+            authorizer_cache_ttl=authorizer_cache_ttl,
         )

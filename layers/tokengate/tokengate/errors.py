@@ -83,6 +83,7 @@ class Reason:
     SESSION_ENDED = "session_ended"
     ROLE = "wrong_role"
     EXPIRED = "expired"
+    EXPIRES_WITHIN_CACHE_TTL = "expires_within_cache_ttl"  # valid, but not for a whole replay
     NOT_YET_VALID = "not_yet_valid"
     TIME_CLAIM = "bad_time_claim"
     LIFETIME = "lifetime_too_long"

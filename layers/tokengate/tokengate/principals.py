@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .apitoken import ApiTokenVerifier
 from .authorizer import CONTEXT_VALUE, AuthRequest, Principal
 from .budget import Budget
-from .claims import scalar_claims
+from .claims import allow_grace, scalar_claims
 from .emf import EmfCounter
 from .errors import InvalidTokenError, Reason
 from .issuer import api_base_url
@@ -66,10 +66,12 @@ class ApiTokenPrincipals:
         fetcher: JwksFetcher | None = None,
         budget: Budget | None = None,
         metrics: EmfCounter | None = None,
+        cache_ttl: int = 0,
     ) -> None:
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
+        self._cache_ttl = cache_ttl  # API Gateway replays an answer this long
         self._context_claims = context_claims
         self._jwks_url = jwks_url
         self._clock = clock
@@ -109,7 +111,12 @@ class ApiTokenPrincipals:
                 metrics=self._metrics,
             )
             verifier = ApiTokenVerifier(
-                keys, issuer, self._audience, self._leeway, clock=self._clock
+                keys,
+                issuer,
+                self._audience,
+                self._leeway,
+                clock=self._clock,
+                cache_ttl=self._cache_ttl,
             )
             entry = self._verifiers[issuer] = (verifier, keys)
         return entry
@@ -140,23 +147,35 @@ class ApiTokenPrincipals:
 
 class SupabasePrincipals:
     """Verifies Supabase tokens for the Supabase authorizer, with the exchange's own verifier and
-    scope rule (default scopes plus ``app_metadata`` extras)."""
+    scope rule (default scopes plus ``app_metadata`` extras).
+
+    A token is accepted only while ``now + cache_ttl < exp + leeway``: API Gateway replays the
+    answer for ``cache_ttl`` seconds, and no replay may outlive the token. (The exchange uses the
+    same verifier without this rule: its answer is not replayed.)"""
 
     def __init__(
         self,
         verifier: SupabaseTokenVerifier,
         scopes: ScopePolicy,
         context_claims: tuple[str, ...],
+        cache_ttl: int = 0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._verifier = verifier
         self._scopes = scopes
         self._context_claims = context_claims
+        self._grace = allow_grace(verifier.policy.leeway, cache_ttl)
+        self._clock = clock
 
     def prefetch(self) -> bool:
         return self._verifier.prefetch()
 
     def __call__(self, token: str, request: AuthRequest) -> Principal:
         identity = self._verifier.verify(token)
+        if identity.exp <= self._clock() - self._grace:
+            raise InvalidTokenError(
+                Reason.EXPIRES_WITHIN_CACHE_TTL, "valid for less than the authorizer cache TTL"
+            )
         scopes = frozenset(self._scopes.user_scopes(identity))
         context = flat_context(
             scalar_claims(identity.claims, self._context_claims)

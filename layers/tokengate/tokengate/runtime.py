@@ -133,7 +133,11 @@ def exchange_service(
         passthrough_claims=settings.passthrough_claims,
     )
     issuer = ApiTokenIssuer(
-        signer_for(settings, settings.signing_key_id, budget), settings.token_ttl, clock
+        signer_for(settings, settings.signing_key_id, budget),
+        settings.token_ttl,
+        clock,
+        leeway=settings.leeway,
+        cache_ttl=settings.authorizer_cache_ttl,
     )
     session_check = (
         SupabaseSessionCheck(settings.supabase_url, settings.supabase_api_key, HttpClient(budget))
@@ -171,6 +175,7 @@ def api_token_principals(
         fetcher=jwks_fetcher(budget),
         budget=budget,
         metrics=EmfCounter.from_env(os.environ),
+        cache_ttl=settings.authorizer_cache_ttl,
     )
 
 
@@ -180,5 +185,9 @@ def supabase_principals(
     from .principals import SupabasePrincipals
 
     return SupabasePrincipals(
-        supabase_verifier(settings, clock, budget), scope_policy(settings), settings.context_claims
+        supabase_verifier(settings, clock, budget),
+        scope_policy(settings),
+        settings.context_claims,
+        cache_ttl=settings.authorizer_cache_ttl,
+        clock=clock,
     )
