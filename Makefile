@@ -13,7 +13,7 @@ LINT_STAMP := $(LINT_VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run token events test lint lint-template bench load build deploy smoke invoke rotate lock clean
+.PHONY: help run token events test lint lint-template apigw-account bench load build deploy smoke invoke rotate lock clean
 
 help:
 	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
@@ -74,6 +74,13 @@ lint-template: $(LINT_STAMP)
 	$(LINT_VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
 	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 
+# Before every deploy, ApiGatewayCloudWatchRole is chosen from `aws apigateway get-account` and
+# saved in samconfig.toml (scripts/apigw_account.py): create where the account and Region have no
+# API Gateway CloudWatch role, existing where they do (docs/deploy.md).
+deploy: apigw-account
+apigw-account: $(SAM)
+	$(SAM_VENV)/bin/python scripts/apigw_account.py --samconfig samconfig.toml
+
 # make bench [COUNT=instructions] [QUICK=1] [OUT=docs/performance.md]
 bench: $(STAMP)
 	@if [ "$(COUNT)" = instructions ] && ! command -v valgrind >/dev/null; then \
@@ -89,11 +96,8 @@ build: $(SAM)
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build --template template.yaml
 	$(PYTHON) scripts/check_build.py
 
-# ApiGatewayCloudWatchRole is chosen from `aws apigateway get-account` (scripts/apigw_account.py):
-# create where the account and Region have no API Gateway CloudWatch role, existing where they do.
 deploy: build
-	overrides="$$($(SAM_VENV)/bin/python scripts/apigw_account.py)" && \
-	if [ -f samconfig.toml ] && grep -q '^stack_name' samconfig.toml; then $(SAM) deploy --parameter-overrides "$$overrides"; else $(SAM) deploy --guided --parameter-overrides "$$overrides"; fi
+	if [ -f samconfig.toml ] && grep -q '^stack_name' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
 
 # Key rotation, one step at a time (SECURITY.md): STEP=create|publish|switch|retire STACK=name [NEXT=arn]
 rotate: $(STAMP)

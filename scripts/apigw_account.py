@@ -5,14 +5,16 @@ API Gateway's CloudWatch Logs role is one setting per account and Region
 it, so a fresh account or Region needs the stack to create it (``create``); an account that has
 one keeps it (``existing``): creating it again would overwrite another stack's setting.
 
-Prints the ``--parameter-overrides`` value for ``sam deploy``: the overrides saved in
-samconfig.toml with ``ApiGatewayCloudWatchRole`` set to the choice (the command line replaces the
-saved overrides as a whole, so they are carried over). Explains the choice on stderr.
+Saves the choice in samconfig.toml's deploy ``parameter_overrides`` (the other saved parameters
+kept), where ``sam deploy`` reads it (and ``sam deploy --guided`` offers it as the default), and
+explains it on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shlex
 import sys
 import tomllib
@@ -52,6 +54,24 @@ def quoted(overrides: list[str]) -> str:
     return " ".join(items)
 
 
+def with_overrides(text: str, overrides: list[str], environment: str = "default") -> str:
+    """samconfig.toml's text with the deploy section's ``parameter_overrides`` set to these."""
+    line = f"parameter_overrides = {json.dumps(quoted(overrides))}"
+    section = re.search(
+        rf"^\[{re.escape(environment)}\.deploy\.parameters\]\n(?:(?!\[).*\n?)*", text, re.M
+    )
+    if section is None:
+        tail = "" if text.endswith("\n") or not text else "\n"
+        return f"{text}{tail}\n[{environment}.deploy.parameters]\n{line}\n"
+    body = section.group(0)
+    if re.search(r"^parameter_overrides\s*=", body, re.M):
+        body = re.sub(r"^parameter_overrides\s*=.*$", lambda _: line, body, count=1, flags=re.M)
+    else:
+        header, _, rest = body.partition("\n")
+        body = f"{header}\n{line}\n{rest}"
+    return text[: section.start()] + body + text[section.end() :]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samconfig", type=Path, default=Path("samconfig.toml"))
@@ -69,7 +89,10 @@ def main() -> int:
             "API Gateway has no CloudWatch role in this account and Region: the stack creates one.",
             file=sys.stderr,
         )
-    print(quoted(merged(saved_overrides(args.samconfig), choice)))
+    overrides = merged(saved_overrides(args.samconfig), choice)
+    text = args.samconfig.read_text() if args.samconfig.exists() else "version = 0.1\n"
+    args.samconfig.write_text(with_overrides(text, overrides))
+    print(f"{PARAMETER}={choice} saved in {args.samconfig}.", file=sys.stderr)
     return 0
 
 
