@@ -605,7 +605,7 @@ def test_the_new_alarms_watch_refusals_issuance_and_staleness() -> None:
     }
     stopped = found["ExchangeIssuanceStoppedAlarm"]
     (expression,) = [m["Expression"] for m in stopped["Metrics"] if "Expression" in m]
-    assert expression == "IF(requests >= 10 AND requests - client - server <= 0, 1, 0)"
+    assert expression == "IF((requests >= 10) AND (requests - client - server <= 0), 1, 0)"
     (query,) = [m["Expression"] for m in found["StatusListStaleAlarm"]["Metrics"]]
     assert query.startswith("SELECT SUM(StatusListStale) FROM TokenGate")
 
