@@ -6,17 +6,21 @@ PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 STAMP := $(VENV)/.installed
+# cfn-lint with the serverless rules and checkov: lint-only tools in their own environment, so
+# that make run and make test never install them.
+LINT_VENV := .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run token events test lint bench load build deploy smoke invoke rotate lock clean
+.PHONY: help run token events test lint lint-template apigw-account bench load build deploy smoke invoke rotate lock clean
 
 help:
 	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
 	@echo "make token [SCOPES='read write'] [AAL=aal2] [ANONYMOUS=1] [CLIENT_ID=app] [LIFETIME=600]   a development Supabase token"
 	@echo "make events  events/ rendered with fresh tokens, and env.json, into .aws-sam/events for sam local invoke"
 	@echo "make test    the whole test suite"
-	@echo "make lint    ruff, mypy and the template linter"
+	@echo "make lint    ruff, mypy, sam validate --lint, cfn-lint (serverless rules) and checkov"
 	@echo "make bench   benchmarks: same-run ratios against peers, cold starts [COUNT=instructions] [QUICK=1]"
 	@echo "make load    2,000 exchanges + 10,000 authorized calls on the local stack (loopback)"
 	@echo "make build   sam build (no Docker)"
@@ -38,6 +42,11 @@ $(SAM): requirements/sam.txt
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
 	touch $(SAM)
 
+$(LINT_STAMP): requirements/lint.txt
+	test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/lint.txt
+	touch $(LINT_STAMP)
+
 run: $(STAMP)
 	PORT=$(PORT) $(PY) -m devstack
 
@@ -58,6 +67,19 @@ lint: $(STAMP) $(SAM)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(SAM) validate --lint --template template.yaml
+	$(MAKE) --no-print-directory lint-template
+
+# The template's static analysis; every finding left is suppressed in template.yaml beside its reason.
+lint-template: $(LINT_STAMP)
+	$(LINT_VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
+	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
+
+# Before every deploy, ApiGatewayCloudWatchRole is chosen from `aws apigateway get-account` and
+# saved in samconfig.toml (scripts/apigw_account.py): create where the account and Region have no
+# API Gateway CloudWatch role, existing where they do (docs/deploy.md).
+deploy: apigw-account
+apigw-account: $(SAM)
+	$(SAM_VENV)/bin/python scripts/apigw_account.py --samconfig samconfig.toml
 
 # make bench [COUNT=instructions] [QUICK=1] [OUT=docs/performance.md]
 bench: $(STAMP)
@@ -93,7 +115,7 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(LINT_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 # Post-deploy check against any base URL: make smoke URL=<Outputs.BaseUrl> SUPABASE_TOKEN=<token>
 smoke: export SUPABASE_TOKEN := $(SUPABASE_TOKEN)
