@@ -47,12 +47,28 @@ def deploy(
     values.update(parameters or {})
     if values.get("SigningMode") == "secretsmanager":
         values.setdefault("SigningKeySecretArn", provisioned.signing_key_secret_arn)
+        # What make deploy writes: the public halves of the signing secrets, read here with the
+        # operator's (moto's) credentials, so the JWKS function never reads a private key.
+        values.setdefault("SigningPublicKeys", signing_public_keys(secrets, values))
     template = requested.with_parameters(values)
     template.attributes["SigningKey.Arn"] = provisioned.signing_key_arn
     for function in template.functions():
         os.environ.update(template.environment(function))
     os.environ.update(environment or {})
     return template, provisioned
+
+
+def signing_public_keys(secrets: Any, values: Mapping[str, str]) -> str:
+    """``SigningPublicKeys`` for the signing secret and the secrets in ``PublishedKeyIds``."""
+    from tokengate.published import public_keys_of_pems
+
+    arns = [values["SigningKeySecretArn"], *values.get("PublishedKeyIds", "").split(",")]
+    pems = [
+        secrets.get_secret_value(SecretId=arn.strip())["SecretString"].encode()
+        for arn in dict.fromkeys(arns)
+        if arn.strip()
+    ]
+    return public_keys_of_pems(pems)
 
 
 def load_handlers(template: Template) -> dict[str, Handler]:
