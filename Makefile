@@ -74,12 +74,15 @@ build: $(SAM)
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build --template template.yaml
 	$(PYTHON) scripts/check_build.py
 
-deploy: build
+deploy: build $(STAMP)
 	if [ -f samconfig.toml ] && grep -q '^stack_name' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+	# SigningMode=secretsmanager: publish the signing secrets' public keys (SigningPublicKeys), so
+	# the public JWKS function never reads a private key. Nothing to do in the KMS mode.
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) scripts/rotate_signing_key.py sync-public-keys --samconfig samconfig.toml --apply
 
 # Key rotation, one step at a time (SECURITY.md): STEP=create|publish|switch|retire STACK=name [NEXT=arn]
 rotate: $(STAMP)
-	@test -n "$(STEP)" -a -n "$(STACK)" || { echo "usage: make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<key arn>]"; exit 2; }
+	@test -n "$(STEP)" -a -n "$(STACK)" || { echo "usage: make rotate STEP=create|publish|switch|retire|sync-public-keys STACK=<stack> [NEXT=<key or secret arn>]"; exit 2; }
 	$(PY) scripts/rotate_signing_key.py $(STEP) --stack $(STACK) $(if $(NEXT),--next $(NEXT))
 
 invoke: $(STAMP)
