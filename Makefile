@@ -21,7 +21,7 @@ help:
 	@echo "make load    2,000 exchanges + 10,000 authorized calls on the local stack (loopback)"
 	@echo "make build   sam build (no Docker)"
 	@echo "make deploy  sam deploy (guided the first time)"
-	@echo "make smoke URL=<base URL> SUPABASE_TOKEN=<token>   end-to-end check of a running stack"
+	@echo "make smoke URL=<base URL> SUPABASE_TOKEN=<token> [STACK=<stack>] [ORIGIN=<origin>]   end-to-end check of a running stack"
 	@echo "make invoke FN=TokenExchangeFunction EVENT=events/<file>.json   run a handler on an event"
 	@echo "make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<arn>]   rotate the signing key"
 
@@ -102,4 +102,4 @@ clean:
 smoke: export SUPABASE_TOKEN := $(SUPABASE_TOKEN)
 smoke: $(STAMP)
 	@test -n "$(URL)" -a -n "$$SUPABASE_TOKEN" || { echo "usage: make smoke URL=<base URL> SUPABASE_TOKEN=<Supabase access token>"; exit 2; }
-	@$(PY) scripts/smoke.py --url "$(URL)"
+	@$(PY) scripts/smoke.py --url "$(URL)" $(if $(STACK),--stack "$(STACK)") $(if $(ORIGIN),--origin "$(ORIGIN)")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -76,6 +81,36 @@ def load_handlers(template: Template) -> dict[str, Handler]:
     return {name: as_lambda(name, template.load_handler(name)) for name in template.functions()}
 
 
+# The attributes every LogRecord has; the rest are the fields a handler passed in ``extra`` (and
+# those the local Lambda runtime stamps), which the JSON log line carries as Lambda's does.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonLinesLog(logging.Handler):
+    """The functions' log as CloudWatch Logs would hold it: one JSON object per record
+    (``level``, ``logger``, ``message`` and the record's fields), appended to a file that
+    ``make smoke`` reads to find the issuance line."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._file = path.open("a", encoding="utf-8")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES}
+        line = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        try:
+            text = json.dumps(line | fields, default=str, separators=(",", ":"))
+            self._file.write(text + "\n")  # under the handler's lock (Handler.handle)
+            self._file.flush()
+        except Exception:  # noqa: BLE001 - as any logging handler: never fail the caller
+            self.handleError(record)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 class LocalStack:
     def __init__(
         self,
@@ -95,6 +130,8 @@ class LocalStack:
         self._server: Any = None
         self.gateway: Gateway | None = None
         self.stand_in: SupabaseAuthStandIn | None = None  # stopped with the stack
+        self.log_path: Path | None = None  # the functions' JSON log lines, while running
+        self._log: JsonLinesLog | None = None
 
     def start(self) -> LocalStack:
         self.aws = LocalAws().start()
@@ -117,6 +154,9 @@ class LocalStack:
             environment=self._environment,
         )
         self.gateway = Gateway(template, load_handlers(template))
+        self.log_path = Path(tempfile.mkdtemp(prefix="tokengate-local-")) / "functions.log"
+        self._log = JsonLinesLog(self.log_path)
+        logging.getLogger("tokengate").addHandler(self._log)
         self._server = serve(self.gateway, self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
@@ -137,6 +177,13 @@ class LocalStack:
         if self.stand_in is not None:
             self.stand_in.stop()
             self.stand_in = None
+        if self._log is not None:
+            logging.getLogger("tokengate").removeHandler(self._log)
+            self._log.close()
+            self._log = None
+        if self.log_path is not None:
+            shutil.rmtree(self.log_path.parent, ignore_errors=True)
+            self.log_path = None
 
     def __enter__(self) -> LocalStack:
         return self.start()
