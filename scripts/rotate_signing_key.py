@@ -6,6 +6,7 @@
     python scripts/rotate_signing_key.py retire  --stack NAME            # 4. stop publishing the old
     python scripts/rotate_signing_key.py delete-key --key ARN            # 5. schedule the old key's deletion
     python scripts/rotate_signing_key.py sync-public-keys --stack NAME   # SigningPublicKeys up to date
+    python scripts/rotate_signing_key.py public-keys --secret ARN        # print SigningPublicKeys
 
 Each step but ``create`` and ``delete-key`` prints the ``sam deploy`` command that applies it
 (``--apply`` runs it). Wait between steps: after ``publish``, longer than every JWKS cache
@@ -199,7 +200,18 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument(
         "step",
-        choices=["create", "publish", "switch", "retire", "delete-key", "sync-public-keys"],
+        choices=[
+            "create",
+            "publish",
+            "switch",
+            "retire",
+            "delete-key",
+            "sync-public-keys",
+            "public-keys",
+        ],
+    )
+    parser.add_argument(
+        "--secret", action="append", default=[], help="public-keys: a signing secret's ARN"
     )
     parser.add_argument("--stack")
     parser.add_argument("--samconfig", help="read --stack (and the region) from this sam config")
@@ -209,6 +221,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not args.stack and args.samconfig:
         args.stack = samconfig_stack(args.samconfig)
+    if args.step == "public-keys":  # SigningPublicKeys for secrets, before any stack exists
+        parameters = {"SigningKeySecretArn": args.secret[0] if args.secret else ""}
+        parameters["PublishedKeyIds"] = ",".join(args.secret[1:])
+        print(public_keys_parameter(boto3.client("secretsmanager"), parameters))
+        return 0
     if args.step == "delete-key":
         boto3.client("kms").schedule_key_deletion(KeyId=args.key, PendingWindowInDays=30)
         print(f"{args.key} is scheduled for deletion in 30 days (cancel-key-deletion undoes it)")
