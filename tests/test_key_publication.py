@@ -291,3 +291,24 @@ def test_public_keys_follow_the_rotation_steps(secrets: Any) -> None:
     step = with_public_keys(secrets, deployed, rotation_overrides("retire", deployed, "", "", key))
     assert kids(step) == [public[next_arn]]
     assert public_keys_parameter(secrets, deployed | step) == step["SigningPublicKeys"]
+
+
+def test_three_published_rsa_keys_fit_lambdas_environment_limit() -> None:
+    """Lambda refuses a function whose variables exceed 4 KB in all: the JWKS function's, with
+    the current, previous and next RSA keys and long values elsewhere, stays well under."""
+    keys = ",".join(
+        encode_public_key(rsa.generate_private_key(65537, 2048).public_key()) for _ in range(3)
+    )
+    template = Template.load(
+        {
+            "SigningMode": "secretsmanager",
+            "SigningKeySecretArn": SIGNING_SECRET,
+            "PublishedKeyIds": f"{NEXT_SECRET},{SIGNING_SECRET}",
+            "SupabaseJwtSecretArn": JWT_SECRET,
+            "SigningPublicKeys": keys,
+            "SupabaseUrl": "https://abcdefghijklmnopqrst.supabase.co",
+        }
+    )
+    environment = template.environment("JwksFunction")
+    size = sum(len(k) + len(v) for k, v in environment.items())
+    assert size < 4096 - 512, size  # room for the parameters' longer values

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -14,6 +15,7 @@ import pytest
 
 from devstack.events import proxy_event
 from devstack.lambda_runtime import LambdaContext
+from devstack.template import Template
 from tests.conftest import ISSUER, InProcessApi
 from tests.factories import hs_token, supabase_claims
 from tests.jwks_server import JwksServer
@@ -189,3 +191,27 @@ def session_logs(
     written = Written(logged_text(caplog, capsys.readouterr().out))
     written.secrets = (subject, issued, tampered)
     return written
+
+
+# -- the template: the Stack dimension reaches every metric ------------------------------------
+
+
+def test_every_function_knows_its_stack_and_every_metric_filter_has_the_dimension() -> None:
+    template = Template.load()
+    for function in template.functions():
+        assert template.environment(function)["STACK_NAME"] == "tokengate-local"
+    filters = {
+        name: resource["Properties"]
+        for name, resource in template.resources.items()
+        if resource["Type"] == "AWS::Logs::MetricFilter"
+    }
+    assert filters  # not vacuous
+    for name, properties in filters.items():
+        for transformation in properties["MetricTransformations"]:
+            dimensions = {d["Key"]: d["Value"] for d in transformation.get("Dimensions", [])}
+            assert dimensions.get("Stack") == "$.stack", name
+            assert len(dimensions) <= 3, name  # CloudWatch Logs' limit per metric filter
+    # The access log's lines carry the field its filter reads: the stack's name.
+    access = template.evaluate(template.api()["AccessLogSetting"]["Format"])
+    line = json.loads(re.sub(r"\$context\.[A-Za-z.]+", "x", access))
+    assert line["stack"] == "tokengate-local"
