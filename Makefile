@@ -25,7 +25,7 @@ help:
 	@echo "make load    2,000 exchanges + 10,000 authorized calls on the local stack (loopback)"
 	@echo "make build   sam build (no Docker)"
 	@echo "make deploy  sam deploy (guided the first time)"
-	@echo "make smoke URL=<base URL> SUPABASE_TOKEN=<token>   end-to-end check of a running stack"
+	@echo "make smoke URL=<base URL> SUPABASE_TOKEN=<token> [STACK=<stack>] [ORIGIN=<origin>]   end-to-end check of a running stack"
 	@echo "make invoke FN=TokenExchangeFunction EVENT=events/<file>.json   run a handler on an event"
 	@echo "make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<arn>]   rotate the signing key"
 
@@ -96,12 +96,15 @@ build: $(SAM)
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build --template template.yaml
 	$(PYTHON) scripts/check_build.py
 
-deploy: build
+deploy: build $(STAMP)
 	if [ -f samconfig.toml ] && grep -q '^stack_name' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+	# SigningMode=secretsmanager: publish the signing secrets' public keys (SigningPublicKeys), so
+	# the public JWKS function never reads a private key. Nothing to do in the KMS mode.
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) scripts/rotate_signing_key.py sync-public-keys --samconfig samconfig.toml --apply
 
 # Key rotation, one step at a time (SECURITY.md): STEP=create|publish|switch|retire STACK=name [NEXT=arn]
 rotate: $(STAMP)
-	@test -n "$(STEP)" -a -n "$(STACK)" || { echo "usage: make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<key arn>]"; exit 2; }
+	@test -n "$(STEP)" -a -n "$(STACK)" || { echo "usage: make rotate STEP=create|publish|switch|retire|sync-public-keys STACK=<stack> [NEXT=<key or secret arn>]"; exit 2; }
 	$(PY) scripts/rotate_signing_key.py $(STEP) --stack $(STACK) $(if $(NEXT),--next $(NEXT))
 
 invoke: $(STAMP)
@@ -121,4 +124,4 @@ clean:
 smoke: export SUPABASE_TOKEN := $(SUPABASE_TOKEN)
 smoke: $(STAMP)
 	@test -n "$(URL)" -a -n "$$SUPABASE_TOKEN" || { echo "usage: make smoke URL=<base URL> SUPABASE_TOKEN=<Supabase access token>"; exit 2; }
-	@$(PY) scripts/smoke.py --url "$(URL)"
+	@$(PY) scripts/smoke.py --url "$(URL)" $(if $(STACK),--stack "$(STACK)") $(if $(ORIGIN),--origin "$(ORIGIN)")

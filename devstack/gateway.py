@@ -66,13 +66,19 @@ _CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
 
 
 def gateway_response(
-    responses: dict[str, Any], response_type: str, message: str, context: dict[str, Any]
+    responses: dict[str, Any],
+    response_type: str,
+    message: str,
+    context: dict[str, Any],
+    request_headers: dict[str, str] | None = None,
 ) -> Answer:
     """API Gateway's own answer of ``response_type``, as the template's ``GatewayResponses``
     define it: the type's entry, else ``DEFAULT_4XX``/``DEFAULT_5XX`` by status, else API
-    Gateway's built-in ``{"message": ...}``. Header values are static ('quoted'); ``$context``
-    variables in the body are filled from ``context`` (keys as after ``$context.``), an unknown
-    one with nothing, as API Gateway does."""
+    Gateway's built-in ``{"message": ...}``. Header values are static ('quoted') or a request
+    header (``method.request.header.<name>``: the request's value, and no header when the request
+    has none, as API Gateway maps it); ``$context`` variables in the body are filled from
+    ``context`` (keys as after ``$context.``), an unknown one with nothing, as API Gateway
+    does."""
     own = responses.get(response_type) or {}
     status = int(own.get("StatusCode", GATEWAY_STATUS[response_type]))
     default = responses.get("DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX") or {}
@@ -84,10 +90,51 @@ def gateway_response(
     body = _CONTEXT_VARIABLE.sub(lambda m: str(values.get(m[1], "")), template)
     headers = {"Content-Type": "application/json"}
     for name, value in (spec.get("ResponseParameters") or {}).get("Headers", {}).items():
+        if value is None:  # AWS::NoValue: the header is not declared
+            continue
+        if value.startswith(REQUEST_HEADER):
+            mapped = _request_header(request_headers or {}, value[len(REQUEST_HEADER) :])
+            if mapped is not None:
+                headers[name] = mapped
+            continue
         if not (value.startswith("'") and value.endswith("'")):
-            raise ValueError(f"gateway response header {name}: only static values are served")
+            raise ValueError(
+                f"gateway response header {name}: only static values and request headers"
+            )
         headers[name] = value[1:-1]
     return Answer(status, headers, body.encode())
+
+
+REQUEST_HEADER = "method.request.header."
+
+
+def _request_header(headers: dict[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == wanted), None)
+
+
+def sam_cors_preflight(cors: Any, methods: list[str]) -> Answer | None:
+    """The answer of the ``OPTIONS`` method SAM adds, for the API's ``Cors`` property, to a path
+    that declares none: a MOCK integration answering 200 with the property's static headers
+    (``AllowMethods`` defaults to the path's methods and ``OPTIONS``). None without ``Cors``."""
+    if cors is None:
+        return None
+    spec = {"AllowOrigin": cors} if isinstance(cors, str) else dict(cors)
+    if spec.get("AllowOrigin") is None:
+        return None
+    allowed = spec.get("AllowMethods") or "'" + ",".join(sorted({*methods, "OPTIONS"})) + "'"
+    headers = {"Content-Type": "application/json"}
+    for name, value in (
+        ("Access-Control-Allow-Origin", spec.get("AllowOrigin")),
+        ("Access-Control-Allow-Methods", allowed),
+        ("Access-Control-Allow-Headers", spec.get("AllowHeaders")),
+        ("Access-Control-Max-Age", spec.get("MaxAge")),
+        ("Access-Control-Allow-Credentials", "'true'" if spec.get("AllowCredentials") else None),
+    ):
+        if value is not None:
+            text = str(value)
+            headers[name] = text[1:-1] if text.startswith("'") and text.endswith("'") else text
+    return Answer(200, headers, b"{}\n")
 
 
 def iam_pattern_matches(pattern: str, arn: str) -> bool:
@@ -139,7 +186,10 @@ class Gateway:
         self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.clock: Callable[[], float] = time.monotonic
-        self.responses: dict[str, Any] = template.api().get("GatewayResponses") or {}
+        self.responses: dict[str, Any] = template.evaluate(
+            template.api().get("GatewayResponses") or {}
+        )
+        self.cors: Any = template.evaluate(template.api().get("Cors"))
 
     def _answer(
         self,
@@ -147,11 +197,12 @@ class Gateway:
         message: str,
         method: str,
         authorizer: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         context = {"httpMethod": method} | {
             f"authorizer.{k}": v for k, v in (authorizer or {}).items()
         }
-        return gateway_response(self.responses, response_type, message, context)
+        return gateway_response(self.responses, response_type, message, context, headers)
 
     def unlisted_routes(self) -> list[str]:
         """Routes guarded by an authorizer whose ROUTE_SCOPES does not list them. An authorizer
@@ -166,6 +217,12 @@ class Gateway:
                 unlisted.append(route.key)
         return unlisted
 
+    def _methods_at(self, path: str) -> list[str]:
+        """The methods the template declares on the resource ``path`` selects."""
+        methods = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+        routes = [route for m in methods if (route := self._route(m, path)) is not None]
+        return [route.method for route in routes if route.path == routes[0].path]
+
     def _route(self, method: str, path: str) -> Route | None:
         """The route API Gateway selects (tokengate.routes: the most specific match)."""
         selected = self._table.select(method, path)
@@ -177,13 +234,21 @@ class Gateway:
         parts = urlsplit(target)
         path = parts.path
         route = self._route(method, path)
+        if route is None and method == "OPTIONS" and (methods := self._methods_at(path)):
+            preflight = sam_cors_preflight(self.cors, methods)
+            if preflight is not None:
+                return preflight
         if route is None:
             return self._answer(
-                "MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token", method
+                "MISSING_AUTHENTICATION_TOKEN",
+                "Missing Authentication Token",
+                method,
+                None,
+                headers,
             )
         event = self._proxy_event(route, method, path, parts.query, headers, body, peer)
         if route.authorizer:
-            denied = self._authorize(self.authorizers[route.authorizer], event)
+            denied = self._authorize(self.authorizers[route.authorizer], event, headers)
             if denied is not None:
                 return denied
         result = self.handlers[route.function](event, LambdaContext(route.function))
@@ -240,8 +305,12 @@ class Gateway:
     def method_arn(self, method: str, path: str) -> str:
         return f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{API_ID}/{self.stage}/{method}{path}"
 
-    def _authorize(self, auth: Authorizer, event: dict[str, Any]) -> Answer | None:
-        unauthorized = self._answer("UNAUTHORIZED", "Unauthorized", event["httpMethod"])
+    def _authorize(
+        self, auth: Authorizer, event: dict[str, Any], headers: dict[str, str]
+    ) -> Answer | None:
+        unauthorized = self._answer(
+            "UNAUTHORIZED", "Unauthorized", event["httpMethod"], None, headers
+        )
         identity = header(event, auth.header)
         if not identity or (auth.validation and not re.fullmatch(auth.validation, identity)):
             return unauthorized
@@ -283,7 +352,11 @@ class Gateway:
                 if str(exc) == "Unauthorized":
                     return unauthorized
                 return self._answer(
-                    "AUTHORIZER_CONFIGURATION_ERROR", "Internal server error", event["httpMethod"]
+                    "AUTHORIZER_CONFIGURATION_ERROR",
+                    "Internal server error",
+                    event["httpMethod"],
+                    None,
+                    headers,
                 )
             if auth.ttl > 0:
                 with self._lock:
@@ -294,6 +367,7 @@ class Gateway:
                 "User is not authorized to access this resource",
                 event["httpMethod"],
                 {"principalId": policy.get("principalId"), **(policy.get("context") or {})},
+                headers,
             )
         event["requestContext"]["authorizer"] = {
             "principalId": policy.get("principalId"),
@@ -360,7 +434,11 @@ def serve(gateway: Gateway, port: int) -> ThreadingHTTPServer:
                 if "Transfer-Encoding" in self.headers:
                     raise _BadRequest(_gateway_error(411, "Length Required"))
                 too_large = gateway_response(
-                    gateway.responses, "REQUEST_TOO_LARGE", "Request Entity Too Large", {}
+                    gateway.responses,
+                    "REQUEST_TOO_LARGE",
+                    "Request Entity Too Large",
+                    {},
+                    dict(self.headers.items()),
                 )
                 length = _body_length(self.headers.get_all("Content-Length") or [], too_large)
             except _BadRequest as bad:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -47,12 +52,28 @@ def deploy(
     values.update(parameters or {})
     if values.get("SigningMode") == "secretsmanager":
         values.setdefault("SigningKeySecretArn", provisioned.signing_key_secret_arn)
+        # What make deploy writes: the public halves of the signing secrets, read here with the
+        # operator's (moto's) credentials, so the JWKS function never reads a private key.
+        values.setdefault("SigningPublicKeys", signing_public_keys(secrets, values))
     template = requested.with_parameters(values)
     template.attributes["SigningKey.Arn"] = provisioned.signing_key_arn
     for function in template.functions():
         os.environ.update(template.environment(function))
     os.environ.update(environment or {})
     return template, provisioned
+
+
+def signing_public_keys(secrets: Any, values: Mapping[str, str]) -> str:
+    """``SigningPublicKeys`` for the signing secret and the secrets in ``PublishedKeyIds``."""
+    from tokengate.published import public_keys_of_pems
+
+    arns = [values["SigningKeySecretArn"], *values.get("PublishedKeyIds", "").split(",")]
+    pems = [
+        secrets.get_secret_value(SecretId=arn.strip())["SecretString"].encode()
+        for arn in dict.fromkeys(arns)
+        if arn.strip()
+    ]
+    return public_keys_of_pems(pems)
 
 
 def load_handlers(template: Template, into: dict[str, Handler] | None = None) -> dict[str, Handler]:
@@ -65,6 +86,36 @@ def load_handlers(template: Template, into: dict[str, Handler] | None = None) ->
     for name in sorted(template.functions(), key=lambda function: function in authorizers):
         handlers[name] = as_lambda(name, template.load_handler(name))
     return handlers
+
+
+# The attributes every LogRecord has; the rest are the fields a handler passed in ``extra`` (and
+# those the local Lambda runtime stamps), which the JSON log line carries as Lambda's does.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonLinesLog(logging.Handler):
+    """The functions' log as CloudWatch Logs would hold it: one JSON object per record
+    (``level``, ``logger``, ``message`` and the record's fields), appended to a file that
+    ``make smoke`` reads to find the issuance line."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._file = path.open("a", encoding="utf-8")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES}
+        line = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        try:
+            text = json.dumps(line | fields, default=str, separators=(",", ":"))
+            self._file.write(text + "\n")  # under the handler's lock (Handler.handle)
+            self._file.flush()
+        except Exception:  # noqa: BLE001 - as any logging handler: never fail the caller
+            self.handleError(record)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 class LocalStack:
@@ -86,6 +137,8 @@ class LocalStack:
         self._server: Any = None
         self.gateway: Gateway | None = None
         self.stand_in: SupabaseAuthStandIn | None = None  # stopped with the stack
+        self.log_path: Path | None = None  # the functions' JSON log lines, while running
+        self._log: JsonLinesLog | None = None
 
     def start(self) -> LocalStack:
         self.aws = LocalAws().start()
@@ -107,6 +160,9 @@ class LocalStack:
             parameters=self._parameters,
             environment=self._environment,
         )
+        self.log_path = Path(tempfile.mkdtemp(prefix="tokengate-local-")) / "functions.log"
+        self._log = JsonLinesLog(self.log_path)
+        logging.getLogger("tokengate").addHandler(self._log)
         # Listening before the functions start, as in AWS: an authorizer's start fetches this
         # stack's JWKS through the gateway (a refused connection would be a warning at start).
         self.gateway = Gateway(template, {})
@@ -131,6 +187,13 @@ class LocalStack:
         if self.stand_in is not None:
             self.stand_in.stop()
             self.stand_in = None
+        if self._log is not None:
+            logging.getLogger("tokengate").removeHandler(self._log)
+            self._log.close()
+            self._log = None
+        if self.log_path is not None:
+            shutil.rmtree(self.log_path.parent, ignore_errors=True)
+            self.log_path = None
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -35,6 +35,7 @@ def state_of(stack: LocalStack) -> dict[str, Any]:
         "supabase_url": stack.supabase_url,
         "signing_key_arn": stack.provisioned.signing_key_arn,
         "environment": {name: template.environment(name) for name in template.functions()},
+        "log_file": str(stack.log_path or ""),  # the functions' JSON log (make smoke reads it)
     }
 
 

@@ -204,12 +204,16 @@ class Template:
         return dict(self.document["Globals"]["Function"]["Environment"]["Variables"])
 
     def parameter_variables(self) -> dict[str, str]:
-        """Each Globals variable that carries one parameter, to its name: ``VAR: !Ref Parameter``,
+        """Each variable (Globals' or a function's) that carries one parameter, to its name:
+        ``VAR: !Ref Parameter``,
         or ``VAR: !If [Cond, !Ref Parameter, ...]`` where ``Cond`` is "Parameter is not empty"
         (the parameter's value whenever it is set)."""
+        variables = self.global_variables()
+        for props in self.functions().values():  # and a function's own variables
+            variables.update(props.get("Environment", {}).get("Variables", {}))
         return {
             name: parameter
-            for name, value in self.global_variables().items()
+            for name, value in variables.items()
             if (parameter := self._carried_parameter(value)) is not None
         }
 

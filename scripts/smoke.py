@@ -10,6 +10,17 @@ Works against the local stack (``make run``) and a deployed stage or custom doma
 
 Each check has a deadline (``--check-seconds``, 20 s by default): an endpoint that hangs, or
 trickles its answer byte by byte, fails that check in bounded time instead of holding the run.
+Then what an operator needs to trust the stack (docs/deploy.md):
+
+* CORS, when it is configured (``--origin``, else the stack's ``CorsAllowOrigins`` read from the
+  local stack or, with ``--stack``, from CloudFormation): a preflight of ``/token`` and the CORS
+  header on an error answer.
+* The issuance audit line of the token just issued, with its fields and without the token: from
+  the local stack's log, or with ``--stack`` and AWS credentials from the exchange's log group
+  (CloudWatch Logs ``FilterLogEvents``).
+* With ``--stack`` and AWS credentials: whether CloudTrail records the account's management
+  events, without which the stack's EventBridge rules (key, function and role changes) never
+  fire. A line that says so, never a failure; "cannot tell" when it cannot.
 """
 
 from __future__ import annotations
@@ -81,13 +92,32 @@ def tampered(token: str) -> str:
     return f"{head}.{flipped}{last[1:]}"
 
 
+# The issuance line's fields (docs/operations.md): enough to tie a request to its token.
+ISSUANCE_FIELDS = ("client_id", "sid", "kid", "exp", "jti", "request_id", "source_ip")
+LOG_WAIT_SECONDS = 60.0  # CloudWatch Logs makes a line searchable within seconds, not at once
+PROBE_ORIGIN = "https://smoke-test.invalid"  # what an allow-all (*) configuration is probed with
+
+
 class Smoke:
-    def __init__(self, base_url: str, supabase_token: str, audience: str) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        supabase_token: str,
+        audience: str,
+        *,
+        stack: str = "",
+        origin: str = "",
+        log_file: str = "",
+    ) -> None:
         self.base = base_url.rstrip("/")
         self.supabase_token = supabase_token
         self.audience = audience
         self.metadata: dict[str, Any] = {}
         self.api_token = ""
+        self.stack = stack
+        self.origin = origin
+        self.log_file = log_file
+        self._local_state: dict[str, Any] | None = None
 
     def discovery(self) -> str:
         status, _, oidc = request("GET", f"{self.base}/.well-known/openid-configuration")
@@ -190,6 +220,111 @@ class Smoke:
     def bearer(token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
+    # -- what an operator needs to trust the stack ------------------------------------------
+
+    def local_state(self) -> dict[str, Any]:
+        """``make run``'s record of the stack at this URL (its port), or {} for any other."""
+        if self._local_state is None:
+            self._local_state = read_local_state(self.base)
+        return self._local_state
+
+    def cors_origin(self) -> tuple[str, str]:
+        """(the origin to probe with, where that came from), or ("", why not)."""
+        if self.origin:
+            return self.origin, "--origin"
+        configured = ""
+        source = ""
+        environment = self.local_state().get("environment", {})
+        if environment:
+            exchange = environment.get("TokenExchangeFunction", {})
+            configured, source = exchange.get("CORS_ALLOW_ORIGINS", ""), "the local stack"
+        elif self.stack:
+            try:
+                configured = stack_parameters(self.stack).get("CorsAllowOrigins", "")
+                source = f"stack {self.stack}"
+            except Exception as error:  # noqa: BLE001 - any AWS failure: say so, do not guess
+                return "", f"cannot read stack {self.stack}'s CorsAllowOrigins: {error}"
+        else:
+            return "", "no --origin, and the stack's CorsAllowOrigins is unknown (give --stack)"
+        first = next((o.strip() for o in configured.split(",") if o.strip()), "")
+        if not first:
+            return "", f"CorsAllowOrigins is empty ({source}): no CORS"
+        return (PROBE_ORIGIN if first == "*" else first), source
+
+    def cors(self) -> str:
+        origin, source = self.cors_origin()
+        if not origin:
+            return f"not checked: {source}"
+        endpoint = self.metadata["token_endpoint"]
+        preflight = {
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        }
+        status, headers, _ = request("OPTIONS", endpoint, headers=preflight)
+        expect(200 <= status < 300, f"preflight of /token from {origin} answered {status}")
+        allowed = headers.get("access-control-allow-origin")
+        expect(allowed in (origin, "*"), f"preflight allows origin {allowed!r}, not {origin}")
+        methods = headers.get("access-control-allow-methods", "")
+        expect("POST" in methods.upper(), f"preflight allows methods {methods!r}, not POST")
+        status, headers, _ = request(
+            "POST",
+            endpoint,
+            b"grant_type=smoke",
+            {"Origin": origin, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        expect(status == 400, f"a bad token request answered {status}, not 400")
+        allowed = headers.get("access-control-allow-origin")
+        expect(allowed in (origin, "*"), f"the 400 answer allows origin {allowed!r}")
+        status, headers, _ = request("GET", f"{self.base}/whoami", headers={"Origin": origin})
+        gateway = headers.get("access-control-allow-origin")
+        expect(gateway in (None, origin, "*"), f"API Gateway's {status} allows {gateway!r}")
+        note = (
+            f"API Gateway's own {status} carries it too"
+            if gateway
+            else f"API Gateway's own {status} carries no CORS header (GatewayResponses)"
+        )
+        return f"{origin} ({source}): preflight and the 400 answer name it; {note}"
+
+    def issuance_log(self) -> str:
+        token = self.api_token
+        claims = jwt.decode(token, options={"verify_signature": False})
+        kid = jwt.get_unverified_header(token)["kid"]
+        log_file = self.log_file or str(self.local_state().get("log_file") or "")
+        if log_file:
+            line, where = local_issuance_line(log_file, claims["jti"]), "the local stack's log"
+        elif self.stack:
+            try:
+                line, where = cloudwatch_issuance_line(self.stack, claims["jti"])
+            except Exception as error:  # noqa: BLE001 - no credentials, access denied, ...
+                return f"not checked: cannot search stack {self.stack}'s log ({error})"
+        else:
+            return "not checked: give --stack (with AWS credentials) to search the stack's log"
+        expect(line is not None, f"no 'token issued' line for jti {claims['jti']} in {where}")
+        assert line is not None
+        document = json.loads(line)
+        missing = [f for f in ISSUANCE_FIELDS if document.get(f) in (None, "")]
+        expect(not missing, f"the issuance line lacks {', '.join(missing)}")
+        expect(document["kid"] == kid, "the issuance line names another kid")
+        expect(document["exp"] == claims["exp"], "the issuance line names another exp")
+        signature = token.rsplit(".", 1)[1]
+        for secret in (token, signature, self.supabase_token):
+            expect(secret not in line, "the issuance line holds a token or a signature")
+        return f"{where}: jti, client_id, sid, kid, exp, request_id, source_ip; no token"
+
+    def cloudtrail(self) -> str:
+        if not self.stack:
+            return "not checked: give --stack (with AWS credentials) to check the account"
+        return cloudtrail_status(self.stack)
+
+    def trust_checks(self) -> list[tuple[str, Callable[[], str]]]:
+        """Run after the end-to-end checks (they need the issued token)."""
+        return [
+            ("cors", self.cors),
+            ("issuance log", self.issuance_log),
+            ("cloudtrail", self.cloudtrail),
+        ]
+
     def checks(self) -> list[tuple[str, Callable[[], str]]]:
         return [
             ("discovery", self.discovery),
@@ -199,6 +334,7 @@ class Smoke:
             ("whoami", self.whoami),
             ("tampered token refused", self.tampered_refused),
             ("missing token refused", self.missing_refused),
+            *self.trust_checks(),
         ]
 
 
@@ -224,6 +360,121 @@ def run_check(check: Callable[[], str], seconds: float) -> str:
     if isinstance(result, BaseException):
         raise result
     return result
+def read_local_state(base_url: str) -> dict[str, Any]:
+    """``make run`` writes ``.aws-sam/local/<port>.json``: its functions' environment and log."""
+    parts = urlsplit(base_url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:
+        return {}
+    path = os.path.join(os.path.dirname(__file__), "..", ".aws-sam", "local", f"{parts.port}.json")
+    try:
+        with open(path, encoding="utf-8") as file:
+            state: dict[str, Any] = json.load(file)
+    except (OSError, ValueError):
+        return {}
+    return state if state.get("base_url") == base_url.rstrip("/") else {}
+
+
+def local_issuance_line(path: str, jti: str, wait: float = 5.0) -> str | None:
+    """The local log's ``token issued`` line for ``jti`` (written as the answer is sent)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        with open(path, encoding="utf-8") as file:
+            for line in file:
+                if '"token issued"' in line and jti in line:
+                    document = json.loads(line)
+                    if document.get("message") == "token issued" and document.get("jti") == jti:
+                        return line.strip()
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
+
+
+def stack_parameters(stack: str) -> dict[str, str]:
+    import boto3
+
+    description = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in description["Parameters"]}
+
+
+def cloudwatch_issuance_line(
+    stack: str, jti: str, wait: float = LOG_WAIT_SECONDS
+) -> tuple[str | None, str]:
+    """The exchange's log group (the stack's ``TokenExchangeLogGroup``), searched for ``jti``."""
+    import time
+
+    import boto3
+
+    resource = boto3.client("cloudformation").describe_stack_resource(
+        StackName=stack, LogicalResourceId="TokenExchangeLogGroup"
+    )
+    group = resource["StackResourceDetail"]["PhysicalResourceId"]
+    logs = boto3.client("logs")
+    since = int((time.time() - 900) * 1000)
+    deadline = time.monotonic() + wait
+    while True:
+        events = logs.filter_log_events(
+            logGroupName=group, startTime=since, filterPattern=f'{{ $.jti = "{jti}" }}'
+        ).get("events", [])
+        for event in events:
+            if '"token issued"' in event["message"]:
+                return event["message"].strip(), f"log group {group}"
+        if time.monotonic() > deadline:
+            return None, f"log group {group}"
+        time.sleep(3)
+
+
+def management_events_recorded(trails: list[dict[str, Any]], selectors: Any, region: str) -> str:
+    """Which trail records this region's management write events, or "" (pure: the decision)."""
+    for trail in trails:
+        if not (trail.get("IsMultiRegionTrail") or trail.get("HomeRegion") == region):
+            continue
+        answer = selectors(trail)
+        if answer is None:  # not logging
+            continue
+        for selector in answer.get("EventSelectors") or []:
+            if selector.get("IncludeManagementEvents", True) and selector.get(
+                "ReadWriteType", "All"
+            ) in ("All", "WriteOnly"):
+                return str(trail.get("Name"))
+        for advanced in answer.get("AdvancedEventSelectors") or []:
+            fields = {f["Field"]: f for f in advanced.get("FieldSelectors", [])}
+            category = fields.get("eventCategory", {})
+            read_only = fields.get("readOnly", {})
+            if "Management" in category.get("Equals", []) and read_only.get("Equals") != ["true"]:
+                return str(trail.get("Name"))
+    return ""
+
+
+def cloudtrail_status(stack: str) -> str:
+    """Does CloudTrail record management events here? EventBridge receives "AWS API Call via
+    CloudTrail" events only then (docs/deploy.md)."""
+    try:
+        import boto3
+
+        session = boto3.session.Session()
+        if session.get_credentials() is None:
+            return "cannot tell: no AWS credentials"
+        region = session.region_name or "us-east-1"
+        cloudtrail = session.client("cloudtrail")
+        trails = cloudtrail.describe_trails(includeShadowTrails=True).get("trailList", [])
+
+        def selectors(trail: dict[str, Any]) -> Any:
+            arn = trail["TrailARN"]
+            if not cloudtrail.get_trail_status(Name=arn).get("IsLogging"):
+                return None
+            return cloudtrail.get_event_selectors(TrailName=arn)
+
+        name = management_events_recorded(trails, selectors, region)
+    except Exception as error:  # noqa: BLE001 - access denied, no endpoint: cannot tell
+        return f"cannot tell: {type(error).__name__}: {error}"
+    if name:
+        return f"trail {name} records management events: the stack's EventBridge rules will fire"
+    return (
+        f"NO trail records management write events in {region}: the stack's EventBridge rules "
+        "(key, function and role changes) will never fire; see docs/deploy.md"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +487,11 @@ def main(argv: list[str] | None = None) -> int:
         default=CHECK_SECONDS,
         help=f"each check's deadline (default {CHECK_SECONDS:g})",
     )
+    parser.add_argument(
+        "--stack", default=os.environ.get("STACK", ""), help="the CloudFormation stack (AWS)"
+    )
+    parser.add_argument("--origin", default="", help="a browser origin CORS should allow")
+    parser.add_argument("--log-file", default="", help="the functions' JSON log (local stack)")
     args = parser.parse_args(argv)
     if not args.check_seconds > 0:
         parser.error("--check-seconds must be positive")
@@ -243,7 +499,14 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("SUPABASE_TOKEN is not set (a live Supabase access token)", file=sys.stderr)
         return 2
-    smoke = Smoke(args.url, token, args.audience)
+    smoke = Smoke(
+        args.url,
+        token,
+        args.audience,
+        stack=args.stack,
+        origin=args.origin,
+        log_file=args.log_file,
+    )
     for name, check in smoke.checks():
         try:
             detail = run_check(check, args.check_seconds)

@@ -87,6 +87,8 @@ _SUPABASE_AUTHORIZER_FORBIDDEN = {
     "secrets",
     "tokengate.aws",
     "tokengate.session",
+    "tokengate.cors",  # the exchange's CORS answers
+    "tokengate.published",  # the JWKS function's configured public keys
 }
 COLD_START_FORBIDDEN = {
     "api_token_authorizer": _SUPABASE_AUTHORIZER_FORBIDDEN | {"tokengate.cache"},

@@ -1,5 +1,6 @@
 """Cold starts are counted by every function, in the one shape the dashboard queries: the
-``ColdStart`` metric in the ``TokenGate`` namespace with ``function_name`` and ``service``."""
+``ColdStart`` metric in the ``TokenGate`` namespace with ``Stack``, ``function_name`` and
+``service``."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def cold_starts(output: str) -> list[dict[str, Any]]:
             continue
         (directive,) = directives
         assert directive["Namespace"] == "TokenGate"
-        assert directive["Dimensions"] == [["function_name", "service"]]
+        assert directive["Dimensions"] == [["Stack", "function_name", "service"]]
         assert isinstance(document["_aws"]["Timestamp"], int)
         assert document["service"] == "tokengate" and document["function_name"]
         value = document["ColdStart"]

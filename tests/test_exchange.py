@@ -366,7 +366,8 @@ def test_each_exchange_is_one_count_in_the_shape_the_alarms_query(
         assert directive["Namespace"] == namespace
         assert directive["Metrics"] == [{"Name": "TokenExchange", "Unit": "Count"}]
         (dimensions,) = directive["Dimensions"]
-        assert sorted(dimensions) == ["outcome", "reason", "service"]
+        assert sorted(dimensions) == ["Stack", "outcome", "reason", "service"]
         assert document["service"] == service
+        assert document["Stack"] == "tokengate-local"  # the template's AWS::StackName
         assert document["TokenExchange"] == 1
         assert isinstance(document["_aws"]["Timestamp"], int)

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from devstack.__main__ import start
 from devstack.client import Client, http
@@ -31,7 +32,10 @@ from tests.jwks_server import JwksServer
 from tokengate.apitoken import ApiTokenIssuer
 from tokengate.aws import KmsSigner
 from tokengate.config import Settings
+from tokengate.emf import stack_from_env
 from tokengate.errors import ConfigurationError
+from tokengate.keys import thumbprint
+from tokengate.published import encode_public_key
 
 pytestmark = pytest.mark.stack
 
@@ -64,6 +68,7 @@ def test_template_environment_and_settings_agree_both_ways() -> None:
     the functions do not read."""
     env = Recording({"SUPABASE_URL": "https://abcdefghijklmnopqrst.supabase.co"})
     Settings.from_env(env)
+    stack_from_env(env)  # the metrics' Stack dimension (tokengate.emf), read beside Settings
     template = {
         name
         for name in Template.load().global_variables()
@@ -82,6 +87,7 @@ def test_every_setting_but_the_signing_key_is_one_parameter() -> None:
         "SIGNING_KEY_ID",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
+        "STACK_NAME",  # the stack's own name, not a setting
     }
     assert len(set(mapped.values())) == len(mapped)  # one variable per parameter
 
@@ -399,6 +405,33 @@ def check_authorizer_cache_ttl(run: Running) -> None:
     assert run.client.get("/whoami", token)[0] == 200
     assert run.client.get("/whoami", token)[0] == 200
     assert len(calls) == 2
+APP_ORIGIN = "https://app.example.com"
+
+
+def check_cors(run: Running) -> None:
+    """A browser app at the allowed origin may call /token: preflight, and an error it can read."""
+    preflight = {"Origin": APP_ORIGIN, "Access-Control-Request-Method": "POST"}
+    status, headers, _ = http("OPTIONS", f"{run.stack.base_url}/token", headers=preflight)
+    assert status == 204
+    assert headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+    status, headers, body = http(
+        "POST",
+        f"{run.stack.base_url}/token",
+        b"grant_type=password",
+        {"Origin": APP_ORIGIN, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert status == 400, body
+    assert headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+
+
+PUBLISHED_ONLY = ec.generate_private_key(ec.SECP256R1()).public_key()
+
+
+def check_signing_public_keys(run: Running) -> None:
+    """The JWKS publishes the configured public keys (the Secrets Manager mode's source)."""
+    jwks = run.client.get("/.well-known/jwks.json")[2]
+    assert [key["kid"] for key in jwks["keys"]] == [thumbprint(PUBLISHED_ONLY)]
 
 
 Check = Callable[[Running], None]
@@ -458,6 +491,15 @@ CASES: dict[str, tuple[dict[str, str], Check]] = {
     "API_JWKS_URL": ({}, check_api_jwks_url),  # the project's JWKS URL, known once it runs
     "CONTEXT_CLAIMS": ({"CONTEXT_CLAIMS": "aal exp"}, check_context_claims),
     "DEFAULT_CLIENT_ID": ({"DEFAULT_CLIENT_ID": "local-cli"}, check_default_client_id),
+    "CORS_ALLOW_ORIGINS": ({"CORS_ALLOW_ORIGINS": APP_ORIGIN}, check_cors),
+    "SIGNING_PUBLIC_KEYS": (
+        {
+            "SIGNING_MODE": "secretsmanager",
+            "SIGNING_ALG": "ES256",
+            "SIGNING_PUBLIC_KEYS": encode_public_key(PUBLISHED_ONLY),
+        },
+        check_signing_public_keys,
+    ),
 }
 
 

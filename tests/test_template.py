@@ -149,7 +149,7 @@ CASES: dict[str, tuple[dict[str, str], dict[str, set[Grant]]]] = {
                 ("secretsmanager:GetSecretValue", PEM_SECRET, ""),
                 ("secretsmanager:GetSecretValue", JWT_SECRET, ""),
             },
-            "JwksFunction": {("secretsmanager:GetSecretValue", PEM_SECRET, "")},
+            "JwksFunction": set(),  # publishes SigningPublicKeys: no private key to read
             "ApiTokenAuthorizerFunction": set(),
             "SupabaseAuthorizerFunction": {("secretsmanager:GetSecretValue", JWT_SECRET, "")},
             "WhoamiFunction": set(),

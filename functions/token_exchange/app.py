@@ -11,10 +11,11 @@ import logging
 import os
 from typing import Any
 
-from tokengate.apigw import NO_STORE, BodyError, body_bytes, header, json_response
+from tokengate.apigw import NO_STORE, BodyError, body_bytes, header, json_response, request_fields
 from tokengate.budget import Budget
 from tokengate.coldstart import count_cold_start
 from tokengate.config import Settings
+from tokengate.cors import CorsPolicy, is_preflight
 from tokengate.emf import EmfCounter
 from tokengate.errors import (
     ConfigurationError,
@@ -33,6 +34,7 @@ count_cold_start(os.environ)
 settings = Settings.from_env(os.environ)
 budget = Budget()
 service = exchange_service(settings, budget=budget)
+cors = CorsPolicy.from_env(os.environ)
 RETRY_AFTER_SECONDS = "5"
 
 
@@ -45,11 +47,11 @@ def exchange(event: dict[str, Any]) -> dict[str, Any]:
         issuer = issuer_for(settings.issuer, settings.region, event)
         result = service.exchange(request, issuer)
     except InvalidTokenError as exc:
-        return _refused("invalid_request", INVALID_SUBJECT, exc.reason)
+        return _refused(event, "invalid_request", INVALID_SUBJECT, exc.reason)
     except RequestError as exc:
-        return _refused(exc.error, exc.description, exc.error)
+        return _refused(event, exc.error, exc.description, exc.error)
     except BodyError as exc:
-        return _refused("invalid_request", str(exc), "invalid_request")
+        return _refused(event, "invalid_request", str(exc), "invalid_request")
     except DependencyUnavailableError as exc:
         # A deployment fault (disabled key, access denied) is the operator's to fix: an error.
         log = logger.error if isinstance(exc, DependencyMisconfiguredError) else logger.warning
@@ -68,16 +70,16 @@ def exchange(event: dict[str, Any]) -> dict[str, Any]:
         )
         _count("error", exc.reason)
         return json_response(500, {"error": "server_error"}, NO_STORE)
-    issued = {k: result.claims[k] for k in ("sub", "jti", "aud", "scope")}
-    logger.info("token issued", extra={"outcome": "issued", **issued})
+    # One line per token: its audit fields and who asked for it, never the token itself.
+    audit = result.audit_fields() | request_fields(event)
+    logger.info("token issued", extra={"outcome": "issued", **audit})
     _count("issued", "ok")
     return json_response(200, result.body, NO_STORE)
 
 
-def _refused(error: str, description: str, reason: str) -> dict[str, Any]:
-    logger.info(
-        "token exchange refused", extra={"outcome": "refused", "error": error, "reason": reason}
-    )
+def _refused(event: dict[str, Any], error: str, description: str, reason: str) -> dict[str, Any]:
+    fields = {"outcome": "refused", "error": error, "reason": reason} | request_fields(event)
+    logger.info("token exchange refused", extra=fields)
     _count("refused", reason)
     return json_response(400, {"error": error, "error_description": description}, NO_STORE)
 
@@ -87,5 +89,7 @@ def _count(outcome: str, reason: str) -> None:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if is_preflight(event):
+        return cors.preflight(event)
     with budget.invocation(context):
-        return exchange(event)
+        return cors.answer(event, exchange(event))

@@ -51,3 +51,17 @@ def json_response(
         "headers": {"Content-Type": "application/json", **(headers or {})},
         "body": json.dumps(document, separators=(",", ":")),
     }
+
+
+def request_fields(event: dict[str, Any]) -> dict[str, str | None]:
+    """Who asked, for a log line: API Gateway's request id (the access log's ``requestId``) and
+    the caller's source IP, as API Gateway saw them."""
+    context = event.get("requestContext")
+    context = context if isinstance(context, dict) else {}
+    identity = context.get("identity")
+    identity = identity if isinstance(identity, dict) else {}
+    request_id, source_ip = context.get("requestId"), identity.get("sourceIp")
+    return {
+        "request_id": request_id if isinstance(request_id, str) else None,
+        "source_ip": source_ip if isinstance(source_ip, str) else None,
+    }

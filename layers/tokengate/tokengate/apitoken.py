@@ -34,6 +34,7 @@ class IssuedToken(NamedTuple):
     token: str
     expires_in: int
     claims: dict[str, Any]
+    kid: str = ""  # the signing key's, as the token's header names it
 
     def __repr__(self) -> str:
         return f"IssuedToken(jti={self.claims.get('jti')!r}, expires_in={self.expires_in})"
@@ -105,7 +106,7 @@ class ApiTokenIssuer:
         signing_input = encode_compact(header, claims)
         signature = self._signer.sign(signing_input)
         token = signing_input.decode("ascii") + "." + b64url_encode(signature)
-        return IssuedToken(token=token, expires_in=expires_in, claims=claims)
+        return IssuedToken(token=token, expires_in=expires_in, claims=claims, kid=header["kid"])
 
 
 class KeySource(Protocol):

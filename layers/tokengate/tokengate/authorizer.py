@@ -12,11 +12,13 @@ simple responses are replayed per identity source values, so they are decided pe
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .apigw import header
+from .emf import stack_from_env
 from .errors import TokenGateError
 from .policies import PolicyPlanner, RouteScopes, frozen_policy
 from .routes import Route
@@ -40,7 +42,12 @@ def log_decision(decision: str, reason: str, principal: Principal | None) -> Non
                 extra={"decision": decision, "sub": principal and principal.sub},
             )
         return
-    fields: dict[str, Any] = {"decision": decision, "reason": reason}
+    # ``stack``: the log metric filters' Stack dimension (the refusal metrics, per stack).
+    fields: dict[str, Any] = {
+        "decision": decision,
+        "reason": reason,
+        "stack": stack_from_env(os.environ),
+    }
     if principal is not None:
         fields |= {"sub": principal.sub, "jti": principal.context.get("jti")}
     logger.info("authorizer decision", extra=fields)

@@ -1,7 +1,8 @@
 """A cold-start count as one Embedded Metric Format line, written at a function's init: the
 ``ColdStart`` metric (namespace ``POWERTOOLS_METRICS_NAMESPACE``, ``TokenGate`` by default;
-dimensions ``function_name`` and ``service``) in the shape Powertools' ``capture_cold_start_metric``
-emits, so one dashboard query counts every function's cold starts."""
+dimensions ``Stack``, ``function_name`` and ``service``) in the shape Powertools'
+``capture_cold_start_metric`` emits (plus ``Stack``), so one dashboard query counts every
+function's cold starts, per stack."""
 
 from __future__ import annotations
 
@@ -9,13 +10,25 @@ import sys
 import time
 from collections.abc import Mapping
 
-from .emf import DEFAULT_NAMESPACE, emf_line, namespace_from_env, service_from_env
+from .emf import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_STACK,
+    STACK_DIMENSION,
+    emf_line,
+    namespace_from_env,
+    service_from_env,
+    stack_from_env,
+)
 
 
 def cold_start_line(
-    function_name: str, service: str, timestamp_ms: int, namespace: str = DEFAULT_NAMESPACE
+    function_name: str,
+    service: str,
+    timestamp_ms: int,
+    namespace: str = DEFAULT_NAMESPACE,
+    stack: str = DEFAULT_STACK,
 ) -> str:
-    dimensions = {"function_name": function_name, "service": service}
+    dimensions = {STACK_DIMENSION: stack, "function_name": function_name, "service": service}
     return emf_line(namespace, "ColdStart", dimensions, timestamp_ms=timestamp_ms)
 
 
@@ -26,5 +39,6 @@ def count_cold_start(environ: Mapping[str, str]) -> None:
         service_from_env(environ),
         int(time.time() * 1000),
         namespace_from_env(environ),
+        stack_from_env(environ),
     )
     sys.stdout.write(line + "\n")

@@ -4,6 +4,9 @@ The authorizers and the token exchange avoid Powertools for their cold start; a 
 line on stdout, which CloudWatch Logs turns into a metric (the EMF specification:
 ``_aws.Timestamp``, ``_aws.CloudWatchMetrics[].{Namespace, Dimensions, Metrics}``, and each
 dimension and metric value as a top-level member).
+
+Every metric carries the ``Stack`` dimension (``STACK_NAME``, the CloudFormation stack's name as
+the template sets it), so two stacks in one account never add to each other's metrics or alarms.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Callable, Mapping
 
 DEFAULT_NAMESPACE = "TokenGate"
 DEFAULT_SERVICE = "tokengate"
+DEFAULT_STACK = "local"
+STACK_DIMENSION = "Stack"
 
 
 def namespace_from_env(environ: Mapping[str, str]) -> str:
@@ -25,6 +30,11 @@ def namespace_from_env(environ: Mapping[str, str]) -> str:
 def service_from_env(environ: Mapping[str, str]) -> str:
     """The ``service`` dimension: ``POWERTOOLS_SERVICE_NAME``, as the template sets it."""
     return environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
+
+
+def stack_from_env(environ: Mapping[str, str]) -> str:
+    """The ``Stack`` dimension: ``STACK_NAME`` (``!Ref AWS::StackName`` in the template)."""
+    return environ.get("STACK_NAME") or DEFAULT_STACK
 
 
 def emf_line(
@@ -66,17 +76,23 @@ class EmfCounter:
         namespace: str = DEFAULT_NAMESPACE,
         service: str = DEFAULT_SERVICE,
         write: Callable[[str], None] = _stdout,
+        stack: str = DEFAULT_STACK,
     ) -> None:
         self._namespace = namespace
         self._service = service
         self._write = write
+        self._stack = stack
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str], write: Callable[[str], None] = _stdout
     ) -> EmfCounter:
-        """Namespace and ``service`` from the function's environment (the template's Globals)."""
-        return cls(namespace_from_env(environ), service_from_env(environ), write)
+        """Namespace, ``service`` and ``Stack`` from the function's environment (the template's
+        Globals)."""
+        return cls(
+            namespace_from_env(environ), service_from_env(environ), write, stack_from_env(environ)
+        )
 
     def count(self, metric: str, **dimensions: str) -> None:
-        self._write(emf_line(self._namespace, metric, {"service": self._service, **dimensions}))
+        fixed = {STACK_DIMENSION: self._stack, "service": self._service}
+        self._write(emf_line(self._namespace, metric, {**fixed, **dimensions}))

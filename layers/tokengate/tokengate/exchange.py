@@ -177,12 +177,22 @@ class ExchangePolicy(_ExchangePolicyFields):
         return list(dict.fromkeys(targets)) or [self.default_audience]
 
 
+# What the issuance log line records of each token (never the token or its signature): enough
+# to tie a request in the access log to the token it obtained, and the token to its session.
+AUDIT_CLAIMS = ("sub", "client_id", "sid", "jti", "exp", "aud", "scope")
+
+
 class ExchangeResult(NamedTuple):
     body: dict[str, Any]
     claims: dict[str, Any]
+    kid: str = ""
 
     def __repr__(self) -> str:  # never the token
         return f"ExchangeResult(jti={self.claims.get('jti')!r})"
+
+    def audit_fields(self) -> dict[str, Any]:
+        """The issuance log line's fields: the audit claims and the signing key's ``kid``."""
+        return {k: self.claims.get(k) for k in AUDIT_CLAIMS} | {"kid": self.kid}
 
 
 class TokenExchangeService:
@@ -230,4 +240,4 @@ class TokenExchangeService:
             "expires_in": issued.expires_in,
             "scope": " ".join(scopes),
         }
-        return ExchangeResult(body=body, claims=issued.claims)
+        return ExchangeResult(body=body, claims=issued.claims, kid=issued.kid)

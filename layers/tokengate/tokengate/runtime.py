@@ -17,10 +17,16 @@ from typing import TYPE_CHECKING
 from .budget import Budget
 from .config import Settings
 from .emf import EmfCounter
+from .errors import ConfigurationError
 from .http import HttpClient
 from .jwks import MAX_JWKS_BYTES, HttpJwksFetcher, JwksCache
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
+    class PublicKeyHolder(Protocol):
+        def public_jwk(self) -> dict[str, str]: ...
+
     from .exchange import TokenExchangeService
     from .keys import HmacKey
     from .principals import ApiTokenPrincipals, SupabasePrincipals
@@ -153,8 +159,33 @@ def exchange_service(
     )
 
 
-def published_signers(settings: Settings, budget: Budget | None = None) -> list[Signer]:
-    """Current key first, then previous and next keys (docs/contract.md §3.2)."""
+class _Unpublishable:
+    """Stands for keys that cannot be published: each use raises the configuration error, which
+    the JWKS function answers as a server error (logged for the operator)."""
+
+    def __init__(self, error: ConfigurationError) -> None:
+        self._error = error
+
+    def public_jwk(self) -> dict[str, str]:
+        raise self._error
+
+
+def published_signers(settings: Settings, budget: Budget | None = None) -> list[PublicKeyHolder]:
+    """Current key first, then previous and next keys (docs/contract.md §3.2).
+
+    KMS keys are read from KMS (``GetPublicKey``, never a private key). In the Secrets Manager
+    mode the public keys come from ``SIGNING_PUBLIC_KEYS`` (:mod:`tokengate.published`): the
+    publishing function never reads a secret holding a private key."""
+    if settings.signing_mode != "kms":
+        from .published import VARIABLE, published_keys
+
+        try:
+            keys: list[PublicKeyHolder] = list(published_keys(os.environ, settings.signing_alg))
+        except ConfigurationError as exc:
+            return [_Unpublishable(exc)]
+        if not keys:
+            return [_Unpublishable(ConfigurationError(f"{VARIABLE} is empty: nothing to publish"))]
+        return keys
     key_ids = dict.fromkeys((settings.signing_key_id, *settings.published_key_ids))
     return [signer_for(settings, key_id, budget) for key_id in key_ids if key_id]
 
