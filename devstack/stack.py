@@ -12,6 +12,7 @@ import boto3
 from .gateway import Gateway, serve
 from .lambda_runtime import as_lambda
 from .moto_aws import REGION, LocalAws, Provisioned, point_boto3_at, provision
+from .schedules import Schedules
 from .supabase_auth import SupabaseAuthStandIn
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
 from .template import Handler, Template
@@ -20,6 +21,7 @@ from .template import Handler, Template
 def deploy(
     kms: Any = None,
     secrets: Any = None,
+    dynamodb: Any = None,
     *,
     supabase_url: str,
     jwt_secret: str,
@@ -34,9 +36,10 @@ def deploy(
     """
     kms = kms or boto3.client("kms", region_name=REGION)  # the ambient AWS: in tests, moto
     secrets = secrets or boto3.client("secretsmanager", region_name=REGION)
+    dynamodb = dynamodb or boto3.client("dynamodb", region_name=REGION)
     requested = Template.load(parameters)  # the caller's values checked before anything is made
     alg = requested.parameters["SigningAlgorithm"]
-    provisioned = provision(kms, secrets, alg, jwt_secret)
+    provisioned = provision(kms, secrets, alg, jwt_secret, dynamodb)
     values = {
         "SupabaseUrl": supabase_url.rstrip("/"),
         "SupabaseJwtSecretArn": provisioned.jwt_secret_arn,
@@ -49,6 +52,7 @@ def deploy(
         values.setdefault("SigningKeySecretArn", provisioned.signing_key_secret_arn)
     template = requested.with_parameters(values)
     template.attributes["SigningKey.Arn"] = provisioned.signing_key_arn
+    template.attributes["RevocationTable"] = provisioned.revocation_table
     for function in template.functions():
         os.environ.update(template.environment(function))
     os.environ.update(environment or {})
@@ -79,6 +83,7 @@ class LocalStack:
         self._server: Any = None
         self.gateway: Gateway | None = None
         self.stand_in: SupabaseAuthStandIn | None = None  # stopped with the stack
+        self.schedules: Schedules | None = None
 
     def start(self) -> LocalStack:
         self.aws = LocalAws().start()
@@ -94,6 +99,7 @@ class LocalStack:
         template, self.provisioned = deploy(
             aws.client("kms"),
             aws.client("secretsmanager"),
+            aws.client("dynamodb"),
             supabase_url=self.supabase_url,
             jwt_secret=self.jwt_secret,
             issuer=self.base_url,
@@ -103,6 +109,7 @@ class LocalStack:
         self.gateway = Gateway(template, load_handlers(template))
         self._server = serve(self.gateway, self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.schedules = Schedules(template, self.gateway.handlers).start()
 
     def stop_aws(self) -> None:
         """Stop the moto server alone (to see the service fail closed)."""
@@ -111,6 +118,9 @@ class LocalStack:
             self.aws = None
 
     def stop(self) -> None:
+        if self.schedules is not None:
+            self.schedules.stop()
+            self.schedules = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -1,4 +1,5 @@
-"""POST /token: RFC 8693 token exchange (docs/contract.md §3.1). A thin adapter over tokengate.
+"""POST /token: RFC 8693 token exchange (docs/contract.md §3.1); POST /revoke (RFC 7009) and the
+scheduled status list publication (docs/revocation.md). A thin adapter over tokengate.
 An invocation's outbound calls share one time budget: a slow dependency is a 503 in time.
 
 Like the authorizers, it logs through the standard library (the function's LoggingConfig emits
@@ -25,7 +26,8 @@ from tokengate.errors import (
 )
 from tokengate.exchange import INVALID_SUBJECT, MAX_BODY_BYTES, parse_token_request
 from tokengate.issuer import issuer_for
-from tokengate.runtime import exchange_service
+from tokengate.revoke import revocation_response
+from tokengate.runtime import exchange_service, revocation_service
 
 logger = logging.getLogger("tokengate.token_exchange")
 metrics = EmfCounter.from_env(os.environ)
@@ -33,6 +35,7 @@ count_cold_start(os.environ)
 settings = Settings.from_env(os.environ)
 budget = Budget()
 service = exchange_service(settings, budget=budget)
+revocations = revocation_service(settings, service, budget=budget)
 RETRY_AFTER_SECONDS = "5"
 
 
@@ -88,4 +91,9 @@ def _count(outcome: str, reason: str) -> None:
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with budget.invocation(context):
+        if event.get("source") == "aws.events":  # the schedule: keep the status list fresh
+            return {"published": service.publish_scheduled(settings.issuer)}
+        if str(event.get("resource") or event.get("path") or "").endswith("/revoke"):
+            issuer = issuer_for(settings.issuer, settings.region, event)
+            return revocation_response(revocations, event, issuer)
         return exchange(event)

@@ -170,6 +170,15 @@ class Settings(NamedTuple):
     discovery_supabase: bool  # discovery also names the Supabase project and its public key
     supabase_api_key: str  # never in repr()
     region: str  # AWS_REGION, which Lambda sets: for the API's default URL
+    # Revocation (docs/revocation.md): on when the table is named; the authorizers need only
+    # the flag (they read the published status list, never the table).
+    revocation_table: str = ""
+    status_list_refresh: int = 15
+    status_list_max_age: int = 300
+
+    @property
+    def revocation(self) -> bool:
+        return bool(self.revocation_table)
 
     def __repr__(self) -> str:
         shown = (f"{name}={value!r}" for name, value in zip(self._fields, self, strict=True))
@@ -273,4 +282,11 @@ class Settings(NamedTuple):
             discovery_supabase=_bool("DISCOVERY_SUPABASE", get("DISCOVERY_SUPABASE", "false")),
             supabase_api_key=api_key,
             region=get("AWS_REGION"),
+            revocation_table=get("REVOCATION_TABLE"),
+            status_list_refresh=_int(
+                "STATUS_LIST_REFRESH_SECONDS", get("STATUS_LIST_REFRESH_SECONDS"), 15, 1, 60
+            ),
+            status_list_max_age=_int(
+                "STATUS_LIST_MAX_AGE_SECONDS", get("STATUS_LIST_MAX_AGE_SECONDS"), 300, 30, 3600
+            ),
         )
