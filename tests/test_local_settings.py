@@ -71,13 +71,15 @@ def test_template_environment_and_settings_agree_both_ways() -> None:
 
 
 def test_every_setting_but_the_signing_key_is_one_parameter() -> None:
-    """One mapping covers every setting: the only variable built from several parameters is the
-    signing key (the stack's own key, or the rotation runbook's)."""
+    """One mapping covers every setting: the only variables built from several parameters are the
+    signing key (the stack's own key, or the rotation runbook's) and the revocation table (the
+    stack's own, when Revocation is on)."""
     template = Template.load()
     variables = set(template.global_variables())
     mapped = template.parameter_variables()
     assert variables - set(mapped) == AWS_SDK | {
         "SIGNING_KEY_ID",
+        "REVOCATION_TABLE",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
     }
@@ -365,6 +367,28 @@ def check_default_client_id(run: Running) -> None:
     assert run.api_claims(run.hs())["client_id"] == "local-cli"
 
 
+def check_status_list_refresh(run: Running) -> None:
+    """A revoked session is refused at the Supabase authorizer (on a path its cache has not
+    seen) once the authorizer's copy of the status list is older than the refresh period."""
+    token = run.hs()
+    assert run.client.get("/supabase/whoami", token)[0] == 200  # the list is fetched now
+    assert run.client.revoke(token)[0] == 200
+    time.sleep(2.0)  # past a 1 s refresh, well within the default 15 s
+    assert run.client.get("/supabase/orders/1", token)[0] == 401
+
+
+def check_status_list_max_age(run: Running) -> None:
+    """With the list no longer served, the authorizers decide from the last good one for the
+    max age, then refuse (30 s here; the default keeps it 300 s)."""
+    token = run.hs()
+    assert run.client.get("/supabase/whoami", token)[0] == 200
+    assert run.stack.aws is not None
+    table = run.stack.gateway.template.attributes["RevocationTable"]  # type: ignore[union-attr]
+    run.stack.aws.client("dynamodb").delete_item(TableName=table, Key={"pk": {"S": "l#1"}})
+    time.sleep(31.0)
+    assert run.client.get("/supabase/orders/2", token)[0] == 401
+
+
 Check = Callable[[Running], None]
 CASES: dict[str, tuple[dict[str, str], Check]] = {
     "PORT": ({}, check_port),  # every case sets its own free port
@@ -421,6 +445,14 @@ CASES: dict[str, tuple[dict[str, str], Check]] = {
     "API_JWKS_URL": ({}, check_api_jwks_url),  # the project's JWKS URL, known once it runs
     "CONTEXT_CLAIMS": ({"CONTEXT_CLAIMS": "aal exp"}, check_context_claims),
     "DEFAULT_CLIENT_ID": ({"DEFAULT_CLIENT_ID": "local-cli"}, check_default_client_id),
+    "STATUS_LIST_REFRESH_SECONDS": (
+        {"STATUS_LIST_REFRESH_SECONDS": "1"},
+        check_status_list_refresh,
+    ),
+    "STATUS_LIST_MAX_AGE_SECONDS": (
+        {"STATUS_LIST_MAX_AGE_SECONDS": "30"},
+        check_status_list_max_age,
+    ),
 }
 
 

@@ -75,7 +75,9 @@ class StatusListCache:
 
     def _refreshed(self) -> StatusListView:
         now = self._clock()
-        if now >= self._retry_at:
+        # Without a list every caller may try (a failed fetch at a cold start must not refuse
+        # everyone for the retry window); with one, a failed refresh is retried after a pause.
+        if self._view is None or now >= self._retry_at:
             # Without a list, wait (within the budget) for a refresh in progress; with one,
             # never wait: the last good list answers while another caller refreshes.
             wait = max(self._budget.deadline().remaining(), 0.0) if self._view is None else 0.0
@@ -111,4 +113,5 @@ class StatusListCache:
             return False
         self._view = view
         self._fetched_at = now
+        self._retry_at = float("-inf")
         return True
