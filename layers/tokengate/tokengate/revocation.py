@@ -9,8 +9,9 @@ attribute ``expires_at``:
 * ``u#<sub>``: ``before``: every Supabase token of the user issued before it is refused;
 * ``c#index``: the index allocator (an atomic counter: an index is never given twice, so
   revoking one session never flips another's status: no collateral);
-* ``l#1``: the signed status list token the public route serves, and the ``version`` (the
-  millisecond the snapshot behind it began) that keeps an older snapshot from replacing it.
+* ``c#publish``: the snapshot counter: each snapshot takes the next number before it reads;
+* ``l#1``: the signed status list token the public route serves, its ``published_at``, and the
+  ``version`` (its snapshot's number) that keeps an older snapshot from replacing a newer one.
 
 Each record lives :data:`RETENTION_SECONDS` after its last write: longer than any token that
 can refer to it (a Supabase access token lives at most a week, an API token an hour).
@@ -108,8 +109,8 @@ class RevocationStore:
             _s(item, "pk"): item
             for item in self._table.batch_get(
                 [_key(f"s#{session_id}"), _key(f"u#{sub}"), _key(f"l#{LIST_ID}")],
-                # Not the stored list itself: only its version.
-                ProjectionExpression="pk, idx, #sub, #r, expires_at, #b, version",
+                # Not the stored list itself: only when it was published.
+                ProjectionExpression="pk, idx, #sub, #r, expires_at, #b, published_at",
                 ExpressionAttributeNames={"#sub": "sub", "#r": "revoked", "#b": "before"},
             )
         }
@@ -133,7 +134,7 @@ class RevocationStore:
         if user is not None and _n(user, "expires_at") > now and _n(user, "before") >= iat:
             raise InvalidTokenError(Reason.REVOKED, "the user's sessions were revoked")
         listed = items.get(f"l#{LIST_ID}")
-        stale = listed is None or _n(listed, "version") / 1000 < now - REPUBLISH_AFTER_SECONDS
+        stale = listed is None or _n(listed, "published_at") < now - REPUBLISH_AFTER_SECONDS
         return idx, stale
 
     def _allocate(self, session_id: str, sub: str, now: int) -> int:
@@ -223,9 +224,18 @@ class RevocationStore:
 
     # -- publication ------------------------------------------------------------------------
     def snapshot(self) -> tuple[int, Snapshot]:
-        """(version, what the list shows): every live revoked index, session and user."""
-        version = int(self._clock() * 1000)
-        now = version // 1000
+        """(version, what the list shows): every live revoked index, session and user. The
+        version is taken before the scan, from a counter: a snapshot that begins after another
+        has the larger number, so it is the one kept."""
+        counter = self._table.update(
+            _key("c#publish"),
+            UpdateExpression="ADD #next :one",
+            ExpressionAttributeNames={"#next": "next"},
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        version = _n(counter, "next")
+        now = int(self._clock())
         revoked: set[int] = set()
         sessions: set[bytes] = set()
         users: dict[bytes, int] = {}
@@ -251,6 +261,7 @@ class RevocationStore:
                     "pk": {"S": f"l#{list_id}"},
                     "token": {"S": token},
                     "version": {"N": str(version)},
+                    "published_at": {"N": str(int(self._clock()))},
                     "issuer": {"S": issuer},
                 },
                 ConditionExpression="attribute_not_exists(pk) OR version < :v",
@@ -291,7 +302,7 @@ class StatusListPublisher:
         version, snapshot = self._store.snapshot()
         claims = status_list_claims(
             uri=list_uri(issuer),
-            iat=version // 1000,
+            iat=int(self._clock()),
             lifetime=self._lifetime,
             ttl=self._ttl,
             revoked=snapshot.revoked,
