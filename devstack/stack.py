@@ -59,6 +59,24 @@ def deploy(
     return template, provisioned
 
 
+def publish_status_list(environment: Mapping[str, str], client: Any, issuer: str) -> None:
+    """Sign and store the status list as the exchange function's schedule does, from outside it
+    (make revoke on make run, the benchmarks): ``environment`` is the exchange's, ``client``
+    makes a boto3 client for a service name."""
+    from tokengate import aws
+    from tokengate.revocation import RevocationStore, StatusListPublisher
+
+    store = RevocationStore(aws.DynamoTable(client("dynamodb"), environment["REVOCATION_TABLE"]))
+    alg = environment.get("SIGNING_ALG", "RS256")
+    key = environment["SIGNING_KEY_ID"]
+    signer: Any = (
+        aws.KmsSigner(key, alg, kms=client("kms"))
+        if environment.get("SIGNING_MODE", "kms") == "kms"
+        else aws.SecretsManagerSigner(key, alg, secrets=client("secretsmanager"))
+    )
+    StatusListPublisher(store, signer).publish(issuer)
+
+
 def load_handlers(template: Template) -> dict[str, Handler]:
     """Each function's handler, run as Lambda runs it (its log lines name it)."""
     return {name: as_lambda(name, template.load_handler(name)) for name in template.functions()}

@@ -22,9 +22,10 @@ import boto3
 
 from devstack.moto_aws import REGION
 from devstack.sam_events import EventError, read_state
+from devstack.stack import publish_status_list
 from tokengate import aws
 from tokengate.errors import DependencyUnavailableError
-from tokengate.revocation import RevocationStore, StatusListPublisher
+from tokengate.revocation import RevocationStore
 
 
 def revoke(store: RevocationStore, sub: str | None, sid: str | None) -> str:
@@ -54,13 +55,7 @@ def local(port: int, sub: str | None, sid: str | None) -> str:
 
     store = RevocationStore(aws.DynamoTable(client("dynamodb"), table))
     done = revoke(store, sub, sid)
-    alg = env.get("SIGNING_ALG", "RS256")
-    signer: Any = (
-        aws.KmsSigner(env["SIGNING_KEY_ID"], alg, kms=client("kms"))
-        if env.get("SIGNING_MODE", "kms") == "kms"
-        else aws.SecretsManagerSigner(env["SIGNING_KEY_ID"], alg, secrets=client("secretsmanager"))
-    )
-    StatusListPublisher(store, signer).publish(env.get("ISSUER") or state["base_url"])
+    publish_status_list(env, client, env.get("ISSUER") or state["base_url"])
     return f"{done}; status list republished"
 
 
