@@ -196,7 +196,16 @@ def ours_authorizer(fixture: Fixture, alg: str) -> Case:
     events = itertools.cycle(
         [token_event(t) for t in (fixture.rs256_tokens if alg == "RS256" else fixture.es256_tokens)]
     ).__next__
-    answer = handler.lambda_handler(events(), CONTEXT)
+    answer: Any = None
+    # The first decisions fetch the JWKS and the status list; under callgrind a fetch can outlast
+    # its deadline (a refusal), so the case starts from the first Allow: the warm path is timed.
+    for _ in range(10):
+        try:
+            answer = handler.lambda_handler(events(), CONTEXT)
+            break
+        except Exception:  # noqa: BLE001 - Unauthorized while the documents load
+            continue
+    assert answer is not None
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
     return lambda: handler.lambda_handler(events(), CONTEXT)
 
@@ -346,7 +355,15 @@ def naive_authorizer(fixture: Fixture, alg: str) -> Case:
     os.environ.update(authorizer_environment(fixture.jwks_url))
     handler = _load(naive_authorizer_path(), "bench_naive_authorizer")
     events = itertools.cycle([token_event(t) for t in _tokens(fixture, alg)]).__next__
-    answer = handler.lambda_handler(events(), CONTEXT)
+    answer: Any = None
+    # As ours: the case starts from the first Allow (a first fetch can outlast its deadline).
+    for _ in range(10):
+        try:
+            answer = handler.lambda_handler(events(), CONTEXT)
+            break
+        except Exception:  # noqa: BLE001 - Unauthorized while the documents load
+            continue
+    assert answer is not None
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
     return lambda: handler.lambda_handler(events(), CONTEXT)
 
