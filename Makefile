@@ -13,7 +13,7 @@ LINT_STAMP := $(LINT_VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run token events test lint lint-template apigw-account bench load build deploy smoke invoke rotate lock clean
+.PHONY: help run token events test lint lint-template apigw-account bench load build deploy smoke invoke rotate lock clean revoke
 
 help:
 	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
@@ -28,6 +28,7 @@ help:
 	@echo "make smoke URL=<base URL> SUPABASE_TOKEN=<token> [STACK=<stack>] [ORIGIN=<origin>]   end-to-end check of a running stack"
 	@echo "make invoke FN=TokenExchangeFunction EVENT=events/<file>.json   run a handler on an event"
 	@echo "make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<arn>]   rotate the signing key"
+	@echo "make revoke SUB=<user id> | SID=<session id> [STACK=<stack>]   revoke a user's or a session's tokens"
 
 # The virtual environment is rebuilt whenever the pinned requirements change.
 $(STAMP): requirements/dev.txt layers/tokengate/requirements.txt client/pyproject.toml
@@ -125,3 +126,8 @@ smoke: export SUPABASE_TOKEN := $(SUPABASE_TOKEN)
 smoke: $(STAMP)
 	@test -n "$(URL)" -a -n "$$SUPABASE_TOKEN" || { echo "usage: make smoke URL=<base URL> SUPABASE_TOKEN=<Supabase access token>"; exit 2; }
 	@$(PY) scripts/smoke.py --url "$(URL)" $(if $(STACK),--stack "$(STACK)") $(if $(ORIGIN),--origin "$(ORIGIN)")
+
+# Operator revocation (docs/revocation.md): make run's stack on $(PORT), or STACK=<name> deployed.
+revoke: $(STAMP)
+	@test -n "$(SUB)$(SID)" -a -z "$(and $(SUB),$(SID))" || { echo "usage: make revoke SUB=<user id> | SID=<session id> [STACK=<stack>]"; exit 2; }
+	@$(PY) scripts/revoke.py $(if $(SUB),--sub "$(SUB)") $(if $(SID),--sid "$(SID)") $(if $(STACK),--stack "$(STACK)",--port $(PORT))

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with JwksServer({"keys": []}) as jwks:
         fixture = warm.make_fixture(jwks.jwks_url, 5 if settings.quick else warm.TOKENS_PER_KIND)
-        jwks.document = warm.jwks_document(fixture)
+        warm.publish(jwks, fixture)
         warm_lines, verdicts = warm_section(fixture, settings)
         count_lines: list[str] = []
         if counting:

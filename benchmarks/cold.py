@@ -27,6 +27,7 @@ from .warm import (
     HS_SECRET,
     ISSUER,
     ROOT,
+    STATUS_LIST_PATH,
     Fixture,
     authorizer_environment,
     naive_authorizer_path,
@@ -151,7 +152,7 @@ def cold_scenarios(fixture: Fixture, jwks_document: dict[str, Any]) -> Iterator[
 
     from devstack.events import exchange_body, proxy_event
     from devstack.moto_aws import FAKE_CREDENTIALS, LocalAws
-    from devstack.stack import deploy
+    from devstack.stack import deploy, publish_status_list
     from tests.factories import KeyPair, hs_token, key_token, supabase_claims
     from tests.jwks_server import JwksServer
 
@@ -159,6 +160,7 @@ def cold_scenarios(fixture: Fixture, jwks_document: dict[str, Any]) -> Iterator[
     saved = dict(os.environ)
     try:
         with JwksServer(jwks_document) as jwks:
+            jwks.raw[STATUS_LIST_PATH] = fixture.status_list.encode()
             base = base_environment()
             supabase_url = jwks.jwks_url.split("/auth/v1/")[0]
             ec_key = KeyPair(load_pem_private_key(fixture.ec_pem.encode(), None))
@@ -173,17 +175,26 @@ def cold_scenarios(fixture: Fixture, jwks_document: dict[str, Any]) -> Iterator[
                 "SUPABASE_URL": supabase_url,
                 "ROUTE_SCOPES": authorizer_env["ROUTE_SCOPES"],
                 "AWS_REGION": "us-east-1",
+                # Revocation on: our JWKS and status list are fetched too.
+                "ISSUER": ISSUER,
+                "API_JWKS_URL": jwks.jwks_url,
+                "REVOCATION_TABLE": "revocation",
             }
             deployed = {}
             for mode in ("kms", "secretsmanager"):
                 template, _ = deploy(
                     aws.client("kms"),
                     aws.client("secretsmanager"),
+                    aws.client("dynamodb"),
                     supabase_url=supabase_url,
                     jwt_secret=HS_SECRET,
                     issuer=ISSUER,
                     parameters={"SigningMode": mode, "SigningAlgorithm": "RS256"},
                 )
+                # A deployed stack has a published list (its schedule): the first exchange
+                # then reads and allocates, and does not publish.
+                exchange_env = template.environment("TokenExchangeFunction")
+                publish_status_list(exchange_env, aws.client, ISSUER)
                 deployed[mode] = template
             secret_arn = deployed["kms"].environment("SupabaseAuthorizerFunction")[
                 "SUPABASE_JWT_SECRET_ARN"
@@ -204,7 +215,7 @@ def cold_scenarios(fixture: Fixture, jwks_document: dict[str, Any]) -> Iterator[
                 ),
                 Scenario(
                     "api-authorizer",
-                    "ours: API-token authorizer, first decision (RS256, JWKS fetch)",
+                    "ours: API-token authorizer, first decision (RS256, JWKS and status list fetch)",
                     functions / "api_token_authorizer",
                     authorizer_env,
                     rsa_event,
@@ -221,7 +232,7 @@ def cold_scenarios(fixture: Fixture, jwks_document: dict[str, Any]) -> Iterator[
                 ),
                 Scenario(
                     "supabase-authorizer",
-                    "ours: Supabase authorizer, first decision (ES256, JWKS fetch)",
+                    "ours: Supabase authorizer, first decision (ES256, JWKS and status list fetch)",
                     functions / "supabase_authorizer",
                     supabase_env,
                     {**token_event(es_subject)},

@@ -27,6 +27,10 @@ HS_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/v1/GET/whoami"
 ROUTE_SCOPES = {"GET /whoami": "read"}
 TOKENS_PER_KIND = 50  # more distinct tokens than any memo holds: every call verifies afresh
+# Revocation is on: tokens carry a status list reference, the authorizers check it against the
+# list the loopback server publishes beside the JWKS (where they look for it).
+STATUS_LIST_URI = f"{ISSUER}/statuslists/1"
+STATUS_LIST_PATH = "/auth/v1/statuslists/1"
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Fixture:
     rs256_tokens: list[str]
     es256_tokens: list[str]
     hs256_tokens: list[str]
+    status_list: str = ""  # the signed status list token the loopback server publishes
 
     def dump(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -61,7 +66,10 @@ def api_tokens(pem: bytes, count: int) -> list[str]:
             client_id="cli",
             session_id=f"session-{n}",
             not_after=time.time() + 3600,
-            extra_claims={"aal": "aal1"},
+            extra_claims={
+                "aal": "aal1",
+                "status": {"status_list": {"idx": n, "uri": STATUS_LIST_URI}},
+            },
         ).token
         for n in range(count)
     ]
@@ -91,7 +99,31 @@ def make_fixture(jwks_url: str, count: int = TOKENS_PER_KIND) -> Fixture:
         rs256_tokens=api_tokens(rsa_pem, count),
         es256_tokens=api_tokens(ec_pem, count),
         hs256_tokens=[hs_token(supabase_claims()) for _ in range(count)],
+        status_list=status_list(rsa_pem, count),
     )
+
+
+def status_list(pem: bytes, count: int) -> str:
+    """A published list in which one index past the tokens' is revoked."""
+    from tokengate.signing import LocalKeySigner
+    from tokengate.statuslist import sign_status_list, status_list_claims
+
+    claims = status_list_claims(
+        uri=STATUS_LIST_URI,
+        iat=int(time.time()),
+        lifetime=86400,
+        ttl=15,
+        revoked=[count + 1],
+        sessions=[],
+        users={},
+    )
+    return sign_status_list(LocalKeySigner.from_pem(pem), claims)
+
+
+def publish(server: Any, fixture: Fixture) -> None:
+    """Serve the fixture's JWKS and status list from a tests.jwks_server.JwksServer."""
+    server.document = jwks_document(fixture)
+    server.raw[STATUS_LIST_PATH] = fixture.status_list.encode()
 
 
 def jwks_document(fixture: Fixture) -> dict[str, Any]:
@@ -114,6 +146,7 @@ def authorizer_environment(jwks_url: str) -> dict[str, str]:
         "API_JWKS_URL": jwks_url,
         "ROUTE_SCOPES": json.dumps(ROUTE_SCOPES),
         "AWS_REGION": "us-east-1",
+        "REVOCATION_TABLE": "revocation",  # on: the authorizer reads only the flag
     }
 
 
@@ -163,7 +196,16 @@ def ours_authorizer(fixture: Fixture, alg: str) -> Case:
     events = itertools.cycle(
         [token_event(t) for t in (fixture.rs256_tokens if alg == "RS256" else fixture.es256_tokens)]
     ).__next__
-    answer = handler.lambda_handler(events(), CONTEXT)
+    answer: Any = None
+    # The first decisions fetch the JWKS and the status list; under callgrind a fetch can outlast
+    # its deadline (a refusal), so the case starts from the first Allow: the warm path is timed.
+    for _ in range(10):
+        try:
+            answer = handler.lambda_handler(events(), CONTEXT)
+            break
+        except Exception:  # noqa: BLE001 - Unauthorized while the documents load
+            continue
+    assert answer is not None
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
     return lambda: handler.lambda_handler(events(), CONTEXT)
 
@@ -313,7 +355,15 @@ def naive_authorizer(fixture: Fixture, alg: str) -> Case:
     os.environ.update(authorizer_environment(fixture.jwks_url))
     handler = _load(naive_authorizer_path(), "bench_naive_authorizer")
     events = itertools.cycle([token_event(t) for t in _tokens(fixture, alg)]).__next__
-    answer = handler.lambda_handler(events(), CONTEXT)
+    answer: Any = None
+    # As ours: the case starts from the first Allow (a first fetch can outlast its deadline).
+    for _ in range(10):
+        try:
+            answer = handler.lambda_handler(events(), CONTEXT)
+            break
+        except Exception:  # noqa: BLE001 - Unauthorized while the documents load
+            continue
+    assert answer is not None
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
     return lambda: handler.lambda_handler(events(), CONTEXT)
 

@@ -50,3 +50,12 @@ class Client:
             urlencode(form).encode(),
             {"Content-Type": "application/x-www-form-urlencoded"},
         )
+
+    def revoke(self, token: str, **params: str) -> Answer:
+        """POST /revoke (RFC 7009): revokes the token's session."""
+        return http(
+            "POST",
+            self.base_url + "/revoke",
+            urlencode({"token": token} | params).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )

@@ -63,6 +63,22 @@ class Provisioned:
     signing_key_arn: str
     jwt_secret_arn: str
     signing_key_secret_arn: str
+    revocation_table: str = ""
+
+
+def create_revocation_table(dynamodb: Any, name: str) -> str:
+    """The template's RevocationTable: on demand, key ``pk``, TTL on ``expires_at``."""
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )
+    dynamodb.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"AttributeName": "expires_at", "Enabled": True},
+    )
+    return name
 
 
 def new_private_key_pem(alg: str) -> bytes:
@@ -76,9 +92,11 @@ def new_private_key_pem(alg: str) -> bytes:
     )
 
 
-def provision(kms: Any, secrets: Any, alg: str, jwt_secret: str) -> Provisioned:
-    """What a deployment has: the KMS signing key (+ alias), the Supabase secret, and a PEM
-    signing key in a secret for the opt-in Secrets Manager mode."""
+def provision(
+    kms: Any, secrets: Any, alg: str, jwt_secret: str, dynamodb: Any = None
+) -> Provisioned:
+    """What a deployment has: the KMS signing key (+ alias), the Supabase secret, a PEM signing
+    key in a secret for the opt-in Secrets Manager mode, and the revocation table."""
     # Names carry a suffix: stacks started in one process share moto's in-memory backend.
     suffix = uuid.uuid4().hex[:8]
     key = kms.create_key(
@@ -92,7 +110,12 @@ def provision(kms: Any, secrets: Any, alg: str, jwt_secret: str) -> Provisioned:
     pem = secrets.create_secret(
         Name=f"tokengate/signing-key-{suffix}", SecretString=new_private_key_pem(alg).decode()
     )
-    return Provisioned(arn, jwt["ARN"], pem["ARN"])
+    table = (
+        create_revocation_table(dynamodb, f"tokengate-revocation-{suffix}")
+        if dynamodb is not None
+        else ""
+    )
+    return Provisioned(arn, jwt["ARN"], pem["ARN"], table)
 
 
 def point_boto3_at(endpoint: str) -> None:

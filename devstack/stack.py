@@ -17,6 +17,7 @@ import boto3
 from .gateway import Gateway, serve
 from .lambda_runtime import as_lambda
 from .moto_aws import REGION, LocalAws, Provisioned, point_boto3_at, provision
+from .schedules import Schedules
 from .supabase_auth import SupabaseAuthStandIn
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
 from .template import Handler, Template
@@ -25,6 +26,7 @@ from .template import Handler, Template
 def deploy(
     kms: Any = None,
     secrets: Any = None,
+    dynamodb: Any = None,
     *,
     supabase_url: str,
     jwt_secret: str,
@@ -39,9 +41,10 @@ def deploy(
     """
     kms = kms or boto3.client("kms", region_name=REGION)  # the ambient AWS: in tests, moto
     secrets = secrets or boto3.client("secretsmanager", region_name=REGION)
+    dynamodb = dynamodb or boto3.client("dynamodb", region_name=REGION)
     requested = Template.load(parameters)  # the caller's values checked before anything is made
     alg = requested.parameters["SigningAlgorithm"]
-    provisioned = provision(kms, secrets, alg, jwt_secret)
+    provisioned = provision(kms, secrets, alg, jwt_secret, dynamodb)
     values = {
         "SupabaseUrl": supabase_url.rstrip("/"),
         "SupabaseJwtSecretArn": provisioned.jwt_secret_arn,
@@ -57,6 +60,7 @@ def deploy(
         values.setdefault("SigningPublicKeys", signing_public_keys(secrets, values))
     template = requested.with_parameters(values)
     template.attributes["SigningKey.Arn"] = provisioned.signing_key_arn
+    template.attributes["RevocationTable"] = provisioned.revocation_table
     for function in template.functions():
         os.environ.update(template.environment(function))
     os.environ.update(environment or {})
@@ -116,6 +120,22 @@ class JsonLinesLog(logging.Handler):
     def close(self) -> None:
         self._file.close()
         super().close()
+def publish_status_list(environment: Mapping[str, str], client: Any, issuer: str) -> None:
+    """Sign and store the status list as the exchange function's schedule does, from outside it
+    (make revoke on make run, the benchmarks): ``environment`` is the exchange's, ``client``
+    makes a boto3 client for a service name."""
+    from tokengate import aws
+    from tokengate.revocation import RevocationStore, StatusListPublisher
+
+    store = RevocationStore(aws.DynamoTable(client("dynamodb"), environment["REVOCATION_TABLE"]))
+    alg = environment.get("SIGNING_ALG", "RS256")
+    key = environment["SIGNING_KEY_ID"]
+    signer: Any = (
+        aws.KmsSigner(key, alg, kms=client("kms"))
+        if environment.get("SIGNING_MODE", "kms") == "kms"
+        else aws.SecretsManagerSigner(key, alg, secrets=client("secretsmanager"))
+    )
+    StatusListPublisher(store, signer).publish(issuer)
 
 
 class LocalStack:
@@ -139,6 +159,7 @@ class LocalStack:
         self.stand_in: SupabaseAuthStandIn | None = None  # stopped with the stack
         self.log_path: Path | None = None  # the functions' JSON log lines, while running
         self._log: JsonLinesLog | None = None
+        self.schedules: Schedules | None = None
 
     def start(self) -> LocalStack:
         self.aws = LocalAws().start()
@@ -154,6 +175,7 @@ class LocalStack:
         template, self.provisioned = deploy(
             aws.client("kms"),
             aws.client("secretsmanager"),
+            aws.client("dynamodb"),
             supabase_url=self.supabase_url,
             jwt_secret=self.jwt_secret,
             issuer=self.base_url,
@@ -169,6 +191,7 @@ class LocalStack:
         self._server = serve(self.gateway, self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         load_handlers(template, into=self.gateway.handlers)
+        self.schedules = Schedules(template, self.gateway.handlers).start()
 
     def stop_aws(self) -> None:
         """Stop the moto server alone (to see the service fail closed)."""
@@ -177,6 +200,9 @@ class LocalStack:
             self.aws = None
 
     def stop(self) -> None:
+        if self.schedules is not None:
+            self.schedules.stop()
+            self.schedules = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -181,11 +181,13 @@ def make_api(
 
         def build(parameters: dict[str, str] | None = None, **environment: str) -> InProcessApi:
             calls.clear()
+            # Revocation is off unless a test turns it on: in-process, the authorizers could not
+            # fetch the status list from the issuer's host (tests/test_revocation.py serves it).
             template, provisioned = deploy(
                 supabase_url=SUPABASE_URL,
                 jwt_secret=HS_SECRET,
                 issuer=ISSUER,
-                parameters=parameters,
+                parameters={"Revocation": "false", **(parameters or {})},
                 environment={"AWS_ENDPOINT_URL": moto_server.endpoint} | environment,
             )
             return InProcessApi(template, provisioned, calls)

@@ -15,6 +15,7 @@ class JwksServer:
 
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
+        self.raw: dict[str, bytes] = {}  # other documents, served as they are at their path
         self.mode = "ok"
         self.user_status = 200  # what GET /auth/v1/user answers (the session check)
         self.user_requests: list[dict[str, str]] = []
@@ -33,6 +34,13 @@ class JwksServer:
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
+                    return
+                if self.path in outer.raw:
+                    raw = outer.raw[self.path]
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
                     return
                 outer.requests += 1
                 outer.paths.append(self.path)

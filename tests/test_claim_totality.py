@@ -115,6 +115,7 @@ def api(api_key: Any, moto_server: LocalAws) -> Iterator[InProcessApi]:
                 jwt_secret=HS_SECRET,
                 issuer=ISSUER,
                 parameters={
+                    "Revocation": "false",  # claims, not revocation (tests/test_revocation.py)
                     "ScopesSupported": "read write admin",
                     "AllowedClientIds": "app-1 app-2 app-3",
                     "ClientScopes": '{"app-1": "read write", "app-2": "read"}',

@@ -78,13 +78,15 @@ def test_template_environment_and_settings_agree_both_ways() -> None:
 
 
 def test_every_setting_but_the_signing_key_is_one_parameter() -> None:
-    """One mapping covers every setting: the only variable built from several parameters is the
-    signing key (the stack's own key, or the rotation runbook's)."""
+    """One mapping covers every setting: the only variables built from several parameters are the
+    signing key (the stack's own key, or the rotation runbook's) and the revocation table (the
+    stack's own, when Revocation is on)."""
     template = Template.load()
     variables = set(template.global_variables())
     mapped = template.parameter_variables()
     assert variables - set(mapped) == AWS_SDK | {
         "SIGNING_KEY_ID",
+        "REVOCATION_TABLE",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
         "STACK_NAME",  # the stack's own name, not a setting
@@ -405,6 +407,8 @@ def check_authorizer_cache_ttl(run: Running) -> None:
     assert run.client.get("/whoami", token)[0] == 200
     assert run.client.get("/whoami", token)[0] == 200
     assert len(calls) == 2
+
+
 APP_ORIGIN = "https://app.example.com"
 
 
@@ -432,6 +436,28 @@ def check_signing_public_keys(run: Running) -> None:
     """The JWKS publishes the configured public keys (the Secrets Manager mode's source)."""
     jwks = run.client.get("/.well-known/jwks.json")[2]
     assert [key["kid"] for key in jwks["keys"]] == [thumbprint(PUBLISHED_ONLY)]
+
+
+def check_status_list_refresh(run: Running) -> None:
+    """A revoked session is refused at the Supabase authorizer (on a path its cache has not
+    seen) once the authorizer's copy of the status list is older than the refresh period."""
+    token = run.hs()
+    assert run.client.get("/supabase/whoami", token)[0] == 200  # the list is fetched now
+    assert run.client.revoke(token)[0] == 200
+    time.sleep(2.0)  # past a 1 s refresh, well within the default 15 s
+    assert run.client.get("/supabase/orders/1", token)[0] == 401
+
+
+def check_status_list_max_age(run: Running) -> None:
+    """With the list no longer served, the authorizers decide from the last good one for the
+    max age, then refuse (30 s here; the default keeps it 300 s)."""
+    token = run.hs()
+    assert run.client.get("/supabase/whoami", token)[0] == 200
+    assert run.stack.aws is not None
+    table = run.stack.gateway.template.attributes["RevocationTable"]  # type: ignore[union-attr]
+    run.stack.aws.client("dynamodb").delete_item(TableName=table, Key={"pk": {"S": "l#1"}})
+    time.sleep(31.0)
+    assert run.client.get("/supabase/orders/2", token)[0] == 401
 
 
 Check = Callable[[Running], None]
@@ -499,6 +525,14 @@ CASES: dict[str, tuple[dict[str, str], Check]] = {
             "SIGNING_PUBLIC_KEYS": encode_public_key(PUBLISHED_ONLY),
         },
         check_signing_public_keys,
+    ),
+    "STATUS_LIST_REFRESH_SECONDS": (
+        {"STATUS_LIST_REFRESH_SECONDS": "1"},
+        check_status_list_refresh,
+    ),
+    "STATUS_LIST_MAX_AGE_SECONDS": (
+        {"STATUS_LIST_MAX_AGE_SECONDS": "30"},
+        check_status_list_max_age,
     ),
 }
 

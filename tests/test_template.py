@@ -19,7 +19,25 @@ JWT_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt"
 PEM_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:pem"
 OLD_KEY = "arn:aws:kms:us-east-1:123456789012:key/previous"
 
+TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/revocation"
 Grant = tuple[str, str, str]  # (action, resource, condition)
+# The revocation table: the exchange reads, allocates, revokes and publishes; the public JWKS
+# function reads the signed status list item alone (docs/revocation.md).
+STORE_GRANTS: set[tuple[str, str, str]] = {
+    (action, TABLE, "")
+    for action in (
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Scan",
+    )
+}
+LIST_GRANT = (
+    "dynamodb:GetItem",
+    TABLE,
+    str({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["l#*"]}}),
+)
 
 
 def permissions(parameters: dict[str, str]) -> dict[str, set[Grant]]:
@@ -162,7 +180,11 @@ CASES: dict[str, tuple[dict[str, str], dict[str, set[Grant]]]] = {
 def test_each_function_has_exactly_its_permissions(
     parameters: dict[str, str], expected: dict[str, set[Grant]]
 ) -> None:
-    assert permissions(parameters) == expected
+    with_store = dict(expected)
+    with_store["TokenExchangeFunction"] = expected["TokenExchangeFunction"] | STORE_GRANTS
+    with_store["JwksFunction"] = expected["JwksFunction"] | {LIST_GRANT}
+    assert permissions(parameters) == with_store
+    assert permissions(parameters | {"Revocation": "false"}) == expected
 
 
 def test_no_function_but_the_exchange_may_sign() -> None:
@@ -282,6 +304,7 @@ def deployed(parameters: dict[str, str] | None = None) -> Template:
             "AWS::Partition": "aws",
             "AWS::AccountId": ACCOUNT,
             "TokenExchangeRole.Arn": EXCHANGE_ROLE,
+            "RevocationTable.Arn": TABLE,
         }
     )
     return template

@@ -21,7 +21,8 @@ from tokengate.errors import (
     DependencyUnavailableError,
 )
 from tokengate.issuer import issuer_for
-from tokengate.runtime import published_signers
+from tokengate.runtime import published_signers, revocation_store
+from tokengate.statusroute import serve_status_list
 
 logger = Logger()
 count_cold_start(os.environ)
@@ -31,6 +32,7 @@ settings = Settings.from_env(os.environ)
 # time budget, so a slow KMS is a 503 before the function's timeout.
 budget = Budget()
 signers = published_signers(settings, budget)
+store = revocation_store(settings, budget=budget)  # reads the stored, signed status list
 PUBLIC = {"Cache-Control": f"public, max-age={settings.jwks_publish_max_age}"}
 # Both values are public (the project URL and its publishable key); published only when asked.
 PRODUCT_MEMBERS = (
@@ -60,8 +62,12 @@ def publish(event: dict[str, Any]) -> dict[str, Any]:
             return json_response(500, {"error": "server_error"})
     if path.endswith(("/openid-configuration", "/oauth-authorization-server")):
         issuer = issuer_for(settings.issuer, settings.region, event)
-        metadata = render_metadata(issuer, settings.scopes_supported, **PRODUCT_MEMBERS)
+        metadata = render_metadata(
+            issuer, settings.scopes_supported, revocation=store is not None, **PRODUCT_MEMBERS
+        )
         return json_response(200, metadata, PUBLIC)
+    if "/statuslists" in path:
+        return serve_status_list(store, event, issuer_for(settings.issuer, settings.region, event))
     return json_response(404, {"error": "not_found"})
 
 

@@ -1,4 +1,5 @@
-"""POST /token: RFC 8693 token exchange (docs/contract.md §3.1). A thin adapter over tokengate.
+"""POST /token: RFC 8693 token exchange (docs/contract.md §3.1); POST /revoke (RFC 7009) and the
+scheduled status list publication (docs/revocation.md). A thin adapter over tokengate.
 An invocation's outbound calls share one time budget: a slow dependency is a 503 in time.
 
 Like the authorizers, it logs through the standard library (the function's LoggingConfig emits
@@ -26,7 +27,8 @@ from tokengate.errors import (
 )
 from tokengate.exchange import INVALID_SUBJECT, MAX_BODY_BYTES, parse_token_request
 from tokengate.issuer import issuer_for
-from tokengate.runtime import exchange_service
+from tokengate.revoke import revocation_response
+from tokengate.runtime import exchange_service, revocation_service
 
 logger = logging.getLogger("tokengate.token_exchange")
 metrics = EmfCounter.from_env(os.environ)
@@ -35,6 +37,7 @@ settings = Settings.from_env(os.environ)
 budget = Budget()
 service = exchange_service(settings, budget=budget)
 cors = CorsPolicy.from_env(os.environ)
+revocations = revocation_service(settings, service, budget=budget)
 RETRY_AFTER_SECONDS = "5"
 
 
@@ -92,4 +95,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if is_preflight(event):
         return cors.preflight(event)
     with budget.invocation(context):
+        if event.get("source") == "aws.events":  # the schedule: keep the status list fresh
+            return {"published": service.publish_scheduled(settings.issuer)}
+        if str(event.get("resource") or event.get("path") or "").endswith("/revoke"):
+            issuer = issuer_for(settings.issuer, settings.region, event)
+            return cors.answer(event, revocation_response(revocations, event, issuer))
         return cors.answer(event, exchange(event))

@@ -31,7 +31,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from .budget import Budget
 from .cache import CachedValue
 from .emf import EmfCounter
-from .errors import ConfigurationError, DependencyMisconfiguredError, DependencyUnavailableError
+from .errors import (
+    ConditionFailedError,
+    ConfigurationError,
+    DependencyMisconfiguredError,
+    DependencyUnavailableError,
+)
 from .http import HttpClient, check_url
 from .keys import (
     EcKey,
@@ -50,10 +55,15 @@ KMS_KEY_SPECS = {"RS256": "RSA_2048", "ES256": "ECC_NIST_P256"}
 
 T = TypeVar("T")
 
-TARGET_PREFIXES = {"kms": "TrentService", "secretsmanager": "secretsmanager"}
+TARGET_PREFIXES = {
+    "kms": "TrentService",
+    "secretsmanager": "secretsmanager",
+    "dynamodb": "DynamoDB_20120810",
+}
+JSON_VERSIONS = {"dynamodb": "1.0"}  # the others speak JSON 1.1
 # The service-specific endpoint variable as the AWS SDKs name it (from the service id, "Secrets
 # Manager"), so the functions and boto3 scripts reach the same endpoint.
-ENDPOINT_VARIABLES = {"kms": "KMS", "secretsmanager": "SECRETS_MANAGER"}
+ENDPOINT_VARIABLES = {"kms": "KMS", "secretsmanager": "SECRETS_MANAGER", "dynamodb": "DYNAMODB"}
 MAX_ATTEMPTS = 3
 ATTEMPT_SECONDS = 2.0  # one attempt's cap (connect, send, answer), within the budget
 MIN_ATTEMPT_SECONDS = 0.25  # an attempt is not started with less than this left
@@ -66,6 +76,7 @@ THROTTLED = frozenset(
         "TooManyRequestsException",
         "RequestLimitExceeded",
         "LimitExceededException",
+        "ProvisionedThroughputExceededException",
     }
 )
 TRANSIENT = frozenset(
@@ -79,6 +90,7 @@ TRANSIENT = frozenset(
         "KeyUnavailableException",
         "RequestTimeout",
         "RequestTimeoutException",
+        "InternalServerError",
     }
 )
 
@@ -107,7 +119,10 @@ class FrozenCredentials(NamedTuple):
 
 
 def error_class(service: str, code: str, status: int) -> DependencyUnavailableError:
-    """What an AWS error code means for us: throttled, out, or misconfigured."""
+    """What an AWS error code means for us: throttled, out, or misconfigured (or, for a
+    conditional DynamoDB write, a lost race its caller handles)."""
+    if code == "ConditionalCheckFailedException":
+        return ConditionFailedError(f"{service}_condition_failed", code)
     if code in THROTTLED:
         return DependencyUnavailableError(f"{service}_throttled", code)
     if code in TRANSIENT or status >= 500:
@@ -163,7 +178,7 @@ class AwsJsonClient:
             url=self.endpoint,
             data=body,
             headers={
-                "Content-Type": "application/x-amz-json-1.1",
+                "Content-Type": f"application/x-amz-json-{JSON_VERSIONS.get(self.service, '1.1')}",
                 "X-Amz-Target": f"{TARGET_PREFIXES[self.service]}.{action}",
             },
         )
@@ -206,7 +221,7 @@ class AwsJsonClient:
             failure = error_class(
                 self.service, _error_code(document, answer.headers), answer.status
             )
-            if isinstance(failure, DependencyMisconfiguredError):
+            if isinstance(failure, (DependencyMisconfiguredError, ConditionFailedError)):
                 raise failure
         assert failure is not None
         raise failure
@@ -429,3 +444,75 @@ class SecretsManagerSigner:
 
     def public_jwk(self) -> dict[str, str]:
         return self._signer.get().public_jwk()
+
+
+class DynamoApi(AwsJsonClient):
+    """The DynamoDB operations of the revocation store, answered like boto3's low-level
+    ``dynamodb`` client (the wire format is that client's shapes)."""
+
+    def __init__(self, budget: Budget | None = None, **kwargs: Any) -> None:
+        super().__init__("dynamodb", budget, **kwargs)
+
+    def get_item(self, **params: Any) -> dict[str, Any]:
+        return self.call("GetItem", params)
+
+    def batch_get_item(self, **params: Any) -> dict[str, Any]:
+        return self.call("BatchGetItem", params)
+
+    def put_item(self, **params: Any) -> dict[str, Any]:
+        return self.call("PutItem", params)
+
+    def update_item(self, **params: Any) -> dict[str, Any]:
+        return self.call("UpdateItem", params)
+
+    def scan(self, **params: Any) -> dict[str, Any]:
+        return self.call("Scan", params)
+
+
+class DynamoTable:
+    """One DynamoDB table through either client (:class:`DynamoApi` in the functions, boto3 in
+    scripts and tests), every failure translated: the store in :mod:`tokengate.revocation` sees
+    only :class:`DependencyUnavailableError` and :class:`ConditionFailedError`."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        if not name:
+            raise ConfigurationError("REVOCATION_TABLE is required")
+        self._client = client
+        self.name = name
+
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        method = getattr(self._client, operation)
+        answer: dict[str, Any] = _translated(
+            "dynamodb", lambda: method(TableName=self.name, **params)
+        )
+        return answer
+
+    def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        item = self._call("get_item", Key=key, ConsistentRead=True).get("Item")
+        return item if isinstance(item, dict) else None
+
+    def batch_get(self, keys: list[dict[str, Any]], **projection: Any) -> list[dict[str, Any]]:
+        method = self._client.batch_get_item
+        request = {self.name: {"Keys": keys, "ConsistentRead": True, **projection}}
+        answer: dict[str, Any] = _translated("dynamodb", lambda: method(RequestItems=request))
+        if answer.get("UnprocessedKeys"):
+            raise DependencyUnavailableError("dynamodb_throttled", "unprocessed keys")
+        return list((answer.get("Responses") or {}).get(self.name) or [])
+
+    def put(self, item: dict[str, Any], **condition: Any) -> None:
+        self._call("put_item", Item=item, **condition)
+
+    def update(self, key: dict[str, Any], **params: Any) -> dict[str, Any]:
+        attributes = self._call("update_item", Key=key, **params).get("Attributes")
+        return attributes if isinstance(attributes, dict) else {}
+
+    def scan(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        while True:
+            extra = {"ExclusiveStartKey": start} if start else {}
+            page = self._call("scan", ConsistentRead=True, **extra)
+            items.extend(page.get("Items") or [])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items

@@ -191,6 +191,15 @@ class Settings(NamedTuple):
     region: str  # AWS_REGION, which Lambda sets: for the API's default URL
     # How long API Gateway replays an authorizer's answer (the template's AuthorizerCacheTtl)
     authorizer_cache_ttl: int = DEFAULT_AUTHORIZER_CACHE_TTL
+    # Revocation (docs/revocation.md): on when the table is named; the authorizers need only
+    # the flag (they read the published status list, never the table).
+    revocation_table: str = ""
+    status_list_refresh: int = 15
+    status_list_max_age: int = 300
+
+    @property
+    def revocation(self) -> bool:
+        return bool(self.revocation_table)
 
     def __repr__(self) -> str:
         shown = (f"{name}={value!r}" for name, value in zip(self._fields, self, strict=True))
@@ -309,4 +318,11 @@ class Settings(NamedTuple):
             supabase_api_key=api_key,
             region=get("AWS_REGION"),
             authorizer_cache_ttl=authorizer_cache_ttl,
+            revocation_table=get("REVOCATION_TABLE"),
+            status_list_refresh=_int(
+                "STATUS_LIST_REFRESH_SECONDS", get("STATUS_LIST_REFRESH_SECONDS"), 15, 1, 60
+            ),
+            status_list_max_age=_int(
+                "STATUS_LIST_MAX_AGE_SECONDS", get("STATUS_LIST_MAX_AGE_SECONDS"), 300, 30, 3600
+            ),
         )

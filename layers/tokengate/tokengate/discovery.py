@@ -47,6 +47,7 @@ def render_metadata(
     *,
     supabase_url: str = "",
     supabase_publishable_key: str = "",
+    revocation: bool = False,
 ) -> dict[str, Any]:
     """The discovery document; ``issuer`` equals the API tokens' ``iss`` exactly."""
     metadata: dict[str, Any] = {
@@ -59,6 +60,12 @@ def render_metadata(
         "subject_types_supported": ["public"],
         "scopes_supported": list(scopes),
     }
+    if revocation:
+        # RFC 7009 / RFC 8414 §2, and the Token Status List's aggregation (draft §9.3): where a
+        # verifier finds every status list this issuer publishes (docs/revocation.md).
+        metadata["revocation_endpoint"] = f"{issuer}/revoke"
+        metadata["revocation_endpoint_auth_methods_supported"] = ["none"]
+        metadata["status_list_aggregation_endpoint"] = f"{issuer}/statuslists"
     if supabase_url:
         metadata["tokengate_supabase_url"] = supabase_url
     if supabase_publishable_key:

@@ -8,6 +8,7 @@
     │   └── RequestError            a /token request broke RFC 6749 / RFC 8693 (OAuth error code)
     ├── DependencyUnavailableError  our fault: KMS, Secrets Manager or a JWKS could not answer
     │   │                           (503 temporarily_unavailable; never Allow)
+    │   ├── ConditionFailedError    a conditional store write lost a race (handled by the store)
     │   └── DependencyMisconfiguredError  a dependency refused us for a deployment fault (a
     │                               disabled or missing key, access denied): 503 to the caller,
     │                               an error for the operator
@@ -59,6 +60,11 @@ class DependencyMisconfiguredError(DependencyUnavailableError):
     """A dependency refused us because of how we are deployed; the caller still gets a 503."""
 
 
+class ConditionFailedError(DependencyUnavailableError):
+    """A conditional write found the item changed (DynamoDB's ConditionalCheckFailed): the
+    store's callers handle it; one that escapes is a 503, never an Allow."""
+
+
 class ConfigurationError(TokenGateError):
     """The configuration is invalid; raised once, when a function starts."""
 
@@ -91,3 +97,5 @@ class Reason:
     CLIENT = "client_not_allowed"
     AAL = "aal_too_low"
     CLAIM = "bad_claim"
+    REVOKED = "revoked"  # the token's session (or its user) was revoked
+    STATUS = "bad_status"  # an API token without a usable status list reference

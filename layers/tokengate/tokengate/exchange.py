@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from .apitoken import ApiTokenIssuer
 from .claims import is_scope_value, scalar_claims, scope_tokens
-from .errors import ConfigurationError, RequestError
+from .errors import ConfigurationError, DependencyUnavailableError, RequestError
 from .jws import strict_json_object
 from .scopes import ScopePolicy
 from .supabase import SupabaseTokenVerifier
+
+if TYPE_CHECKING:
+    from .revocation import RevocationStore, StatusListPublisher
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
@@ -22,6 +26,7 @@ DEFAULT_CLIENT_ID = "cli"  # the client_id of tokens exchanged by first-party cl
 DEFAULT_PASSTHROUGH_CLAIMS = ("aal",)
 MULTI_VALUED = frozenset({"audience", "resource"})
 INVALID_SUBJECT = "The subject token is invalid, expired or not acceptable."
+logger = logging.getLogger("tokengate.exchange")
 
 
 def _invalid(description: str) -> RequestError:
@@ -205,12 +210,17 @@ class TokenExchangeService:
         policy: ExchangePolicy,
         scopes: ScopePolicy,
         session_check: SessionCheck | None = None,
+        revocations: RevocationStore | None = None,
+        publisher: StatusListPublisher | None = None,
     ) -> None:
         self._verifier = verifier
         self._issuer = issuer
         self._policy = policy
         self._scopes = scopes
         self._session_check = session_check
+        self.revocations = revocations
+        self.publisher = publisher
+        self.verifier = verifier
 
     def exchange(self, request: TokenRequest, issuer_url: str) -> ExchangeResult:
         """Return the RFC 8693 §2.2.1 response body and the issued claims.
@@ -223,6 +233,16 @@ class TokenExchangeService:
         if self._session_check is not None:
             self._session_check.check(request.subject_token)
         extra = scalar_claims(identity.claims, self._policy.passthrough_claims)
+        if self.revocations is not None:
+            from .revocation import list_uri
+
+            # Refuses a revoked session (or user) and gives the session its status list index.
+            idx, stale = self.revocations.admit(
+                identity.session_id, identity.sub, identity.claims["iat"]
+            )
+            extra["status"] = {"status_list": {"idx": idx, "uri": list_uri(issuer_url)}}
+            if stale and self.publisher is not None:
+                self._republish(issuer_url)
         issued = self._issuer.issue(
             issuer=issuer_url,
             subject=identity.sub,
@@ -241,3 +261,28 @@ class TokenExchangeService:
             "scope": " ".join(scopes),
         }
         return ExchangeResult(body=body, claims=issued.claims, kid=issued.kid)
+
+    def publish_scheduled(self, configured_issuer: str) -> bool:
+        """The scheduled publication: the configured issuer, else the one the last publication
+        was made for (a schedule has no request to derive it from). False if none is known yet
+        or the store or the signer failed (logged; the next run tries again)."""
+        if self.revocations is None or self.publisher is None:
+            return False
+        try:
+            issuer = configured_issuer or self.revocations.stored_issuer()
+            if not issuer:
+                return False
+            self.publisher.publish(issuer)
+        except DependencyUnavailableError as exc:
+            logger.warning("status list not published", extra={"reason": exc.reason})
+            return False
+        return True
+
+    def _republish(self, issuer_url: str) -> None:
+        """No list stored yet (a new stack) or none for a while (a stopped schedule): publish one
+        now. A failure costs this exchange nothing; the schedule tries again."""
+        assert self.publisher is not None
+        try:
+            self.publisher.publish(issuer_url)
+        except DependencyUnavailableError as exc:
+            logger.warning("status list not published", extra={"reason": exc.reason})

@@ -19,16 +19,77 @@ from .emf import EmfCounter
 from .errors import InvalidTokenError, Reason
 from .issuer import api_base_url
 from .jwks import HttpJwksFetcher, JwksCache, JwksFetcher
+from .statuscache import DEFAULT_MAX_AGE_SECONDS, DEFAULT_REFRESH_SECONDS, StatusListCache
+from .statuslist import session_digest, user_digest
 
 if TYPE_CHECKING:  # the API-token authorizer never loads the Supabase side
     from .scopes import ScopePolicy
-    from .supabase import SupabaseTokenVerifier
+    from .supabase import SupabaseIdentity, SupabaseTokenVerifier
 
 
 # ``Principal(...)`` without the generated Python ``__new__`` frame, on the warm path: what that
 # ``__new__`` itself does, one C call.
 _new = tuple.__new__
 _SCALARS = (str, int, float, bool)
+
+
+def status_list_url(issuer: str, jwks_url: str = "") -> str:
+    """Where the authorizers fetch the status list: beside the JWKS they read (the issuer may
+    name another host than the stack's own API), else under the issuer."""
+    suffix = "/.well-known/jwks.json"
+    base = jwks_url[: -len(suffix)] if jwks_url.endswith(suffix) else issuer
+    return f"{base}/statuslists/1"
+
+
+class StatusLists:
+    """The published status list of each issuer, fetched with the given fetcher and verified with
+    that issuer's JWKS (docs/revocation.md)."""
+
+    def __init__(
+        self,
+        fetcher: JwksFetcher,
+        *,
+        jwks_url: str = "",
+        clock: Callable[[], float] = time.time,
+        budget: Budget | None = None,
+        metrics: EmfCounter | None = None,
+        refresh: float = DEFAULT_REFRESH_SECONDS,
+        max_age: float = DEFAULT_MAX_AGE_SECONDS,
+    ) -> None:
+        self._fetcher = fetcher
+        self._jwks_url = jwks_url
+        self._clock = clock
+        self._budget = budget
+        self._metrics = metrics
+        self._refresh = refresh
+        self._max_age = max_age
+        self._lists: dict[str, StatusListCache] = {}
+
+    def for_issuer(self, issuer: str, keys: JwksCache | None = None) -> StatusListCache:
+        cache = self._lists.get(issuer)
+        if cache is None:
+            if len(self._lists) >= ApiTokenPrincipals.MAX_ISSUERS:
+                self._lists.clear()
+            if keys is None:
+                keys = JwksCache(
+                    self._jwks_url or f"{issuer}/.well-known/jwks.json",
+                    self._fetcher,
+                    clock=self._clock,
+                    budget=self._budget,
+                    metrics=self._metrics,
+                )
+            cache = self._lists[issuer] = StatusListCache(
+                status_list_url(issuer, self._jwks_url),
+                f"{issuer}/statuslists/1",
+                self._fetcher,
+                keys,
+                clock=self._clock,
+                refresh=self._refresh,
+                max_age=self._max_age,
+                budget=self._budget,
+                metrics=self._metrics,
+            )
+        return cache
 
 
 def flat_context(values: Mapping[str, Any]) -> dict[str, CONTEXT_VALUE]:
@@ -67,6 +128,7 @@ class ApiTokenPrincipals:
         budget: Budget | None = None,
         metrics: EmfCounter | None = None,
         cache_ttl: int = 0,
+        status_lists: StatusLists | None = None,
     ) -> None:
         self._issuer = issuer
         self._audience = audience
@@ -78,9 +140,15 @@ class ApiTokenPrincipals:
         self._fetcher = fetcher or HttpJwksFetcher()
         self._budget = budget
         self._metrics = metrics
+        self._status_lists = status_lists
         self._verifiers: dict[str, tuple[ApiTokenVerifier, JwksCache]] = {}
         # The configured issuer's verifier, built once: the warm path takes it without a lookup.
         self._configured = self._entry(issuer)[0] if issuer else None
+        self._configured_status = (
+            status_lists.for_issuer(issuer, self._entry(issuer)[1])
+            if issuer and status_lists is not None
+            else None
+        )
         # scope claim -> (the scope set, its canonical spelling): tokens repeat a few scope sets.
         self._scope_sets: dict[str, tuple[frozenset[str], str]] = {}
 
@@ -89,7 +157,10 @@ class ApiTokenPrincipals:
         (not fatal: the first request tries again) or no issuer is configured yet."""
         if not self._issuer:
             return False
-        return self._entry(self._issuer)[1].prefetch()
+        keys = self._entry(self._issuer)[1].prefetch()
+        if self._configured_status is not None:
+            return self._configured_status.prefetch() and keys
+        return keys
 
     def _derived_verifier(self, request: AuthRequest) -> ApiTokenVerifier:
         """With no configured issuer: the verifier of the API's default URL, from the event."""
@@ -131,6 +202,8 @@ class ApiTokenPrincipals:
             value = claims.get(name)
             if isinstance(value, _SCALARS):
                 context[name] = value
+        if self._status_lists is not None:
+            self._check_status(claims)
         scope = claims["scope"]  # a string: the verifier checked it
         held = self._scope_sets.get(scope)
         if held is None:
@@ -143,6 +216,26 @@ class ApiTokenPrincipals:
         context["jti"] = verified.jti
         context["sid"] = verified.sid
         return _new(Principal, (verified.sub, held[0], context))
+
+    def _check_status(self, claims: dict[str, Any]) -> None:
+        """The token's status list entry (docs/revocation.md): a reference to our own list, an
+        index inside it, and status VALID. A dict lookup, a set lookup and two comparisons."""
+        status = self._configured_status
+        if status is None:
+            assert self._status_lists is not None
+            issuer = claims["iss"]  # verified: the derived issuer's verifier accepted it
+            status = self._status_lists.for_issuer(issuer, self._entry(issuer)[1])
+        view = status.view()
+        try:
+            reference = claims["status"]["status_list"]
+            idx = reference["idx"]
+            usable = reference["uri"] == status.uri and type(idx) is int and 0 <= idx < view.size
+        except (KeyError, TypeError):
+            usable = False
+        if not usable:
+            raise InvalidTokenError(Reason.STATUS, "no usable status list reference")
+        if idx in view.revoked:
+            raise InvalidTokenError(Reason.REVOKED, "the token's session is revoked")
 
 
 class SupabasePrincipals:
@@ -160,15 +253,37 @@ class SupabasePrincipals:
         context_claims: tuple[str, ...],
         cache_ttl: int = 0,
         clock: Callable[[], float] = time.time,
+        status_lists: StatusLists | None = None,
+        issuer: str = "",
     ) -> None:
         self._verifier = verifier
         self._scopes = scopes
         self._context_claims = context_claims
         self._grace = allow_grace(verifier.policy.leeway, cache_ttl)
         self._clock = clock
+        self._status_lists = status_lists
+        self._issuer = issuer  # the API tokens' issuer: whose status list is read
 
     def prefetch(self) -> bool:
-        return self._verifier.prefetch()
+        ready = self._verifier.prefetch()
+        if self._status_lists is not None and self._issuer:
+            ready = self._status_lists.for_issuer(self._issuer).prefetch() and ready
+        return ready
+
+    def _check_status(self, identity: SupabaseIdentity, request: AuthRequest) -> None:
+        """A revoked session, or a token issued before its user's revocation, is refused."""
+        assert self._status_lists is not None
+        issuer = self._issuer
+        if not issuer:
+            if request.arn_base is None:
+                raise InvalidTokenError(Reason.ISSUER, "no issuer for this event")
+            issuer = api_base_url(request.arn_base)
+        view = self._status_lists.for_issuer(issuer).view()
+        if session_digest(identity.session_id) in view.sessions:
+            raise InvalidTokenError(Reason.REVOKED, "the session is revoked")
+        before = view.users.get(user_digest(identity.sub))
+        if before is not None and identity.claims["iat"] <= before:
+            raise InvalidTokenError(Reason.REVOKED, "the user's sessions were revoked")
 
     def __call__(self, token: str, request: AuthRequest) -> Principal:
         identity = self._verifier.verify(token)
@@ -176,6 +291,8 @@ class SupabasePrincipals:
             raise InvalidTokenError(
                 Reason.EXPIRES_WITHIN_CACHE_TTL, "valid for less than the authorizer cache TTL"
             )
+        if self._status_lists is not None:
+            self._check_status(identity, request)
         scopes = frozenset(self._scopes.user_scopes(identity))
         context = flat_context(
             scalar_claims(identity.claims, self._context_claims)

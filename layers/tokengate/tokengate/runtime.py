@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
     from .exchange import TokenExchangeService
     from .keys import HmacKey
-    from .principals import ApiTokenPrincipals, SupabasePrincipals
+    from .principals import ApiTokenPrincipals, StatusLists, SupabasePrincipals
+    from .revocation import RevocationStore, StatusListPublisher
+    from .revoke import RevocationService
     from .scopes import ScopePolicy
     from .signing import Signer
     from .supabase import SupabaseTokenVerifier
@@ -150,12 +152,78 @@ def exchange_service(
         if settings.session_check
         else None
     )
+    store = revocation_store(settings, clock, budget)
     return TokenExchangeService(
         supabase_verifier(settings, clock, budget),
         issuer,
         policy,
         scope_policy(settings),
         session_check,
+        store,
+        status_list_publisher(settings, store, clock, budget) if store is not None else None,
+    )
+
+
+def revocation_service(
+    settings: Settings,
+    service: TokenExchangeService,
+    clock: Callable[[], float] = time.time,
+    budget: Budget | None = None,
+) -> RevocationService | None:
+    """POST /revoke, sharing the exchange's verifier, store and publisher."""
+    if service.revocations is None or service.publisher is None:
+        return None
+    from .revoke import RevocationService
+
+    signers = published_signers(settings, budget)
+    return RevocationService(
+        service.revocations,
+        service.publisher,
+        service.verifier,
+        lambda: [signer.public_jwk() for signer in signers],
+    )
+
+
+def revocation_store(
+    settings: Settings, clock: Callable[[], float] = time.time, budget: Budget | None = None
+) -> RevocationStore | None:
+    """The revocation table (DynamoDB over the deadline-bounded transport), if configured."""
+    if not settings.revocation:
+        return None
+    from . import aws
+    from .revocation import RevocationStore
+
+    return RevocationStore(aws.DynamoTable(aws.DynamoApi(budget), settings.revocation_table), clock)
+
+
+def status_list_publisher(
+    settings: Settings,
+    store: RevocationStore,
+    clock: Callable[[], float] = time.time,
+    budget: Budget | None = None,
+) -> StatusListPublisher:
+    from .revocation import StatusListPublisher
+
+    return StatusListPublisher(store, signer_for(settings, settings.signing_key_id, budget), clock)
+
+
+def status_lists(
+    settings: Settings, clock: Callable[[], float], budget: Budget
+) -> StatusLists | None:
+    """The authorizers' copy of the published status list (same fetcher as the JWKS)."""
+    if not settings.revocation:
+        return None
+    from .principals import StatusLists
+    from .statuslist import MAX_STATUS_LIST_BYTES
+
+    return StatusLists(
+        HttpJwksFetcher(HttpClient(budget, max_bytes=MAX_STATUS_LIST_BYTES)),
+        jwks_url=settings.api_jwks_url,
+        clock=clock,
+        budget=budget,
+        metrics=EmfCounter.from_env(os.environ),
+        refresh=settings.status_list_refresh,
+        max_age=settings.status_list_max_age,
     )
 
 
@@ -207,6 +275,7 @@ def api_token_principals(
         budget=budget,
         metrics=EmfCounter.from_env(os.environ),
         cache_ttl=settings.authorizer_cache_ttl,
+        status_lists=status_lists(settings, clock, budget),
     )
 
 
@@ -215,10 +284,13 @@ def supabase_principals(
 ) -> SupabasePrincipals:
     from .principals import SupabasePrincipals
 
+    budget = budget or Budget()
     return SupabasePrincipals(
         supabase_verifier(settings, clock, budget),
         scope_policy(settings),
         settings.context_claims,
         cache_ttl=settings.authorizer_cache_ttl,
         clock=clock,
+        status_lists=status_lists(settings, clock, budget),
+        issuer=settings.issuer,
     )

@@ -142,6 +142,20 @@ class SupabaseTokenVerifier:
             raise InvalidTokenError(Reason.SIGNATURE, "signature does not verify")
         return self.policy.check(unverified.unverified_claims, self._clock())
 
+    def verified_session(self, token: object) -> tuple[str, str]:
+        """(sub, session_id) of a token the project signed for this issuer, whatever its times
+        and other claims: enough to revoke its session (RFC 7009 revokes expired tokens too)."""
+        unverified = parse_compact(token)
+        key = self._key_for(unverified)
+        if not key.verify(unverified.signing_input, unverified.signature):
+            raise InvalidTokenError(Reason.SIGNATURE, "signature does not verify")
+        claims = unverified.unverified_claims
+        check_issuer(claims, self.policy.issuer)
+        session_id = claims.get("session_id")
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidTokenError(Reason.SESSION, "session_id missing")
+        return check_uuid_subject(claims), session_id
+
     def _key_for(self, unverified: UnverifiedToken) -> VerificationKey:
         typ = unverified.header.get("typ", "JWT")
         if typ.upper() != "JWT":
