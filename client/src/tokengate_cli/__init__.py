@@ -10,6 +10,10 @@ Library use::
     requests.Session().auth = source.requests_auth()
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ApiError,
     ClientError,
@@ -19,7 +23,9 @@ from .errors import (
     Unreachable,
     UsageError,
 )
-from .source import TokenSource
+
+if TYPE_CHECKING:
+    from .source import TokenSource
 
 __all__ = [
     "ApiError",
@@ -32,3 +38,13 @@ __all__ = [
     "UsageError",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``TokenSource`` is loaded when first asked for: the command line's cached-token path
+    never needs it."""
+    if name == "TokenSource":
+        from .source import TokenSource
+
+        return TokenSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
