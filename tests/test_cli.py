@@ -196,7 +196,11 @@ def test_wrong_password_is_one_line_and_exit_3(cli: Cli) -> None:
 
 
 def test_usage_errors_are_one_line_and_exit_2(cli: Cli) -> None:
-    for args in (("token", "--min-ttl", "99999"), ("call", "GET", "https://elsewhere.example/whoami"), ("frobnicate",)):
+    for args in (
+        ("token", "--min-ttl", "99999"),
+        ("call", "GET", "https://elsewhere.example/whoami"),
+        ("frobnicate",),
+    ):
         result = cli.run(*args)
         assert result.returncode == 2, args
         one_line_error(result)

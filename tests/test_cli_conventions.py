@@ -169,7 +169,7 @@ def test_the_bash_completion_script_loads() -> None:
 
 def test_bash_completes_every_command_and_every_option_the_parser_has() -> None:
     """The oracle is the parser itself: a command or option added to it completes at once."""
-    top, commands = model(build_parser())
+    _top, commands = model(build_parser())
     assert bash_completes(["tokengate", ""]) >= {c.name for c in commands}
     assert bash_completes(["tokengate", "lo"]) == {"login", "logout"}
     assert bash_completes(["tokengate", "--profile", "work", "sta"]) == {"status"}
@@ -186,7 +186,7 @@ def test_zsh_and_fish_scripts_name_every_command_and_option(shell: str) -> None:
         [sys.executable, "-m", "tokengate_cli", "completion", shell],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
-    top, commands = model(build_parser())
+    _top, commands = model(build_parser())
     for command in commands:
         assert command.name in script
         for option in command.options:
@@ -206,7 +206,7 @@ def test_password_stdin_without_email_is_a_usage_error_naming_the_flag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("the-password\n"))
-    code, out, err = run(
+    code, _out, err = run(
         tmp_path / "home", monkeypatch, capsys, "login", "--api", CLOSED, "--password-stdin"
     )
     assert code == 2, err
@@ -489,7 +489,7 @@ def test_a_widened_session_file_is_tightened_and_said_so(
     signed_in_state(home)
     session = home / "profiles" / "default" / "session.json"
     session.chmod(0o644)
-    code, out, err = run(home, monkeypatch, capsys, "status")
+    code, _out, err = run(home, monkeypatch, capsys, "status")
     assert code == 0
     assert stat.S_IMODE(session.stat().st_mode) == 0o600
     assert "readable by others" in err and "0644" in err and str(session) in err
@@ -531,3 +531,33 @@ def test_under_umask_000_nothing_created_is_wider_than_0700_or_0600(tmp_path: Pa
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     for path in (home / "profiles" / "default").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+# -- the pasted answer of a headless sign-in ----------------------------------------------------
+
+
+def test_a_pasted_answer_must_be_this_sign_ins_url_or_a_bare_code() -> None:
+    from tokengate_cli.errors import UsageError
+    from tokengate_cli.loopback import LoopbackRedirect
+
+    redirect = LoopbackRedirect()
+    try:
+        good = f"{redirect.url}&code=0b7c6e9e-6a4e-4a57-9d0e-0d8a1e2f3a4b"
+        assert redirect.pasted(good)["code"] == "0b7c6e9e-6a4e-4a57-9d0e-0d8a1e2f3a4b"
+        assert redirect.pasted(" abc-DEF_123.x~ \n") == {"code": "abc-DEF_123.x~"}
+        refused = {
+            good.replace(redirect.state, "other"): "another sign-in",
+            good.replace("127.0.0.1", "localhost"): "paste the whole address",
+            good.replace("/callback", "/elsewhere"): "paste the whole address",
+            good.replace("http://", "https://"): "paste the whole address",
+            f"{redirect.url}&code=a%20b%0d": "malformed code",
+            "short": "paste the whole address",
+            "javascript:alert(1)": "paste the whole address",
+        }
+        for text, message in refused.items():
+            with pytest.raises(UsageError, match=message):
+                redirect.pasted(text)
+        failed = redirect.pasted(f"{redirect.url}&error=access_denied")
+        assert "code" not in failed and failed["error"] == "access_denied"
+    finally:
+        redirect._server.server_close()

@@ -12,8 +12,6 @@ Library use::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .errors import (
     ApiError,
     ClientError,
@@ -24,7 +22,10 @@ from .errors import (
     UsageError,
 )
 
+TYPE_CHECKING = False  # not typing's: `tokengate token` with a cached token never imports typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from .source import TokenSource
 
 __all__ = [

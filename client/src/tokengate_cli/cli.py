@@ -8,7 +8,10 @@ everything else goes to :mod:`tokengate_cli.commands`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # not typing's: this path never imports typing
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,13 +16,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 from .state import DEFAULT_PROFILE, read_state, valid_profile_name
 
 DEFAULT_MIN_TTL = 60
 MAX_MIN_TTL = 3600
+TYPE_CHECKING = False  # not typing's: this path never imports typing
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
 VALUE_OPTIONS = frozenset({"--scope", "--audience", "--resource", "--min-ttl", "--api"})
 
 

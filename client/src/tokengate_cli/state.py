@@ -19,10 +19,11 @@ import json
 import os
 import stat
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: this path never imports typing
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
 MAX_STATE_BYTES = 1024 * 1024
 PRIVATE_FILE = 0o600
