@@ -44,7 +44,9 @@ token_caches = (
 
 
 def write(path: Path, value: Any) -> None:
+    """A state file as the client leaves it (0600), with any content."""
     path.write_text(json.dumps(value, allow_nan=True))
+    path.chmod(0o600)
 
 
 def run(

@@ -38,6 +38,7 @@ from .errors import (
     UsageError,
 )
 from .fast import DEFAULT_MIN_TTL, MAX_MIN_TTL, cache_key, first_setting, is_time, normalize_scope
+from .state import make_private_dirs
 from .store import (
     CONFIG_FILE,
     LOCK_FILE,
@@ -46,7 +47,6 @@ from .store import (
     atomic_write,
     check_own_home,
     default_home,
-    ensure_private_dir,
     migrate_single_profile,
     open_store,
     profile_dir,
@@ -138,7 +138,7 @@ class TokenSource:
         """The one cross-process lock every state change of this profile takes."""
         from filelock import FileLock, Timeout
 
-        ensure_private_dir(self.dir)
+        make_private_dirs(self.dir, self.home)
         path = self.dir / LOCK_FILE
         if path.is_dir():
             raise UsageError(f"{path} is a directory where tokengate keeps its lock: remove it")
@@ -152,7 +152,7 @@ class TokenSource:
             ) from exc
 
     def save_config(self, **values: Any) -> None:
-        ensure_private_dir(self.dir)
+        make_private_dirs(self.dir, self.home)
         config = read_json(self.dir / CONFIG_FILE) or {}
         config.update({k: v for k, v in values.items() if v is not None})
         atomic_write(self.dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")

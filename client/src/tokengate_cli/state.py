@@ -84,9 +84,10 @@ def read_state(path: str | os.PathLike[str], *, secret: bool = False) -> dict[st
     return value if isinstance(value, dict) else None
 
 
-def make_private_dirs(path: Path) -> Path:
-    """Create ``path`` and any missing parents as 0700 (whatever the umask); tighten ``path``
-    itself when it exists wider. Parents that already exist are left as they are."""
+def make_private_dirs(path: Path, top: Path | None = None) -> Path:
+    """Create ``path`` and any missing parents as 0700 (whatever the umask); tighten ``path``,
+    and its parents up to ``top``, when they exist wider. Other parents that already exist are
+    left as they are (``~/.config`` is not the client's)."""
     missing = []
     current = path
     while not current.exists():
@@ -98,6 +99,11 @@ def make_private_dirs(path: Path) -> Path:
         with contextlib.suppress(FileExistsError):  # another process made it first
             os.mkdir(directory, PRIVATE_DIR)
         os.chmod(directory, PRIVATE_DIR)  # mkdir's mode is masked by the umask, chmod's is not
-    if hasattr(os, "geteuid") and path.stat().st_mode & 0o077:
-        path.chmod(PRIVATE_DIR)
+    current = path
+    while hasattr(os, "geteuid"):
+        if current.stat().st_mode & 0o077:
+            current.chmod(PRIVATE_DIR)
+        if top is None or current == top or current.parent == current:
+            break
+        current = current.parent
     return path
