@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import importlib.metadata
-import io
 import json
 import os
 import stat
@@ -29,7 +28,6 @@ from tokengate_cli import TokenSource, __version__
 from tokengate_cli.cli import main
 from tokengate_cli.commands import build_parser
 from tokengate_cli.completion import model
-from tokengate_cli.explain import Explainer, render
 from tokengate_cli.fast import cache_key, cached_token
 from tokengate_cli.state import read_state
 
@@ -200,28 +198,6 @@ def test_zsh_and_fish_scripts_name_every_command_and_option(shell: str) -> None:
 
 
 # -- usage errors that name the flag ------------------------------------------------------------
-
-
-def test_password_stdin_without_email_is_a_usage_error_naming_the_flag(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("the-password\n"))
-    code, _out, err = run(
-        tmp_path / "home", monkeypatch, capsys, "login", "--api", CLOSED, "--password-stdin"
-    )
-    assert code == 2, err
-    assert "--email" in err and "--password-stdin" in err
-    assert "the-password" not in err and "empty password" not in err
-
-
-def test_explain_heads_a_foreign_token_with_what_it_is_not_this_products() -> None:
-    foreign = fake_token({"iss": "https://other.example", "aud": "api", "exp": 2**31})
-    report = Explainer(API, None, None).explain(foreign)
-    headline = render(report).splitlines()[0]
-    assert "issued by this product" not in headline
-    assert "another issuer" in headline and "https://other.example" in headline
-    own = Explainer(API, None, None).explain(fake_token({"iss": API, "aud": "api", "exp": 2**31}))
-    assert f"naming this API ({API})" in render(own).splitlines()[0]
 
 
 # -- profiles -----------------------------------------------------------------------------------

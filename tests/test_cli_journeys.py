@@ -109,7 +109,9 @@ def test_call_takes_a_path_with_or_without_its_leading_slash(cli: Cli) -> None:
     with_slash = cli.run("call", "GET", "/whoami")
     without = cli.run("call", "whoami")
     assert with_slash.returncode == without.returncode == 0
-    assert json.loads(with_slash.stdout)["sub"] == json.loads(without.stdout)["sub"]
+    body = json.loads(with_slash.stdout)
+    assert body == json.loads(without.stdout)
+    assert body["principalId"] == body["sub"]  # as docs/cli.md shows the body
 
 
 # -- the HTTP trace -----------------------------------------------------------------------------
