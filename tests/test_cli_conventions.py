@@ -254,10 +254,10 @@ def test_the_single_profile_layout_moves_into_default_with_its_session(
 
 
 class MemoryKeyring(KeyringBackend):
-    priority = 5  # type: ignore[assignment]
+    priority = 5
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.entries: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:

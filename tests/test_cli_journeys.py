@@ -149,9 +149,12 @@ def _stderr_until_prompt(process: subprocess.Popen[str]) -> str:
     assert process.stderr is not None
     chunks: queue.Queue[str] = queue.Queue()
     stream = process.stderr
-    threading.Thread(
-        target=lambda: [chunks.put(c) for c in iter(lambda: stream.read(1), "")], daemon=True
-    ).start()
+
+    def pump() -> None:
+        for character in iter(lambda: stream.read(1), ""):
+            chunks.put(character)
+
+    threading.Thread(target=pump, daemon=True).start()
     seen = ""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline and not seen.endswith("URL or code: "):
@@ -239,7 +242,7 @@ def _pkce_client(stand_in: SupabaseAuthStandIn) -> SyncGoTrueClient:
 def _authorized(client: SyncGoTrueClient, redirect_to: str) -> str:
     start = client.sign_in_with_oauth(
         {"provider": "github", "options": {"redirect_to": redirect_to}}
-    )  # type: ignore[typeddict-item]
+    )
     return _browser_elsewhere(start.url)
 
 
@@ -253,17 +256,17 @@ def test_the_stand_in_pkce_flow_matches_supabase_auth(
         assert query["state"] == ["s1"] and len(query["code"]) == 1 and query["code"] != ["stale"]
         code = query["code"][0]
         with pytest.raises(AuthApiError) as wrong:  # a wrong verifier leaves the flow state
-            client.exchange_code_for_session({"auth_code": code, "code_verifier": "x" * 43})  # type: ignore[typeddict-item]
+            client.exchange_code_for_session({"auth_code": code, "code_verifier": "x" * 43})
         assert wrong.value.code == "bad_code_verifier"
-        done = client.exchange_code_for_session({"auth_code": code})  # type: ignore[typeddict-item]
+        done = client.exchange_code_for_session({"auth_code": code})
         assert done.session is not None and done.user is not None
         with pytest.raises(AuthApiError) as again:  # destroyed by the exchange that succeeded
-            client.exchange_code_for_session({"auth_code": code, "code_verifier": "x" * 43})  # type: ignore[typeddict-item]
+            client.exchange_code_for_session({"auth_code": code, "code_verifier": "x" * 43})
         assert (again.value.status, again.value.code) == (404, "flow_state_not_found")
         expired = parse_qs(urlsplit(_authorized(client, "http://127.0.0.1:9/cb")).query)["code"][0]
         clock.advance(301)
         with pytest.raises(AuthApiError) as late:
-            client.exchange_code_for_session({"auth_code": expired})  # type: ignore[typeddict-item]
+            client.exchange_code_for_session({"auth_code": expired})
         assert (late.value.status, late.value.code) == (422, "flow_state_expired")
 
 
