@@ -9,6 +9,7 @@ import base64
 import importlib.metadata
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -195,6 +196,20 @@ def test_zsh_and_fish_scripts_name_every_command_and_option(shell: str) -> None:
                     else (f"-l {flag[2:]}" if flag.startswith("--") else f"-s {flag[1:]}")
                 )
                 assert spelled in script, (command.name, flag)
+    shell_path = shutil.which(shell)
+    if shell_path:  # where the shell is installed, the script also parses and loads
+        loaded = {
+            "zsh": "autoload -U compinit; compinit -u; source /dev/stdin; print $_comps[tokengate]",
+            "fish": "source; complete -C 'tokengate lo'",
+        }[shell]
+        done = subprocess.run(
+            [shell_path, "-c", loaded], input=script, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        if shell == "zsh":
+            assert done.stdout.strip() == "_tokengate"
+        if shell == "fish":
+            assert {line.split("\t")[0] for line in done.stdout.splitlines()} == {"login", "logout"}
 
 
 # -- usage errors that name the flag ------------------------------------------------------------
