@@ -3,6 +3,7 @@ Supabase Auth stand-in on loopback, and the CLI as real subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import stat
@@ -261,7 +262,13 @@ def _read_url_from(process: subprocess.Popen[str]) -> str:
     assert process.stderr is not None
     lines: queue.Queue[str] = queue.Queue()
     stream = process.stderr
-    threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
+
+    def pump() -> None:
+        with contextlib.suppress(ValueError, OSError):  # closed by communicate() meanwhile
+            for line in stream:
+                lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
         try:

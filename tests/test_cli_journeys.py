@@ -5,6 +5,7 @@ logout revoking at the API (a loopback server plays the API)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import re
@@ -151,8 +152,9 @@ def _stderr_until_prompt(process: subprocess.Popen[str]) -> str:
     stream = process.stderr
 
     def pump() -> None:
-        for character in iter(lambda: stream.read(1), ""):
-            chunks.put(character)
+        with contextlib.suppress(ValueError, OSError):  # closed by communicate() meanwhile
+            for character in iter(lambda: stream.read(1), ""):
+                chunks.put(character)
 
     threading.Thread(target=pump, daemon=True).start()
     seen = ""
