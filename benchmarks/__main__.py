@@ -154,12 +154,14 @@ def cli_section(settings: Settings) -> tuple[list[str], list[str]]:
     ]
     verdicts = []
     for name, ms, target in rows:
-        bound = float(target.removeprefix("<= ")) if target.startswith("<= ") else None
-        mark = f"≤ {bound:.0f} {harness.verdict(ms, bound)}" if bound is not None else ""
-        lines.append(f"| {name} | {ms:.0f} | {mark} |")
+        ratio = target.endswith("x")  # a same-run ratio (benchmarks.cli), else milliseconds
+        bound = float(target.removeprefix("<= ").rstrip("x")) if target.startswith("<= ") else None
+        value, unit = (f"{ms:.2f}", "x") if ratio else (f"{ms:.0f}", " ms")
+        mark = f"≤ {bound:g}{unit} {harness.verdict(ms, bound)}" if bound is not None else ""
+        lines.append(f"| {name} | {value}{unit if ratio else ''} | {mark} |")
         if bound is not None:
             verdicts.append(
-                f"| {name} | {ms:.0f} ms | ≤ {bound:.0f} ms | {harness.verdict(ms, bound)} |"
+                f"| {name} | {value}{unit} | ≤ {bound:g}{unit} | {harness.verdict(ms, bound)} |"
             )
     return [*lines, ""], verdicts
 

@@ -7,7 +7,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from tokengate.errors import ConfigurationError
@@ -16,9 +16,9 @@ from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 from .settings import local_settings
 from .stack import LocalStack
 from .state import remove_state, write_state
-from .supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
+from .supabase_auth import DEV_EMAIL, DEV_PASSWORD, DEV_SCOPES, SupabaseAuthStandIn
 from .supabase_dev import LOCAL_SUPABASE_URL, hs256_token
-from .template import ParameterError
+from .template import ParameterError, Template
 from .token import development_claims
 
 
@@ -91,7 +91,10 @@ def start(env: Mapping[str, str] = os.environ) -> LocalStack:
     if settings.ignored:
         print(f"make run: warning: {settings.warning()}", file=sys.stderr, flush=True)
     # No SUPABASE_URL (e.g. `supabase start` or a hosted project): serve the development stand-in.
-    stand_in = None if settings.supabase_url else serve_stand_in(settings.jwt_secret)
+    scopes_claim = (
+        settings.parameters.get("ScopesClaim") or Template.load().parameters["ScopesClaim"]
+    )
+    stand_in = None if settings.supabase_url else serve_stand_in(settings.jwt_secret, scopes_claim)
     supabase_url = settings.supabase_url or (stand_in.url if stand_in else "")
     parameters = dict(settings.parameters)
     if stand_in is not None:
@@ -104,9 +107,10 @@ def start(env: Mapping[str, str] = os.environ) -> LocalStack:
     return stack.start()
 
 
-def serve_stand_in(secret: str) -> SupabaseAuthStandIn:
-    """On the Supabase CLI's local port when it is free, else on any free port."""
-    stand_in = SupabaseAuthStandIn(secret)
+def serve_stand_in(secret: str, scopes_claim: str = "api_scopes") -> SupabaseAuthStandIn:
+    """On the Supabase CLI's local port when it is free, else on any free port. The seeded
+    user's app_metadata lists ``DEV_SCOPES`` under the API's scopes claim."""
+    stand_in = SupabaseAuthStandIn(secret, scopes=DEV_SCOPES, scopes_claim=scopes_claim)
     try:
         return stand_in.serve(urlsplit(LOCAL_SUPABASE_URL).port or 0)
     except OSError as error:
@@ -115,16 +119,29 @@ def serve_stand_in(secret: str) -> SupabaseAuthStandIn:
         return stand_in.serve(0)
 
 
+def user_scopes(parameters: Mapping[str, str], extra: Sequence[str]) -> list[str]:
+    """What the exchange grants a user whose app_metadata lists ``extra``: the default scopes
+    plus the extras, limited to the supported ones (the rule of tokengate.scopes)."""
+    supported = parameters["ScopesSupported"].replace(",", " ").split()
+    granted = set(parameters["DefaultScopes"].replace(",", " ").split()) | set(extra)
+    return [scope for scope in supported if scope in granted]
+
+
 def cli_walkthrough(stack: LocalStack, stand_in: SupabaseAuthStandIn) -> str:
+    assert stack.gateway is not None
+    scopes = " ".join(user_scopes(stack.gateway.template.parameters, stand_in.scopes))
+    held = f"app_metadata.{stand_in.scopes_claim}: {' '.join(stand_in.scopes)}"
     return f"""
 Supabase Auth: a development stand-in on {stand_in.issuer} (set SUPABASE_URL to use a real project)
   user {DEV_EMAIL}   password {DEV_PASSWORD}
+  API scopes this user can get: {scopes}  ({held})
 
 Sign in with the CLI (in another shell; `source .venv/bin/activate`, or `pipx install ./client`):
 
   tokengate login --api {stack.base_url} --email {DEV_EMAIL}
   tokengate call GET /whoami
   tokengate token | tokengate explain -
+  tokengate call POST /orders/42 --scope "{scopes}" -d '{{"note": "hi"}}'
 
   (the API's discovery names this Supabase project; elsewhere set SUPABASE_URL and
   SUPABASE_ANON_KEY={stand_in.anon_key})
@@ -137,7 +154,10 @@ def serve_until_stopped(stack: LocalStack) -> None:
     parameters = stack.gateway.template.parameters
     issuer = parameters["SupabaseIssuer"] or f"{stack.supabase_url}/auth/v1"
     claims = development_claims(
-        stack.supabase_url, scopes=["write"], scopes_claim=parameters["ScopesClaim"], issuer=issuer
+        stack.supabase_url,
+        scopes=list(DEV_SCOPES),
+        scopes_claim=parameters["ScopesClaim"],
+        issuer=issuer,
     )
     token = hs256_token(claims, stack.jwt_secret)
     print(f"tokengate local stack on {stack.base_url}")

@@ -11,10 +11,20 @@ unchanged (a test drives it with that client):
   (``refresh_token_already_used``).
 * ``POST /token?grant_type=pkce``          ``{"auth_code", "code_verifier"}`` after ``GET
   /authorize?provider=dev&code_challenge=…&redirect_to=…`` (a development provider that signs the
-  seeded user in at once and redirects back with ``?code=``)
+  seeded user in at once and redirects back with ``?code=``). Checked as Supabase Auth's
+  handlers check them (``internal/api/external.go``, ``pkce.go``, ``token.go``): the challenge
+  43-128 characters of ``[A-Za-z0-9._~-]``, method ``s256`` or ``plain`` (any case), the code
+  set into ``redirect_to``'s query, a flow state that lives 300 s, is destroyed only by a
+  successful exchange, and answers ``validation_failed``, ``flow_state_not_found`` (404),
+  ``flow_state_expired`` (422) or ``bad_code_verifier``. Unlike Supabase, the stand-in offers
+  only the PKCE flow.
 * ``POST /otp`` then ``POST /verify``       email one-time codes (the code is printed, not mailed)
 * ``POST /logout?scope=local|global|others``, ``GET /user``
 * ``GET /.well-known/jwks.json``           the ES256 public key user tokens are signed with
+
+The seeded user's ``app_metadata`` carries the extra API scopes ``make run`` advertises
+(``DEV_SCOPES`` under ``api_scopes``, or the configured ``ScopesClaim``), as an operator's
+server-side code would set them, so a user signed in through the CLI holds them.
 
 Access tokens are ES256-signed with a key generated at start and carry the claims Supabase's do
 (``iss``, ``aud``, ``sub``, ``exp``, ``iat``, ``email``, ``phone``, ``app_metadata``,
@@ -41,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -51,6 +61,11 @@ from tokengate.signing import LocalKeySigner
 from .supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET, hs256_token, user_claims
 
 DEV_EMAIL = "dev@example.com"
+DEV_SCOPES = ("write",)  # the seeded user's extra API scopes (app_metadata), beyond the default
+DEFAULT_SCOPES_CLAIM = "api_scopes"
+FLOW_STATE_LIFETIME = 300.0  # Supabase Auth's default FlowStateExpiryDuration
+MIN_CODE_CHALLENGE, MAX_CODE_CHALLENGE = 43, 128
+INVALID_PKCE_PARAMS = "PKCE flow requires code_challenge_method and code_challenge"
 DEV_PASSWORD = "tokengate-dev-password"  # loopback development only, printed by ``make run``
 REUSE_INTERVAL = 10.0
 API_VERSION_HEADER = "X-Supabase-Api-Version"
@@ -99,6 +114,9 @@ class User:
     email: str
     password: str
     created_at: str
+    app_metadata: dict[str, Any] = field(
+        default_factory=lambda: {"provider": "email", "providers": ["email"]}
+    )
 
     def document(self) -> dict[str, Any]:
         return {
@@ -110,7 +128,7 @@ class User:
             "phone": "",
             "confirmed_at": self.created_at,
             "last_sign_in_at": self.created_at,
-            "app_metadata": {"provider": "email", "providers": ["email"]},
+            "app_metadata": dict(self.app_metadata),
             "user_metadata": {"email_verified": True},
             "identities": [],
             "created_at": self.created_at,
@@ -128,6 +146,8 @@ class SupabaseAuthStandIn:
         access_token_lifetime: int = 3600,
         reuse_interval: float = REUSE_INTERVAL,
         clock: Callable[[], float] = time.time,
+        scopes: tuple[str, ...] = DEV_SCOPES,
+        scopes_claim: str = DEFAULT_SCOPES_CLAIM,
     ) -> None:
         self.jwt_secret = jwt_secret
         self.access_token_lifetime = access_token_lifetime
@@ -137,10 +157,16 @@ class SupabaseAuthStandIn:
         self.service_role_key = local_api_key("service_role", jwt_secret)
         self._signer = LocalKeySigner(ec.generate_private_key(ec.SECP256R1()))
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.users = {DEV_EMAIL: User(DEV_USER_ID, DEV_EMAIL, DEV_PASSWORD, created)}
+        self.scopes = tuple(scopes)
+        self.scopes_claim = scopes_claim
+        app_metadata: dict[str, Any] = {"provider": "email", "providers": ["email"]}
+        if self.scopes:
+            app_metadata[scopes_claim] = list(self.scopes)
+        self.users = {DEV_EMAIL: User(DEV_USER_ID, DEV_EMAIL, DEV_PASSWORD, created, app_metadata)}
         self.sessions: dict[str, AuthSession] = {}
         self._refresh_index: dict[str, RefreshToken] = {}
-        self._auth_codes: dict[str, tuple[str, str, float]] = {}  # code → user, challenge, until
+        # code → user, challenge, challenge method, until
+        self._auth_codes: dict[str, tuple[str, str, str, float]] = {}
         self._otps: dict[str, tuple[str, float]] = {}  # email → code, until
         self.counts: Counter[str] = Counter()  # requests per operation (tests read it)
         self.last_otp: str | None = None
@@ -160,6 +186,7 @@ class SupabaseAuthStandIn:
         claims.update(
             sub=user.id,
             email=user.email,
+            app_metadata=dict(user.app_metadata),
             iat=now,
             exp=now + self.access_token_lifetime,
             amr=session.amr,
@@ -260,20 +287,28 @@ class SupabaseAuthStandIn:
 
     def pkce_grant(self, body: dict[str, Any]) -> dict[str, Any]:
         code, verifier = body.get("auth_code"), body.get("code_verifier")
-        found = self._auth_codes.pop(str(code), None)
-        if found is None or found[2] < self.clock():
+        if not isinstance(code, str) or not code or not isinstance(verifier, str) or not verifier:
+            raise AuthError(
+                400,
+                "validation_failed",
+                "invalid request: both auth code and code verifier should be non-empty",
+            )
+        found = self._auth_codes.get(code)
+        if found is None:
             raise AuthError(
                 404, "flow_state_not_found", "invalid flow state, no valid flow state found"
             )
-        user_id, challenge, _ = found
-        if not isinstance(verifier, str) or not secrets.compare_digest(
-            pkce_challenge(verifier), challenge
-        ):
+        user_id, challenge, method, until = found
+        if until < self.clock():
+            raise AuthError(422, "flow_state_expired", "invalid flow state, flow state has expired")
+        computed = pkce_challenge(verifier) if method == "s256" else verifier
+        if not secrets.compare_digest(computed.encode(), challenge.encode()):
             raise AuthError(
                 400,
                 "bad_code_verifier",
                 "code challenge does not match previously saved code verifier",
             )
+        del self._auth_codes[code]  # destroyed by the exchange that succeeds, as Supabase does
         return self._sign_in(self._user_by_id(user_id), "oauth")
 
     def authorize(self, query: dict[str, str]) -> str:
@@ -287,14 +322,37 @@ class SupabaseAuthStandIn:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise AuthError(400, "validation_failed", "redirect_to must be a loopback URL")
         challenge = query.get("code_challenge", "")
-        if not challenge or query.get("code_challenge_method", "").lower() != "s256":
+        method = query.get("code_challenge_method", "")
+        if bool(challenge) != bool(method):
+            raise AuthError(400, "validation_failed", INVALID_PKCE_PARAMS)
+        if not challenge:
             raise AuthError(
-                400, "validation_failed", "PKCE with code_challenge_method=s256 required"
+                400, "validation_failed", "this development stand-in offers the PKCE flow only"
             )
+        if not MIN_CODE_CHALLENGE <= len(challenge) <= MAX_CODE_CHALLENGE:
+            raise AuthError(
+                400,
+                "validation_failed",
+                f"code challenge has to be between {MIN_CODE_CHALLENGE} and "
+                f"{MAX_CODE_CHALLENGE} characters",
+            )
+        if not re.fullmatch(r"[a-zA-Z._~0-9-]+", challenge):
+            raise AuthError(
+                400,
+                "validation_failed",
+                "code challenge can only contain alphanumeric characters, hyphens, periods, "
+                "underscores and tildes",
+            )
+        if method.lower() not in ("s256", "plain"):
+            raise AuthError(400, "validation_failed", "Invalid code_challenge_method")
         code = str(uuid.uuid4())
-        self._auth_codes[code] = (self.users[DEV_EMAIL].id, challenge, self.clock() + 300)
-        separator = "&" if "?" in redirect_to else "?"
-        return f"{redirect_to}{separator}{urlencode({'code': code})}"
+        self._auth_codes[code] = (
+            self.users[DEV_EMAIL].id,
+            challenge,
+            method.lower(),
+            self.clock() + FLOW_STATE_LIFETIME,
+        )
+        return with_code(redirect_to, code)
 
     def send_otp(self, body: dict[str, Any]) -> dict[str, Any]:
         email = str(body.get("email", "")).lower()
@@ -492,6 +550,15 @@ class SupabaseAuthStandIn:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def with_code(redirect_to: str, code: str) -> str:
+    """``redirect_to`` with ``code`` set in its query (Supabase Auth's prepPKCERedirectURL:
+    other parameters stay, an existing ``code`` is replaced)."""
+    parts = urlsplit(redirect_to)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "code"]
+    query.append(("code", code))
+    return urlunsplit(parts._replace(query=urlencode(sorted(query, key=lambda pair: pair[0]))))
 
 
 def pkce_challenge(verifier: str) -> str:

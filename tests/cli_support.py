@@ -46,6 +46,11 @@ class Cli:
             PYTHONDONTWRITEBYTECODE="1",
         )
 
+    @property
+    def state(self) -> Path:
+        """The default profile's directory, where its config, session and tokens live."""
+        return self.home / "profiles" / "default"
+
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "tokengate_cli", *args]
 

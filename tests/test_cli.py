@@ -3,6 +3,7 @@ Supabase Auth stand-in on loopback, and the CLI as real subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import stat
@@ -65,7 +66,7 @@ def login(cli: Cli) -> None:
 
 
 def session_file(cli: Cli) -> dict[str, object]:
-    document: dict[str, object] = json.loads((cli.home / "session.json").read_text())
+    document: dict[str, object] = json.loads((cli.state / "session.json").read_text())
     return document
 
 
@@ -144,7 +145,7 @@ def test_logout_ends_the_session_at_supabase_and_deletes_local_state(
     assert result.returncode == 0, result.stderr
     assert "Signed out" in result.stdout
     assert session_id not in stand_in.sessions
-    assert sorted(p.name for p in cli.home.iterdir()) == ["lock"]
+    assert sorted(p.name for p in cli.state.iterdir()) == ["config.json", "lock"]
     after = cli.run("token")
     assert after.returncode == 3
     assert "tokengate login" in one_line_error(after)
@@ -157,7 +158,7 @@ def test_logout_offline_deletes_local_state_and_warns(tmp_path: Path, stack: Loc
     result = cli.run("logout")  # that Supabase is gone now
     assert result.returncode == 0
     assert "warning" in one_line_error(result) and "could not be reached" in result.stderr
-    assert sorted(p.name for p in cli.home.iterdir()) == ["lock"]
+    assert sorted(p.name for p in cli.state.iterdir()) == ["config.json", "lock"]
 
 
 def test_a_session_revoked_at_supabase_asks_to_sign_in_again(
@@ -170,7 +171,7 @@ def test_a_session_revoked_at_supabase_asks_to_sign_in_again(
     assert result.returncode == 3
     error = one_line_error(result)
     assert "sign in again" in error and "tokengate login" in error
-    assert not (cli.home / "session.json").exists()
+    assert not (cli.state / "session.json").exists()
 
 
 def test_an_unreachable_api_is_one_line_and_exit_4(cli: Cli) -> None:
@@ -194,11 +195,15 @@ def test_wrong_password_is_one_line_and_exit_3(cli: Cli) -> None:
     result = cli.run("login", "--email", DEV_EMAIL, "--password-stdin", input="wrong\n")
     assert result.returncode == 3
     assert "invalid_credentials" in one_line_error(result)
-    assert not (cli.home / "session.json").exists()
+    assert not (cli.state / "session.json").exists()
 
 
 def test_usage_errors_are_one_line_and_exit_2(cli: Cli) -> None:
-    for args in (("token", "--min-ttl", "99999"), ("call", "GET", "whoami"), ("frobnicate",)):
+    for args in (
+        ("token", "--min-ttl", "99999"),
+        ("call", "GET", "https://elsewhere.example/whoami"),
+        ("frobnicate",),
+    ):
         result = cli.run(*args)
         assert result.returncode == 2, args
         one_line_error(result)
@@ -208,20 +213,21 @@ def test_state_is_private(cli: Cli) -> None:
     cli.home.mkdir(mode=0o755)
     login(cli)
     assert cli.run("token").returncode == 0
-    assert stat.S_IMODE(cli.home.stat().st_mode) == 0o700
+    for directory in (cli.home, cli.home / "profiles", cli.state):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     for name in ("session.json", "tokens.json", "config.json", "lock"):
-        assert stat.S_IMODE((cli.home / name).stat().st_mode) == 0o600, name
-    assert not [p for p in cli.home.iterdir() if p.name.startswith(".")]  # no temporary files
+        assert stat.S_IMODE((cli.state / name).stat().st_mode) == 0o600, name
+    assert not [p for p in cli.state.iterdir() if p.name.startswith(".")]  # no temporary files
 
 
 def test_call_re_exchanges_once_on_401(cli: Cli, exchanges: ExchangeCounter) -> None:
     login(cli)
     assert cli.run("token").returncode == 0
-    tokens = json.loads((cli.home / "tokens.json").read_text())
+    tokens = json.loads((cli.state / "tokens.json").read_text())
     for entry in tokens.values():  # a token the API no longer accepts (e.g. a retired key)
         header, payload, _ = entry["access_token"].split(".")
         entry["access_token"] = f"{header}.{payload}.{'A' * 342}"
-    (cli.home / "tokens.json").write_text(json.dumps(tokens))
+    (cli.state / "tokens.json").write_text(json.dumps(tokens))
     before = exchanges.count
     result = cli.run("call", "/whoami", "-i")
     assert result.returncode == 0, result.stderr
@@ -260,8 +266,9 @@ def _read_url_from(process: subprocess.Popen[str]) -> str:
     stream = process.stderr
 
     def pump() -> None:
-        for line in stream:
-            lines.put(line)
+        with contextlib.suppress(ValueError, OSError):  # closed by communicate() meanwhile
+            for line in stream:
+                lines.put(line)
 
     threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + TIMEOUT
@@ -404,7 +411,7 @@ def test_supabase_down_when_a_refresh_is_due_keeps_the_session(
     result = cli.run("token")  # the session needs a refresh, and that Supabase is gone
     assert result.returncode == 4
     assert "Supabase" in one_line_error(result) and "could not be reached" in result.stderr
-    assert (cli.home / "session.json").exists()  # an outage is not a sign-out
+    assert (cli.state / "session.json").exists()  # an outage is not a sign-out
 
 
 def test_a_refused_exchange_prints_the_servers_error_and_exit_5(cli: Cli) -> None:
@@ -432,7 +439,7 @@ def test_login_with_only_the_api_url_when_discovery_advertises_supabase(
             input=DEV_PASSWORD + "\n", TOKENGATE_API_URL="", SUPABASE_URL="", SUPABASE_ANON_KEY="",
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    saved = json.loads((cli.home / "config.json").read_text())
+    saved = json.loads((cli.state / "config.json").read_text())
     assert saved == {
         "api_url": api,
         "supabase_url": stand_in.url,

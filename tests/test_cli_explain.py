@@ -71,7 +71,7 @@ def test_a_valid_api_token_passes_every_check(cli: Cli) -> None:
 
 
 def test_a_supabase_token_sent_as_an_api_token_is_named_with_its_fix(cli: Cli) -> None:
-    session = json.loads((cli.home / "session.json").read_text())
+    session = json.loads((cli.state / "session.json").read_text())
     result = cli.run("explain", session["access_token"])
     assert result.returncode == 1
     text = result.stdout

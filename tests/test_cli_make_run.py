@@ -28,7 +28,8 @@ def test_the_cli_journey_make_run_prints_works(tmp_path: Path) -> None:
         lines = [
             line.strip() for line in block.splitlines()[1:] if line.strip().startswith("tokengate")
         ]
-        assert len(lines) == 3, lines  # login, call, explain: nothing to export first
+        assert len(lines) == 4, lines  # login, call, explain, a write: nothing to export first
+        assert re.search(r"API scopes this user can get: read write\b", output)
         script = "\n".join(lines).replace(
             "--email dev@example.com",
             '--email dev@example.com --password-stdin <<< "$DEV_PASSWORD"',
@@ -49,9 +50,10 @@ def test_the_cli_journey_make_run_prints_works(tmp_path: Path) -> None:
             },
         )
         assert result.returncode == 0, result.stderr
-        signed_in, whoami, *report = result.stdout.splitlines()
+        signed_in, whoami, *report, order = result.stdout.splitlines()
         assert "Signed in" in signed_in
-        assert json.loads(whoami)["sub"] == DEV_USER_ID
+        assert json.loads(whoami)["sub"] == json.loads(whoami)["principalId"] == DEV_USER_ID
         assert "The API would accept it." in report
+        assert "write" in json.loads(order)["scope"].split()  # the write the banner promises
         process.send_signal(signal.SIGTERM)
         assert output_after_stop(process).rstrip().endswith("stopped.")

@@ -44,7 +44,9 @@ token_caches = (
 
 
 def write(path: Path, value: Any) -> None:
+    """A state file as the client leaves it (0600), with any content."""
     path.write_text(json.dumps(value, allow_nan=True))
+    path.chmod(0o600)
 
 
 def run(
@@ -136,7 +138,8 @@ def test_a_state_directory_others_can_write_is_not_trusted(
     monkeypatch.setenv("TOKENGATE_HOME", str(shared))
     for name in ("TOKENGATE_API_URL", "SUPABASE_URL", "SUPABASE_ANON_KEY"):
         monkeypatch.delenv(name, raising=False)
-    args = ["login", "--password-stdin"] if command == "login" else [command]
+    args = ["login", "--email", "victim@example.com", "--password-stdin"]
+    args = args if command == "login" else [command]
     code = main(args)
     err = capsys.readouterr().err
     assert code == 2, err
@@ -161,7 +164,7 @@ def test_a_state_directory_owned_by_another_user_is_not_trusted(
     ("args", "typed"),
     [
         (["--email", "dev@example.com", "--password-stdin"], b"hunter\xff\xfe42\n"),
-        (["--password-stdin"], b"dev\xff@example.com\npassword\n"),
+        (["--otp"], b"dev\xff@example.com\n"),
         (["--email", "dev\udcff@example.com", "--password-stdin"], b"password\n"),
     ],
 )

@@ -10,6 +10,8 @@ Library use::
     requests.Session().auth = source.requests_auth()
 """
 
+from __future__ import annotations
+
 from .errors import (
     ApiError,
     ClientError,
@@ -19,7 +21,12 @@ from .errors import (
     Unreachable,
     UsageError,
 )
-from .source import TokenSource
+
+TYPE_CHECKING = False  # not typing's: `tokengate token` with a cached token never imports typing
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .source import TokenSource
 
 __all__ = [
     "ApiError",
@@ -32,3 +39,13 @@ __all__ = [
     "UsageError",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``TokenSource`` is loaded when first asked for: the command line's cached-token path
+    never needs it."""
+    if name == "TokenSource":
+        from .source import TokenSource
+
+        return TokenSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

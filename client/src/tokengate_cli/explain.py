@@ -35,7 +35,7 @@ OTHER_JWT = "JWT from another issuer"
 NOT_A_JWT = "not a JWT"
 
 KINDS = {
-    API_TOKEN: "an API token issued by this product's token exchange",
+    API_TOKEN: "an access token (typ at+jwt) shaped like this product's API tokens",
     SUPABASE_TOKEN: "a user token from Supabase Auth, not an API token",
     SUPABASE_KEY: "a Supabase project key: it names the project, not a user",
     OTHER_JWT: "a JWT that neither this API nor Supabase Auth issued",
@@ -148,7 +148,7 @@ class Explainer:
             return report
         claims = unverified.unverified_claims
         kind = self._kind(unverified)
-        report = Report(kind, KINDS[kind])
+        report = Report(kind, self._headline(kind, claims))
         report.claims = {name: claims[name] for name in SHOWN_CLAIMS if name in claims}
         report.add("structure", True, f"a strict compact JWS ({_header_text(unverified)})")
         if kind == API_TOKEN:
@@ -166,6 +166,22 @@ class Explainer:
                 "get an API token from this API: `tokengate token`",
             )
         return report
+
+    def _headline(self, kind: str, claims: dict[str, Any]) -> str:
+        """What the token says it is, before any check: never "issued by this API" for a
+        token whose issuer is another (nothing is verified yet)."""
+        if kind != API_TOKEN:
+            return KINDS[kind]
+        issuer = claims.get("iss")
+        named = repr(issuer) if isinstance(issuer, str) else "no issuer"
+        if self.api_url and issuer == self.api_url:
+            return f"an access token (typ at+jwt) naming this API ({self.api_url}) as its issuer"
+        if self.api_url:
+            return (
+                f"an access token (typ at+jwt) from another issuer ({named}), "
+                f"not this API ({self.api_url})"
+            )
+        return f"an access token (typ at+jwt) naming issuer {named} (no API configured)"
 
     def _kind(self, unverified: UnverifiedToken) -> str:
         claims = unverified.unverified_claims

@@ -8,12 +8,14 @@ request (which may carry a token).
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from . import trace
 from .errors import Unreachable
 from .urls import check_url
 
@@ -54,6 +56,21 @@ def request(
     what: str = "the API",
     timeout: float = TIMEOUT_SECONDS,
 ) -> Answer:
+    started = time.perf_counter()
+    answer = _send(method, url, headers, body, what, timeout, started)
+    trace.request_line(method, url, answer.status, time.perf_counter() - started)
+    return answer
+
+
+def _send(
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None,
+    body: bytes | None,
+    what: str,
+    timeout: float,
+    started: float,
+) -> Answer:
     prepared = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))  # noqa: S310 - URLs pass check_url
     try:
         with _OPENER.open(prepared, timeout=timeout) as response:
@@ -74,4 +91,5 @@ def request(
     except (OSError, ValueError) as exc:
         host = urlsplit(url).netloc
         reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        trace.request_line(method, url, "unreachable", time.perf_counter() - started)
         raise Unreachable(f"{what} at {host} could not be reached ({reason})") from exc

@@ -15,7 +15,8 @@ which is why the session is refreshed first when it is the one running out. Ever
 concurrent processes cause one refresh and one exchange, never a refresh-token reuse that would
 end the session.
 
-The fast path (a valid cached token) reads two small files and imports nothing heavy.
+The fast path (a valid cached token) reads two small files and imports nothing heavy; the
+console script takes it before even argparse is loaded (:mod:`tokengate_cli.fast`).
 """
 
 from __future__ import annotations
@@ -36,25 +37,31 @@ from .errors import (
     Unreachable,
     UsageError,
 )
+from .fast import DEFAULT_MIN_TTL, MAX_MIN_TTL, cache_key, first_setting, is_time, normalize_scope
+from .state import make_private_dirs
 from .store import (
     CONFIG_FILE,
     LOCK_FILE,
+    FileStore,
     SecretStore,
     atomic_write,
     check_own_home,
     default_home,
-    ensure_private_dir,
+    migrate_single_profile,
     open_store,
+    profile_dir,
+    profile_name,
     read_json,
 )
 
-DEFAULT_MIN_TTL = 60
 # An API answers with its API token's ``expires_in``: how long the token works at its gateway,
 # which may end up to this long before the Supabase token it came from expires (an authorizer
 # allows a token only while it outlives its cached answer). The session is refreshed this much
 # earlier, so an exchange never gets a subject token too close to its end to be usable.
 GATEWAY_MARGIN = 30
-MAX_MIN_TTL = 3600
+
+__all__ = ["DEFAULT_MIN_TTL", "TokenSource", "cache_key", "normalize_scope", "remaining"]
+
 LOCK_TIMEOUT_SECONDS = 60.0
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -64,14 +71,6 @@ DISCOVERY_SUPABASE_URL = "tokengate_supabase_url"
 DISCOVERY_SUPABASE_KEY = "tokengate_supabase_publishable_key"
 
 Clock = Callable[[], float]
-
-
-def normalize_scope(scope: str | None) -> str:
-    return " ".join(sorted(set((scope or "").split())))
-
-
-def cache_key(api_url: str, audience: str | None, resource: str | None, scope: str | None) -> str:
-    return json.dumps([api_url, audience or "", resource or "", normalize_scope(scope)])
 
 
 def checked_min_ttl(value: int) -> int:
@@ -85,8 +84,9 @@ class TokenSource:
 
     Settings come from the arguments, else the environment (``TOKENGATE_API_URL``,
     ``SUPABASE_URL``, ``SUPABASE_ANON_KEY`` or ``SUPABASE_PUBLISHABLE_KEY``), else what
-    ``tokengate login`` saved. ``home`` (default ``TOKENGATE_HOME`` or the user config dir)
-    holds the state; sign in with the ``tokengate login`` command first.
+    ``tokengate login`` saved in the profile. ``home`` (default ``TOKENGATE_HOME`` or the user
+    config dir) holds the state, one directory per ``profile`` (default ``TOKENGATE_PROFILE``,
+    else ``default``); sign in with the ``tokengate login`` command first.
     """
 
     def __init__(
@@ -101,13 +101,19 @@ class TokenSource:
         resource: str | None = None,
         min_ttl: int = DEFAULT_MIN_TTL,
         clock: Clock = time.time,
+        profile: str | None = None,
     ) -> None:
         self.home = check_own_home(Path(home) if home is not None else default_home())
-        saved = read_json(self.home / CONFIG_FILE) or {}
+        self.profile = profile_name(profile)
+        migrate_single_profile(self.home)
+        self.dir = check_own_home(profile_dir(self.home, self.profile))
+        saved = read_json(self.dir / CONFIG_FILE) or {}
         env = os.environ
-        self.api_url = _first(api_url, env.get("TOKENGATE_API_URL"), saved.get("api_url"))
-        self.supabase_url = _first(supabase_url, env.get("SUPABASE_URL"), saved.get("supabase_url"))
-        self.supabase_key = _first(
+        self.api_url = first_setting(api_url, env.get("TOKENGATE_API_URL"), saved.get("api_url"))
+        self.supabase_url = first_setting(
+            supabase_url, env.get("SUPABASE_URL"), saved.get("supabase_url")
+        )
+        self.supabase_key = first_setting(
             supabase_key,
             env.get("SUPABASE_ANON_KEY"),
             env.get("SUPABASE_PUBLISHABLE_KEY"),
@@ -120,36 +126,42 @@ class TokenSource:
         self.min_ttl = checked_min_ttl(min_ttl)
         self._clock = clock
         self._store: SecretStore | None = None
+        # Cached API tokens live in a 0600 file even when the session is in a keyring: they
+        # are short-lived, and a cached `tokengate token` must not pay for loading a keyring.
+        self.token_store = FileStore(self.dir)
 
     # -- state ----------------------------------------------------------------------------
 
     @property
     def store(self) -> SecretStore:
+        """Where the session is kept (the OS keyring, or a file)."""
         if self._store is None:
-            self._store = open_store(self.home, self.store_kind)
+            self._store = open_store(self.dir, self.store_kind)
         return self._store
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """The one cross-process lock every state change takes."""
+        """The one cross-process lock every state change of this profile takes."""
         from filelock import FileLock, Timeout
 
-        ensure_private_dir(self.home)
-        lock = FileLock(str(self.home / LOCK_FILE), timeout=LOCK_TIMEOUT_SECONDS, mode=0o600)
+        make_private_dirs(self.dir, self.home)
+        path = self.dir / LOCK_FILE
+        if path.is_dir():
+            raise UsageError(f"{path} is a directory where tokengate keeps its lock: remove it")
+        lock = FileLock(str(path), timeout=LOCK_TIMEOUT_SECONDS, mode=0o600)
         try:
             with lock:
                 yield
         except Timeout as exc:
             raise Unreachable(
-                f"another tokengate process has held {self.home / LOCK_FILE} for "
-                f"{LOCK_TIMEOUT_SECONDS:.0f} s"
+                f"another tokengate process has held {path} for {LOCK_TIMEOUT_SECONDS:.0f} s"
             ) from exc
 
     def save_config(self, **values: Any) -> None:
-        ensure_private_dir(self.home)
-        config = read_json(self.home / CONFIG_FILE) or {}
+        make_private_dirs(self.dir, self.home)
+        config = read_json(self.dir / CONFIG_FILE) or {}
         config.update({k: v for k, v in values.items() if v is not None})
-        atomic_write(self.home / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        atomic_write(self.dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
 
     def session(self) -> dict[str, Any] | None:
         """The stored Supabase session; a damaged record (edited, truncated, from another
@@ -161,22 +173,21 @@ class TokenSource:
 
     def cached_tokens(self) -> dict[str, dict[str, Any]]:
         """The cached API tokens by cache key; damaged entries are skipped."""
-        tokens = self.store.get("tokens") or {}
+        tokens = self.token_store.get("tokens") or {}
         return {
             key: entry
             for key, entry in tokens.items()
             if isinstance(entry, dict)
             and isinstance(entry.get("access_token"), str)
-            and _is_time(entry.get("expires_at"))
+            and is_time(entry.get("expires_at"))
         }
 
     def forget(self) -> None:
-        """Delete every secret and the saved settings (the caller holds the lock)."""
+        """Delete every secret (the caller holds the lock). The profile's public settings (the
+        API and the Supabase project) stay, so that ``tokengate login`` signs in again with no
+        flags and a signed-out ``token`` says "sign in" (exit 3), not "no API URL"."""
         self.store.delete("session")
-        self.store.delete("tokens")
-        config = self.home / CONFIG_FILE
-        if config.exists():
-            config.unlink()
+        self.token_store.delete("tokens")
 
     # -- settings -------------------------------------------------------------------------
 
@@ -223,6 +234,22 @@ class TokenSource:
     ) -> str:
         """A currently valid API token. ``replacing``: a token the API just refused (401);
         it is not handed out again."""
+        entry = self.token_entry(
+            scope, audience=audience, resource=resource, min_ttl=min_ttl, replacing=replacing
+        )
+        return str(entry["access_token"])
+
+    def token_entry(
+        self,
+        scope: str | None = None,
+        *,
+        audience: str | None = None,
+        resource: str | None = None,
+        min_ttl: int | None = None,
+        replacing: str | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`token` with what is known of it: ``access_token``, ``expires_at``, ``scope``,
+        ``audience``, ``resource``."""
         api = self.require_api()
         scope = scope if scope is not None else self.scope
         audience = audience if audience is not None else self.audience
@@ -242,16 +269,16 @@ class TokenSource:
             now = self._clock()
             tokens = {k: v for k, v in tokens.items() if v.get("expires_at", 0) > now}
             tokens[key] = entry
-            self.store.put("tokens", tokens)
-            return str(entry["access_token"])
+            self.token_store.put("tokens", tokens)
+            return entry
 
-    def _fresh(self, key: str, min_ttl: int, replacing: str | None) -> str | None:
+    def _fresh(self, key: str, min_ttl: int, replacing: str | None) -> dict[str, Any] | None:
         entry = self.cached_tokens().get(key)
         if not entry or entry.get("access_token") == replacing:
             return None
         if float(entry.get("expires_at", 0)) - self._clock() < min_ttl:
             return None
-        return str(entry["access_token"])
+        return entry
 
     def _live_session(self, min_ttl: int) -> dict[str, Any]:
         """The Supabase session, refreshed first if its access token is the one running out
@@ -267,7 +294,7 @@ class TokenSource:
             session = supabase.refresh(session)
         except SessionEnded:
             self.store.delete("session")
-            self.store.delete("tokens")
+            self.token_store.delete("tokens")
             raise
         self.store.put("session", session)
         return session
@@ -344,6 +371,50 @@ class TokenSource:
             raise UsageError(f"the API at {api} names its issuer {issuer!r}: use --api {issuer}")
         return document
 
+    def revoke(self, session: dict[str, Any] | None) -> str:
+        """Revoke this profile's session at the API (RFC 7009: the API ends the whole session
+        the token belongs to, so the API tokens cached here stop working too). Sends the
+        session's Supabase access token, else a cached API token. Returns what happened, in
+        words; raises :class:`Unreachable` when the API cannot be reached, :class:`ApiError`
+        when it refuses every token."""
+        from .errors import ApiError
+        from .http import check_url, request
+
+        api = self.require_api()
+        endpoint = self.discovery(api).get("revocation_endpoint")
+        if not isinstance(endpoint, str):
+            return "the API offers no revocation_endpoint"
+        endpoint = check_url(endpoint, "the revocation endpoint")
+        candidates = []
+        if session and float(session["expires_at"]) > self._clock():
+            candidates.append(str(session["access_token"]))
+        now = self._clock()
+        candidates += [
+            str(entry["access_token"])
+            for entry in self.cached_tokens().values()
+            if float(entry["expires_at"]) > now
+        ]
+        if not candidates:
+            return "nothing left to revoke (the session and tokens had expired)"
+        refusal = ""
+        for token in dict.fromkeys(candidates):
+            answer = request(
+                "POST",
+                endpoint,
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Accept": "application/json",
+                },
+                body=urlencode({"token": token, "token_type_hint": "access_token"}).encode(),
+            )
+            if answer.status == 200:
+                return "revoked at the API"
+            if answer.status >= 500:
+                raise Unreachable(f"the API's revocation endpoint answered {answer.status}")
+            document = answer.json() or {}
+            refusal = str(document.get("error") or f"HTTP {answer.status}")
+        raise ApiError(f"the API refused to revoke the session ({refusal})")
+
     def token_endpoint(self, api: str) -> str:
         """The API's ``token_endpoint``, read from its discovery document."""
         from .http import check_url
@@ -365,30 +436,13 @@ class TokenSource:
         return RequestsAuth(self, scope)
 
 
-def _is_time(value: Any) -> bool:
-    """A finite epoch time (JSON also allows NaN and Infinity, and true is an int)."""
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and value == value
-        and abs(value) != float("inf")
-    )
-
-
 def _is_session(session: dict[str, Any]) -> bool:
     strings = ("access_token", "refresh_token", "supabase_url", "supabase_key")
     return (
         all(isinstance(session.get(name), str) and session[name] for name in strings)
-        and _is_time(session.get("expires_at"))
+        and is_time(session.get("expires_at"))
         and isinstance(session.get("user"), dict)
     )
-
-
-def _first(*values: Any) -> str | None:
-    for value in values:
-        if isinstance(value, str) and value.strip():
-            return value.strip().rstrip("/") if "://" in value else value.strip()
-    return None
 
 
 def remaining(expires_at: float, now: float) -> str:

@@ -1,11 +1,18 @@
-"""Where the client keeps its state: a directory of its own, and secrets in a keyring or files.
+"""Where the client keeps its state: a directory of its own, one sub-directory per profile, and
+secrets in a keyring or files.
 
-The directory (``TOKENGATE_HOME``, else the user's config directory) is created 0700. It always
-holds ``config.json`` (public settings: the API and Supabase URLs, the publishable key, which
-secret store is in use) and ``lock`` (the cross-process lock). Secrets (the Supabase session and
-the cached API tokens) go to the OS keyring when a real backend exists, else to files in the same
-directory, 0600, written atomically (write a temporary file, fsync, rename). With
-``TOKENGATE_HOME`` set the file store is always used, so tests and CI never touch a keyring.
+The state directory (``TOKENGATE_HOME``, else the user's config directory) holds
+``profiles/<name>/`` for each profile (``--profile NAME`` / ``TOKENGATE_PROFILE``, ``default``
+when unset). A profile's directory holds ``config.json`` (public settings: the API and Supabase
+URLs, the publishable key, which secret store is in use; it survives ``logout``), ``lock`` (the
+profile's cross-process lock), ``tokens.json`` (the cached API tokens: short-lived, always a file,
+so that a cached ``tokengate token`` never loads a keyring) and the Supabase session: in the OS
+keyring when a real backend exists, else ``session.json``. Directories are 0700, files 0600,
+written atomically (write a temporary file, fsync, rename). With ``TOKENGATE_HOME`` set the file
+store is always used, so tests and CI never touch a keyring.
+
+State written before profiles existed (``config.json``, ``session.json`` and ``tokens.json`` at
+the top of the state directory) is moved into ``profiles/default/`` the first time it is seen.
 
 This module is on the fast path of ``tokengate token``: it imports nothing beyond the standard
 library until a keyring is actually needed.
@@ -21,12 +28,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ClientError, UsageError
+from .state import (
+    DEFAULT_PROFILE,
+    MAX_PROFILE_NAME,
+    make_private_dirs,
+    read_state,
+    valid_profile_name,
+)
 
 APP_NAME = "tokengate"
 CONFIG_FILE = "config.json"
 LOCK_FILE = "lock"
 SECRET_NAMES = ("session", "tokens")
 KEYRING_SERVICE = "tokengate"
+PROFILES_DIR = "profiles"
 
 
 def default_home() -> Path:
@@ -61,17 +76,58 @@ def check_own_home(path: Path) -> Path:
     return path
 
 
+def profile_name(explicit: str | None = None) -> str:
+    """The profile in use: ``--profile``, else ``TOKENGATE_PROFILE``, else ``default``. A name is
+    a directory name: letters, digits, ``_ . -``, not starting with a dot."""
+    name = explicit or os.environ.get("TOKENGATE_PROFILE") or DEFAULT_PROFILE
+    if not valid_profile_name(name):
+        raise UsageError(
+            f"not a profile name: {name!r} (letters, digits, _ . -; at most "
+            f"{MAX_PROFILE_NAME} characters, not starting with a dot)"
+        )
+    return name
+
+
+def profile_dir(home: Path, name: str) -> Path:
+    return home / PROFILES_DIR / name
+
+
+def migrate_single_profile(home: Path) -> None:
+    """Move state written before profiles existed into ``profiles/default/``, keeping the
+    session (a file, or a keyring entry keyed by the old directory). Safe to race: each file
+    is moved by one rename, and a file already in the profile is never overwritten."""
+    old = [name for name in (CONFIG_FILE, "session.json", "tokens.json") if (home / name).is_file()]
+    if not old:
+        return
+    target = profile_dir(home, DEFAULT_PROFILE)
+    make_private_dirs(target)
+    config = read_state(home / CONFIG_FILE) or {}
+    for name in old:
+        if not (target / name).exists():
+            with contextlib.suppress(FileNotFoundError):  # another process moved it first
+                os.replace(home / name, target / name)
+        else:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                (home / name).unlink()
+    if config.get("store") == "keyring" and not os.environ.get("TOKENGATE_HOME"):
+        before, after = KeyringStore(home), KeyringStore(target)
+        session = before.get("session")
+        if session is not None and after.get("session") is None:
+            after.put("session", session)
+        before.delete("session")
+        before.delete("tokens")  # a cache: exchanged again when needed
+
+
 def ensure_private_dir(path: Path) -> Path:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
-    return path
+    return make_private_dirs(path)
 
 
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` as 0600, atomically: readers see the old or the new file."""
     import tempfile  # not on the cached-token path, which only reads
 
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory where tokengate keeps a file: remove it")
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         if hasattr(os, "fchmod"):  # mkstemp makes it 0600 already; say so where modes exist
@@ -87,16 +143,9 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None  # a damaged file counts as absent; the next write replaces it
-    return value if isinstance(value, dict) else None
+def read_json(path: Path, *, secret: bool = False) -> dict[str, Any] | None:
+    """A state file's JSON object; anything damaged counts as absent (:func:`read_state`)."""
+    return read_state(path, secret=secret)
 
 
 class SecretStore(Protocol):
@@ -118,15 +167,18 @@ class FileStore:
         self.home = home
 
     def get(self, name: str) -> dict[str, Any] | None:
-        return read_json(self.home / f"{name}.json")
+        return read_json(self.home / f"{name}.json", secret=True)
 
     def put(self, name: str, value: dict[str, Any]) -> None:
         ensure_private_dir(self.home)
         atomic_write(self.home / f"{name}.json", json.dumps(value, separators=(",", ":")))
 
     def delete(self, name: str) -> None:
+        path = self.home / f"{name}.json"
+        if path.is_dir():
+            return  # not a file of the client's: never a secret, left for the user
         with contextlib.suppress(FileNotFoundError):
-            (self.home / f"{name}.json").unlink()
+            path.unlink()
 
 
 class KeyringStore:

@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import httpx
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
+from . import trace
 from .errors import SIGN_IN_AGAIN, ClientError, NotSignedIn, SessionEnded, Unreachable
 
 # Refresh answers that mean the session is over (signed out elsewhere, revoked, reused token).
@@ -45,6 +47,25 @@ def auth_client(supabase_url: str, supabase_key: str, *, pkce: bool = False) -> 
         auto_refresh_token=False,
         persist_session=False,
         flow_type="pkce" if pkce else "implicit",
+        http_client=traced_http_client() if trace.enabled() else None,
+    )
+
+
+def traced_http_client() -> httpx.Client:
+    """The HTTP client supabase-auth would make, with ``--verbose``'s one line per request."""
+
+    def started(request: httpx.Request) -> None:
+        request.extensions["tokengate_started"] = time.perf_counter()
+
+    def answered(response: httpx.Response) -> None:
+        request = response.request
+        began = float(request.extensions.get("tokengate_started", time.perf_counter()))
+        trace.request_line(
+            request.method, str(request.url), response.status_code, time.perf_counter() - began
+        )
+
+    return httpx.Client(
+        follow_redirects=True, event_hooks={"request": [started], "response": [answered]}
     )
 
 
