@@ -262,9 +262,9 @@ def check_ttl(run: Running) -> None:
 
 def check_scopes_supported(run: Running) -> None:
     metadata = run.client.get("/.well-known/openid-configuration")[2]
-    assert metadata["scopes_supported"] == ["read", "write", "admin"]
-    admin = run.hs(app_metadata={"provider": "email", "api_scopes": ["admin"]})
-    assert run.exchange(admin, scope="admin")[0] == 200
+    assert metadata["scopes_supported"] == ["read", "write", "admin", "audit"]
+    auditor = run.hs(app_metadata={"provider": "email", "api_scopes": ["audit"]})
+    assert run.exchange(auditor, scope="audit")[0] == 200
 
 
 def check_default_scopes(run: Running) -> None:
@@ -485,7 +485,7 @@ CASES: dict[str, tuple[dict[str, str], Check]] = {
     ),
     "RESOURCES": ({"RESOURCES": '{"https://api.example.com/": "api"}'}, check_resources),
     "TOKEN_TTL_SECONDS": ({"TOKEN_TTL_SECONDS": "120"}, check_ttl),
-    "SCOPES_SUPPORTED": ({"SCOPES_SUPPORTED": "read write admin"}, check_scopes_supported),
+    "SCOPES_SUPPORTED": ({"SCOPES_SUPPORTED": "read write admin audit"}, check_scopes_supported),
     "DEFAULT_SCOPES": ({"DEFAULT_SCOPES": "read write"}, check_default_scopes),
     "SCOPES_CLAIM": ({"SCOPES_CLAIM": "roles"}, check_scopes_claim),
     "PASSTHROUGH_CLAIMS": ({"PASSTHROUGH_CLAIMS": "aal email"}, check_passthrough),
