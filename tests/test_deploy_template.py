@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 from devstack.template import TEMPLATE, Template
 from tests.factories import hs_token, supabase_claims
 from tokengate.authorizer import log_decision
+from tokengate.emf import stack_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {"SupabaseUrl": "https://x.supabase.co"}
@@ -292,7 +294,9 @@ def test_authorizer_refusal_metrics_read_the_line_the_authorizers_write(
         log_decision("unauthorized", "expired", None)
     (record,) = caplog.records
     assert filter_fields(spec["FilterPattern"]) == {"message": record.getMessage()}
+    stack = stack_from_env(os.environ)
+    expected = {"decision": "unauthorized", "reason": "expired", "stack": stack}
     for dimension in transformation["Dimensions"]:
         field = dimension["Value"].removeprefix("$.")
-        assert getattr(record, field) == {"decision": "unauthorized", "reason": "expired"}[field]
+        assert getattr(record, field) == expected[field]
     assert '$.decision != "allow"' in spec["FilterPattern"]  # allows (DEBUG) are not refusals

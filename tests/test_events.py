@@ -189,7 +189,11 @@ def test_make_events_renders_every_event_and_an_environment_a_container_can_run(
     for path in written:
         assert "{{" not in path.read_text(), path.name
     env = json.loads((tmp_path / "env.json").read_text())["Parameters"]
-    assert set(env) <= set(Template.load().global_variables())  # sam sets only these
+    template = Template.load()
+    declared = set(template.global_variables())
+    for props in template.functions().values():  # and each function's own variables
+        declared |= set(props.get("Environment", {}).get("Variables", {}))
+    assert set(env) <= declared  # sam sets only the variables the template declares
     assert stack.aws is not None
     assert env["AWS_ENDPOINT_URL"] == stack.aws.endpoint
     container = env | {
