@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .budget import Budget
 from .config import Settings
 from .emf import EmfCounter
+from .fetch import DocumentFetcher
 from .http import HttpClient
 from .jwks import MAX_JWKS_BYTES, HttpJwksFetcher, JwksCache
 
@@ -61,8 +62,14 @@ def hmac_key_source(
     return cached.get
 
 
+def document_fetcher(budget: Budget) -> DocumentFetcher:
+    """The one fetch path of a function's public documents (its key sets, and any other public
+    document it reads the same way), bounded by the function's budget."""
+    return DocumentFetcher(budget, max_bytes=MAX_JWKS_BYTES)
+
+
 def jwks_fetcher(budget: Budget) -> HttpJwksFetcher:
-    return HttpJwksFetcher(HttpClient(budget, max_bytes=MAX_JWKS_BYTES))
+    return HttpJwksFetcher(document_fetcher(budget))
 
 
 def supabase_verifier(
