@@ -303,7 +303,12 @@ class DocumentFetcher:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if tls:
                     sock = self._context().wrap_socket(
-                        sock, server_hostname=host, do_handshake_on_connect=False
+                        sock,
+                        # An ASCII name as bytes is used as given: as a str, ssl would encode it
+                        # with the "idna" codec, whose import (with stringprep) a cold start
+                        # pays for nothing. urlsplit has already lowercased it.
+                        server_hostname=host.encode("ascii") if host.isascii() else host,
+                        do_handshake_on_connect=False,
                     )
                     sock.settimeout(_op_timeout(deadline, self.timeout))
                     sock.do_handshake()

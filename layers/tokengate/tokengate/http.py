@@ -15,7 +15,6 @@ transport failure is one :class:`DependencyUnavailableError` carrying the caller
 from __future__ import annotations
 
 import io
-import ipaddress
 import socket
 import threading
 from collections.abc import Mapping
@@ -44,6 +43,8 @@ def is_loopback_host(host: str | None) -> bool:
         return False
     if host == "localhost":
         return True
+    import ipaddress  # only the plain-http (local development) path asks
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -123,11 +124,9 @@ class _SocketReader(io.RawIOBase):
 def _resolve(host: str, port: int, deadline: Deadline, cap: float) -> list[Any]:
     """getaddrinfo, given up when the deadline passes (a literal address needs no lookup)."""
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass  # a name, not a literal address
     found: list[Any] = []
     failed: list[OSError] = []
     done = threading.Event()
