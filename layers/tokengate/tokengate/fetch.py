@@ -202,14 +202,17 @@ class DocumentFetcher:
         timeout: float = MAX_TIMEOUT_SECONDS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         user_agent: str = "tokengate",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: the context to verify servers with (by default, the system's trust store
+        with hostname checks, made on the first https fetch)."""
         if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
             raise ConfigurationError("outbound timeouts must be within (0, 3] seconds")
         self.budget = budget or Budget()
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.user_agent = user_agent
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
         self._tls_lock = threading.Lock()
 
     def fetch(self, url: str, reason: str, accept: str = "application/json") -> bytes:
