@@ -123,8 +123,11 @@ class _SocketReader(io.RawIOBase):
 
 def _resolve(host: str, port: int, deadline: Deadline, cap: float) -> list[Any]:
     """getaddrinfo, given up when the deadline passes (a literal address needs no lookup)."""
+    # An ASCII host as bytes: given a str, getaddrinfo encodes it with the "idna" codec, whose
+    # import (with stringprep and unicodedata) a cold start would pay for an ASCII name.
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
     try:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+        return socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except socket.gaierror:
         pass  # a name, not a literal address
     found: list[Any] = []
@@ -133,7 +136,7 @@ def _resolve(host: str, port: int, deadline: Deadline, cap: float) -> list[Any]:
 
     def lookup() -> None:
         try:
-            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            found.extend(socket.getaddrinfo(name, port, type=socket.SOCK_STREAM))
         except OSError as exc:
             failed.append(exc)
         finally:
