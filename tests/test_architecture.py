@@ -131,13 +131,15 @@ def test_settings_never_show_the_supabase_api_key() -> None:
 
 
 # What a first decision (an Allow, the key set fetched from a loopback JWKS) may load: neither
-# http.client and the email package (the fetcher speaks HTTP/1.1 itself), nor cryptography's
-# OpenSSL backend module (ECDSA verification does without it), nor the exchange's side.
+# http.client and the email package nor the client built on them (the document fetcher speaks
+# HTTP/1.1 itself), nor cryptography's OpenSSL backend module (ECDSA verification does without
+# it), nor the exchange's side.
 _FIRST_DECISION_FORBIDDEN = _SUPABASE_AUTHORIZER_FORBIDDEN | {
     "http.client",
     "email",
     "cryptography.hazmat.backends.openssl.backend",
     "tokengate.exchange",
+    "tokengate.http",
 }
 
 

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from .budget import Budget, Deadline
 from .errors import ConfigurationError, DependencyUnavailableError
-from .http import MAX_TIMEOUT_SECONDS, _op_timeout, _resolve, check_url
+from .net import MAX_TIMEOUT_SECONDS, check_url, op_timeout, resolve
 
 if TYPE_CHECKING:
     import ssl
@@ -285,11 +285,11 @@ class DocumentFetcher:
                 f"Accept-Encoding: identity\r\nUser-Agent: {self.user_agent}\r\n"
                 "Connection: close\r\n\r\n"
             ).encode("ascii")
-            sock.settimeout(_op_timeout(deadline, self.timeout))
+            sock.settimeout(op_timeout(deadline, self.timeout))
             sock.sendall(request)
 
             def recv() -> bytes:
-                sock.settimeout(_op_timeout(deadline, self.timeout))
+                sock.settimeout(op_timeout(deadline, self.timeout))
                 return sock.recv(_RECV_BYTES)
 
             return read_answer(recv, self.max_bytes)
@@ -298,10 +298,10 @@ class DocumentFetcher:
 
     def _connect(self, host: str, port: int, tls: bool, deadline: Deadline) -> socket.socket:
         error: OSError = OSError("no address")
-        for family, kind, proto, _, address in _resolve(host, port, deadline, self.timeout):
+        for family, kind, proto, _, address in resolve(host, port, deadline, self.timeout):
             sock = socket.socket(family, kind, proto)
             try:
-                sock.settimeout(_op_timeout(deadline, self.timeout))
+                sock.settimeout(op_timeout(deadline, self.timeout))
                 sock.connect(address)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if tls:
@@ -313,7 +313,7 @@ class DocumentFetcher:
                         server_hostname=host.encode("ascii") if host.isascii() else host,
                         do_handshake_on_connect=False,
                     )
-                    sock.settimeout(_op_timeout(deadline, self.timeout))
+                    sock.settimeout(op_timeout(deadline, self.timeout))
                     sock.do_handshake()
             except OSError as exc:
                 sock.close()

@@ -23,9 +23,9 @@ from .budget import Budget
 from .emf import EmfCounter
 from .errors import ConfigurationError, DependencyUnavailableError, InvalidTokenError, Reason
 from .fetch import DocumentFetcher
-from .http import check_url
 from .jws import strict_json_object
 from .keys import AsymmetricKey, usable_keys
+from .net import check_url
 
 Clock = Callable[[], float]
 

@@ -18,7 +18,6 @@ from .budget import Budget
 from .config import Settings
 from .emf import EmfCounter
 from .fetch import DocumentFetcher
-from .http import HttpClient
 from .jwks import MAX_JWKS_BYTES, HttpJwksFetcher, JwksCache
 
 if TYPE_CHECKING:
@@ -129,6 +128,7 @@ def exchange_service(
 ) -> TokenExchangeService:
     from .apitoken import ApiTokenIssuer
     from .exchange import ExchangePolicy, TokenExchangeService
+    from .http import HttpClient
     from .session import SupabaseSessionCheck
 
     budget = budget or Budget()
