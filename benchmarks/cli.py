@@ -1,10 +1,11 @@
 """The ``tokengate`` CLI, spawn to exit: a cached token, an exchange, a refresh.
 
-Medians over 21 runs of the installed console script against the local stack and the Supabase
-Auth stand-in on loopback. The cached token's target is a ratio, measured in the same run: at
-most 2.5x a bare interpreter's start (absolute milliseconds move 3x between machines of one
-class; the ratio does not), the two spawned alternately round by round, on a quiet machine and
-again with one core kept busy by a spinning process.
+Each round runs the installed console script once per command against the local stack and the
+Supabase Auth stand-in on loopback, and a bare interpreter, in a shuffled order
+(:func:`benchmarks.harness.interleaved`); a row's ratio is the median over rounds of its time over
+that round's bare interpreter. The targets are those ratios, here and nowhere else. The cached
+token's is judged twice: on the machine as it is, and again with one core kept busy by a
+spinning process (a pipeline's usual neighbour).
 """
 
 from __future__ import annotations
@@ -19,38 +20,44 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from devstack.moto_aws import free_port
 from devstack.stack import LocalStack
 from devstack.supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
 from devstack.supabase_dev import LOCAL_JWT_SECRET
 
+from . import harness
+
 RUNS = 21
-CACHED_TARGET_RATIO = 2.5
+# A cached token is read from disk and printed: at most this many bare interpreter starts.
+CACHED_OVER_BARE = 2.5
 SPIN = "while True: pass"
 
 
-def median_ms(command: list[str], env: dict[str, str], runs: int = RUNS) -> float:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, env=env, check=True, capture_output=True, timeout=60)
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+class Command(NamedTuple):
+    name: str
+    label: str
+    arguments: list[str]  # after the script; [] with no script: the bare interpreter
+    bound: float | None  # upper bound of (this ÷ the bare interpreter), same rounds
 
 
-def alternating_medians_ms(
-    commands: list[list[str]], env: dict[str, str], runs: int = RUNS
-) -> list[float]:
-    """Each command's median, the commands spawned in turn within every round (so that a load
-    that comes and goes weighs on all of them alike)."""
-    samples: list[list[float]] = [[] for _ in commands]
-    for _ in range(runs):
-        for command, taken in zip(commands, samples, strict=True):
-            start = time.perf_counter()
-            subprocess.run(command, env=env, check=True, capture_output=True, timeout=60)
-            taken.append((time.perf_counter() - start) * 1000)
-    return [statistics.median(taken) for taken in samples]
+COMMANDS = [
+    Command("bare", "bare interpreter", [], None),
+    Command("cached", "tokengate token, cached", ["token"], CACHED_OVER_BARE),
+    Command(
+        "exchange",
+        "tokengate token, exchange each time (--min-ttl 1000)",
+        ["token", "--min-ttl", "1000"],
+        None,
+    ),
+    Command(
+        "refresh",
+        "tokengate token, Supabase refresh + exchange (--min-ttl 3600)",
+        ["token", "--min-ttl", "3600"],
+        None,
+    ),
+]
 
 
 @contextlib.contextmanager
@@ -63,7 +70,14 @@ def one_core_busy() -> Iterator[None]:
         spinner.wait(timeout=60)
 
 
-def cli_rows(runs: int = RUNS) -> list[tuple[str, float, str]]:
+def run_seconds(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=60)
+    return time.perf_counter() - start
+
+
+def cli_rounds(runs: int = RUNS) -> tuple[harness.Rounds, harness.Rounds]:
+    """The rounds on the machine as it is, then with one core busy (cached token and bare only)."""
     script = str(Path(sys.executable).parent / "tokengate")
     saved = dict(os.environ)
     with (
@@ -90,38 +104,67 @@ def cli_rows(runs: int = RUNS) -> list[tuple[str, float, str]]:
                 capture_output=True,
                 timeout=60,
             )
-            pair = [[sys.executable, "-c", "pass"], [script, "token"]]
-            bare, cached = alternating_medians_ms(pair, env, runs)
+            commands = {
+                c.name: [script, *c.arguments] if c.arguments else [sys.executable, "-c", "pass"]
+                for c in COMMANDS
+            }
+            for command in commands.values():  # once unmeasured: caches warm, each one runs
+                run_seconds(command, env)
+            rounds = harness.interleaved(
+                list(commands), runs, lambda name: run_seconds(commands[name], env)
+            )
             with one_core_busy():
-                busy_bare, busy_cached = alternating_medians_ms(pair, env, runs)
-            exchange = median_ms([script, "token", "--min-ttl", "1000"], env, runs)
-            refresh = median_ms([script, "token", "--min-ttl", "3600"], env, runs)
+                busy = harness.interleaved(
+                    ["bare", "cached"], runs, lambda name: run_seconds(commands[name], env)
+                )
+            return rounds, busy
         finally:
             stack.stop()
             os.environ.clear()
             os.environ.update(saved)
-    target = f"<= {CACHED_TARGET_RATIO}x"
-    return [
-        ("bare interpreter", bare, "-"),
-        ("tokengate token, cached", cached, "-"),
-        ("tokengate token, cached / bare interpreter (same run)", cached / bare, target),
-        ("bare interpreter, one core busy", busy_bare, "-"),
-        ("tokengate token, cached, one core busy", busy_cached, "-"),
-        (
-            "tokengate token, cached / bare interpreter, one core busy",
-            busy_cached / busy_bare,
-            target,
-        ),
-        ("tokengate token, exchange each time (--min-ttl 1000)", exchange, "-"),
-        ("tokengate token, Supabase refresh + exchange (--min-ttl 3600)", refresh, "-"),
+
+
+def section(runs: int = RUNS) -> tuple[list[str], list[str]]:
+    """The CLI table and its verdicts (Markdown lines)."""
+    rounds, busy = cli_rounds(runs)
+    lines = [
+        f"#### CLI: spawn → exit (median of {runs} interleaved rounds)\n",
+        "| command | ms | ÷ bare interpreter | target (ratio, same rounds) |",
+        "|---|---:|---:|---|",
     ]
+    verdicts = []
+    for command in COMMANDS:
+        ms = statistics.median(rounds[command.name]) * 1000
+        if command.name == "bare":
+            lines.append(f"| {command.label} | {ms:.0f} | | |")
+            continue
+        ratio = harness.median_ratio(rounds, command.name, "bare")
+        mark = ""
+        if command.bound is not None:
+            verdict = harness.verdict(ratio, command.bound)
+            mark = f"≤ {command.bound} {verdict}"
+            verdicts.append(
+                f"| {command.label} ÷ bare interpreter (time, same rounds) | {ratio:.2f}x "
+                f"| ≤ {command.bound} | {verdict} |"
+            )
+        lines.append(f"| {command.label} | {ms:.0f} | {ratio:.2f} | {mark} |")
+    ratio = harness.median_ratio(busy, "cached", "bare")
+    verdict = harness.verdict(ratio, CACHED_OVER_BARE)
+    ms = statistics.median(busy["cached"]) * 1000
+    lines.append(
+        f"| tokengate token, cached, one core busy | {ms:.0f} | {ratio:.2f} "
+        f"| ≤ {CACHED_OVER_BARE} {verdict} |"
+    )
+    verdicts.append(
+        f"| tokengate token, cached ÷ bare interpreter, one core busy (time, same rounds) "
+        f"| {ratio:.2f}x | ≤ {CACHED_OVER_BARE} | {verdict} |"
+    )
+    return [*lines, ""], verdicts
 
 
 def main() -> int:
-    print(f"tokengate CLI, spawn to exit, median of {RUNS} runs:")
-    for name, value, target in cli_rows():
-        shown = f"{value:6.2f} x " if target.endswith("x") else f"{value:6.0f} ms"
-        print(f"  {name:64} {shown}   target {target}")
+    lines, _ = section()
+    print("\n".join(lines))
     return 0
 
 

@@ -60,6 +60,18 @@ def median_difference(
     return statistics.median(top - bottom for top, bottom in zip(tops, bottoms, strict=True))
 
 
+def over(samples: Mapping[str, Sequence[float]], base: str) -> Rounds:
+    """Each case's cost over the same round's ``base`` (a fresh process's cost over a bare
+    interpreter spawned in that round), at least a microsecond: the cold rows' ratios are taken
+    between these, so the interpreter's own start, common to both sides, does not pull every
+    ratio towards 1."""
+    bottoms = samples[base]
+    return {
+        name: [max(value - floor, 1e-6) for value, floor in zip(values, bottoms, strict=True)]
+        for name, values in samples.items()
+    }
+
+
 def batch_size(call: Callable[[], object], budget: float, clock: Callable[[], float]) -> int:
     """How many calls fit in about ``budget`` seconds (at least one), from a short trial."""
     count, elapsed = 1, 0.0

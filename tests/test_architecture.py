@@ -244,3 +244,78 @@ def test_no_module_of_the_project_imports_itself_through_others() -> None:
     """No import cycle among the project's modules, not even through an import deferred into a
     function or kept for type checking: each is a knot a change can pull tight."""
     assert cycles(import_graph(project_modules())) == []
+# What a first decision (an Allow, the key set fetched from a loopback JWKS) may load: neither
+# http.client and the email package nor the client built on them (the document fetcher speaks
+# HTTP/1.1 itself), nor cryptography's OpenSSL backend module (ECDSA verification does without
+# it), nor the exchange's side.
+_FIRST_DECISION_FORBIDDEN = _SUPABASE_AUTHORIZER_FORBIDDEN | {
+    "http.client",
+    "email",
+    "cryptography.hazmat.backends.openssl.backend",
+    "tokengate.exchange",
+    "tokengate.http",
+}
+
+
+@pytest.mark.parametrize(
+    ("function", "alg"),
+    [
+        ("api_token_authorizer", "RS256"),
+        ("api_token_authorizer", "ES256"),
+        ("supabase_authorizer", "ES256"),
+    ],
+)
+def test_a_first_decision_loads_only_what_it_uses(function: str, alg: str) -> None:
+    import json
+    import time
+
+    from cryptography.hazmat.primitives import serialization
+
+    from benchmarks.warm import api_tokens, authorizer_environment, token_event
+    from tests.factories import ec_pair, key_token, rsa_pair, supabase_claims
+    from tests.jwks_server import JwksServer
+
+    key = rsa_pair() if alg == "RS256" else ec_pair()
+    pem = key.private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with JwksServer({"keys": [key.jwk()]}) as jwks:
+        supabase_url = jwks.base_url
+        if function == "api_token_authorizer":
+            env = authorizer_environment(jwks.jwks_url)
+            token = api_tokens(pem, 1)[0]
+            forbidden = _FIRST_DECISION_FORBIDDEN | {"tokengate.supabase", "tokengate.scopes"}
+        else:
+            env = {"SUPABASE_URL": supabase_url, "ROUTE_SCOPES": '{"GET /whoami": ""}'}
+            claims = supabase_claims(time.time(), iss=f"{supabase_url}/auth/v1")
+            token = key_token(key, claims)
+            forbidden = _FIRST_DECISION_FORBIDDEN
+        code = (
+            "import json, sys\n"
+            f"sys.path.insert(0, {str(ROOT / 'functions' / function)!r})\n"
+            "import app\n"
+            "class Context:\n"
+            "    def get_remaining_time_in_millis(self):\n"
+            "        return 3000\n"
+            "answer = app.lambda_handler(json.loads(sys.argv[1]), Context())\n"
+            "print(answer['policyDocument']['Statement'][0]['Effect'])\n"
+            "print(' '.join(sorted(sys.modules)))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(token_event(token))],
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "PYTHONPATH": f"{CORE.parent}{os.pathsep}{ROOT}",
+                "AWS_REGION": "us-east-1",
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    effect, modules = result.stdout.strip().splitlines()[-2:]
+    assert effect == "Allow", result.stdout[-2000:]
+    assert set(modules.split()) & forbidden == set()

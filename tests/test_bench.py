@@ -43,6 +43,22 @@ def test_a_ratio_is_exact_whatever_the_load_of_each_round(load: list[float]) -> 
     )
 
 
+@given(
+    st.lists(st.floats(min_value=0.1, max_value=50), min_size=1, max_size=40),
+    st.floats(min_value=0.0, max_value=100),
+)
+def test_a_cold_ratio_is_taken_over_the_bare_interpreter_of_the_same_round(
+    load: list[float], start: float
+) -> None:
+    """A fresh process costs the interpreter's start (the same for both sides) plus its own
+    work; the ratio compares the work alone, whatever each round's load."""
+    machine = Machine({"bare": start, "ours": start + 3.0, "peer": start + 6.0}, load)
+    rounds = harness.interleaved(list(machine.costs), len(load), machine.run)
+    over = harness.over(rounds, "bare")
+    assert harness.median_ratio(over, "ours", "peer") == pytest.approx(0.5)
+    assert over["bare"] == [1e-6] * len(load)
+
+
 def test_a_spike_on_one_side_of_a_few_rounds_does_not_move_the_ratio() -> None:
     samples = {"ours": [2.0, 2.0, 20.0, 2.0, 2.0], "peer": [4.0, 4.0, 4.0, 8.0, 4.0]}
     assert harness.median_ratio(samples, "ours", "peer") == 0.5
@@ -131,7 +147,11 @@ def test_a_quick_run_produces_every_row() -> None:
         "naive handler: pyjwt PyJWKClient + jwt.decode",
         "floor: RSA-2048 verify alone",
         "ours: Supabase verifier",
-        "ours: API-token authorizer, first decision",
+        "ours: API-token authorizer, first decision (RS256",
+        "ours: API-token authorizer, first decision (ES256",
+        "naive: pyjwt PyJWKClient authorizer, first decision (ES256)",
+        "÷ import floor (time over bare, same rounds)",
+        "tokengate token, cached ÷ bare interpreter",
         "ours: Supabase authorizer with HS256 on, first decision",
         "ours: first exchange, KMS mode",
         "ours: first exchange, Secrets Manager key mode",

@@ -18,6 +18,7 @@ from tests.slow_servers import MODES, ShortLivedContext, SlowServer, refused_url
 from tokengate.budget import Budget
 from tokengate.emf import EmfCounter
 from tokengate.errors import ConfigurationError, DependencyUnavailableError, InvalidTokenError
+from tokengate.fetch import DocumentFetcher
 from tokengate.http import HttpClient
 from tokengate.jwks import STALE_RETRY_SECONDS, HttpJwksFetcher, JwksCache, check_jwks_url
 
@@ -357,7 +358,7 @@ def test_hostile_upstreams_answer_before_the_deadline(mode: str, ec_key: KeyPair
     server would go on (60 s)."""
     budget = Budget(margin=0.3)
     with SlowServer(mode, interval=0.1, lifetime=60).running() as slow:
-        cache = JwksCache(slow.url, HttpJwksFetcher(HttpClient(budget)), budget=budget)
+        cache = JwksCache(slow.url, HttpJwksFetcher(DocumentFetcher(budget)), budget=budget)
         context = ShortLivedContext(1500)
         with budget.invocation(context), pytest.raises(DependencyUnavailableError):
             cache.get(ec_key.kid)
@@ -369,7 +370,7 @@ def test_the_sixty_second_header_trickle_ends_within_the_budget() -> None:
     """One header line every 2 s held a call for 60 s when only body reads were bounded."""
     budget = Budget(margin=0.5)
     with SlowServer("trickle-headers", interval=2.0, lifetime=60).running() as slow:
-        fetcher = HttpJwksFetcher(HttpClient(budget))
+        fetcher = HttpJwksFetcher(DocumentFetcher(budget))
         context = ShortLivedContext(3000)
         with budget.invocation(context), pytest.raises(DependencyUnavailableError):
             fetcher.fetch(slow.url)
@@ -380,12 +381,12 @@ def test_fetcher_refuses_a_connection_refused_port() -> None:
     budget = Budget(margin=0.3)
     context = ShortLivedContext(1500)
     with budget.invocation(context), pytest.raises(DependencyUnavailableError):
-        HttpJwksFetcher(HttpClient(budget)).fetch(refused_url())
+        HttpJwksFetcher(DocumentFetcher(budget)).fetch(refused_url())
     assert context.answered_in_time()
 
 
 def test_a_spent_budget_starts_no_fetch(server: JwksServer) -> None:
     budget = Budget(margin=0.5)
     with budget.invocation(ShortLivedContext(400)), pytest.raises(DependencyUnavailableError):
-        HttpJwksFetcher(HttpClient(budget)).fetch(server.jwks_url)
+        HttpJwksFetcher(DocumentFetcher(budget)).fetch(server.jwks_url)
     assert server.requests == 0

@@ -3,7 +3,8 @@
 Every function reads the same variable names (documented in the README; template.yaml sets each
 from a parameter). A bad value raises :class:`ConfigurationError` at start, never a per-request
 500. The mapping is passed in, so the core never reads ``os.environ`` itself. Defaults and bounds
-are the domain modules' own constants: each is written once, beside the rule it constrains.
+are written once: beside the rule they constrain, or in :mod:`tokengate.defaults` where that rule
+lives in a module some functions never load (the exchange, the Supabase verifier, the scopes).
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ from .claims import (
     MAX_LEEWAY_SECONDS,
     allow_grace,
 )
+from .defaults import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_MIN_AAL,
+    DEFAULT_PASSTHROUGH_CLAIMS,
+    DEFAULT_SCOPES_CLAIM,
+)
 from .errors import ConfigurationError
-from .exchange import DEFAULT_CLIENT_ID, DEFAULT_PASSTHROUGH_CLAIMS
 from .jwks import (
     DEFAULT_PUBLISH_MAX_AGE,
     MAX_CACHE_SECONDS,
@@ -32,8 +38,6 @@ from .jwks import (
     MIN_COOLDOWN_SECONDS,
 )
 from .routes import RouteTable, check_route_scope
-from .scopes import DEFAULT_SCOPES_CLAIM
-from .supabase import DEFAULT_MIN_AAL
 
 SIGNING_MODES = ("kms", "secretsmanager")
 SIGNING_ALGORITHMS = ("RS256", "ES256")

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .apitoken import ApiTokenIssuer
 from .claims import is_scope_value, scalar_claims, scope_tokens
+from .defaults import DEFAULT_CLIENT_ID, DEFAULT_PASSTHROUGH_CLAIMS
 from .errors import ConfigurationError, DependencyUnavailableError, RequestError
 from .jws import strict_json_object
 from .scopes import ScopePolicy
@@ -22,8 +23,6 @@ ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
 JWT = "urn:ietf:params:oauth:token-type:jwt"
 SUBJECT_TOKEN_TYPES = frozenset({ACCESS_TOKEN, JWT})
 MAX_BODY_BYTES = 16 * 1024
-DEFAULT_CLIENT_ID = "cli"  # the client_id of tokens exchanged by first-party clients
-DEFAULT_PASSTHROUGH_CLAIMS = ("aal",)
 MULTI_VALUED = frozenset({"audience", "resource"})
 INVALID_SUBJECT = "The subject token is invalid, expired or not acceptable."
 logger = logging.getLogger("tokengate.exchange")

@@ -15,7 +15,6 @@ transport failure is one :class:`DependencyUnavailableError` carrying the caller
 from __future__ import annotations
 
 import io
-import ipaddress
 import socket
 import threading
 from collections.abc import Mapping
@@ -24,12 +23,14 @@ from urllib.parse import urlsplit
 
 from .budget import Budget, Deadline
 from .errors import ConfigurationError, DependencyUnavailableError
+from .net import MAX_TIMEOUT_SECONDS, check_url, is_loopback_host, op_timeout, resolve
 
 if TYPE_CHECKING:
     import http.client
     import ssl
 
-MAX_TIMEOUT_SECONDS = 3.0
+__all__ = ["MAX_TIMEOUT_SECONDS", "HttpAnswer", "HttpClient", "check_url", "is_loopback_host"]
+
 MAX_IDLE_CONNECTIONS = 4
 
 
@@ -37,34 +38,6 @@ class HttpAnswer(NamedTuple):
     status: int
     body: bytes
     headers: Mapping[str, str] = {}
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str, what: str) -> str:
-    """https only; plain http only to a loopback host (local development)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
-        return url
-    raise ConfigurationError(f"{what} must be https (or http on loopback): {url!r}")
-
-
-def _op_timeout(deadline: Deadline, cap: float) -> float:
-    left = deadline.remaining()
-    if left <= 0:
-        raise TimeoutError("deadline passed")
-    return min(cap, left)
 
 
 class _DeadlineSocket:
@@ -79,7 +52,7 @@ class _DeadlineSocket:
         self._closing = False
 
     def _arm(self) -> None:
-        self._sock.settimeout(_op_timeout(self._connection.deadline, self._connection.op_cap))
+        self._sock.settimeout(op_timeout(self._connection.deadline, self._connection.op_cap))
 
     def sendall(self, data: bytes) -> None:
         self._arm()
@@ -120,34 +93,6 @@ class _SocketReader(io.RawIOBase):
         super().close()
 
 
-def _resolve(host: str, port: int, deadline: Deadline, cap: float) -> list[Any]:
-    """getaddrinfo, given up when the deadline passes (a literal address needs no lookup)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    found: list[Any] = []
-    failed: list[OSError] = []
-    done = threading.Event()
-
-    def lookup() -> None:
-        try:
-            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except OSError as exc:
-            failed.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=lookup, daemon=True).start()
-    if not done.wait(_op_timeout(deadline, cap)):
-        raise TimeoutError("name resolution")
-    if failed:
-        raise failed[0]
-    return found
-
-
 def _connection_class() -> type[Any]:
     """``http.client.HTTPConnection`` whose socket is a :class:`_DeadlineSocket` (made once)."""
     global _CONNECTION
@@ -164,12 +109,12 @@ def _connection_class() -> type[Any]:
 
         def connect(self) -> None:
             error: OSError = OSError("no address")
-            for family, kind, proto, _, address in _resolve(
+            for family, kind, proto, _, address in resolve(
                 self.host, self.port, self.deadline, self.op_cap
             ):
                 sock = socket.socket(family, kind, proto)
                 try:
-                    sock.settimeout(_op_timeout(self.deadline, self.op_cap))
+                    sock.settimeout(op_timeout(self.deadline, self.op_cap))
                     sock.connect(address)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     if self.tls is not None:
@@ -177,7 +122,7 @@ def _connection_class() -> type[Any]:
                             sock, server_hostname=self.host, do_handshake_on_connect=False
                         )
                         # CPython bounds the whole handshake by one timeout, not each record.
-                        sock.settimeout(_op_timeout(self.deadline, self.op_cap))
+                        sock.settimeout(op_timeout(self.deadline, self.op_cap))
                         sock.do_handshake()
                 except OSError as exc:
                     sock.close()

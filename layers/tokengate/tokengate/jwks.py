@@ -22,9 +22,10 @@ from typing import Protocol
 from .budget import Budget
 from .emf import EmfCounter
 from .errors import ConfigurationError, DependencyUnavailableError, InvalidTokenError, Reason
-from .http import HttpClient, check_url
+from .fetch import DocumentFetcher
 from .jws import strict_json_object
 from .keys import AsymmetricKey, usable_keys
+from .net import check_url
 
 Clock = Callable[[], float]
 
@@ -49,18 +50,15 @@ def check_jwks_url(url: str) -> str:
 
 
 class HttpJwksFetcher:
-    """The JWKS over an :class:`HttpClient`: within the budget (3 s at most), no redirects,
+    """The JWKS over a :class:`DocumentFetcher`: within the budget (3 s at most), no redirects,
     64 KiB cap."""
 
-    def __init__(self, http: HttpClient | None = None) -> None:
-        self._http = http or HttpClient(max_bytes=MAX_JWKS_BYTES)
+    def __init__(self, documents: DocumentFetcher | None = None) -> None:
+        self.documents = documents or DocumentFetcher(max_bytes=MAX_JWKS_BYTES)
 
     def fetch(self, url: str) -> bytes:
         check_jwks_url(url)
-        answer = self._http.get(url, {"Accept": "application/json"}, "jwks_unavailable")
-        if answer.status != 200:
-            raise DependencyUnavailableError("jwks_unavailable", f"status {answer.status}")
-        return answer.body
+        return self.documents.fetch(url, "jwks_unavailable")
 
 
 class JwksCache:

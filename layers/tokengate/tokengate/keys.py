@@ -32,6 +32,27 @@ _PKCS1 = padding.PKCS1v15()
 _PREHASHED = Prehashed(_SHA256)
 
 
+class _EcdsaVerify(ec.ECDSA):
+    """ECDSA over a SHA-256 digest, to verify with. ``ec.ECDSA()`` imports cryptography's whole
+    OpenSSL backend module (~3 ms of a cold start) to check a deterministic-signing option that
+    only signing reads; verification reads ``algorithm`` alone, so this subclass answers it
+    without that constructor."""
+
+    def __init__(self) -> None:  # deliberately not ec.ECDSA.__init__: see above
+        pass
+
+    @property
+    def algorithm(self) -> Prehashed:
+        return _PREHASHED
+
+    @property
+    def deterministic_signing(self) -> bool:
+        return False
+
+
+_ECDSA = _EcdsaVerify()
+
+
 class VerificationKey(Protocol):
     """A key that verifies signatures of exactly one JWS algorithm."""
 
@@ -104,9 +125,7 @@ class EcKey:
             raise ValueError("EC key not on P-256")
         self.public_key = public_key
         self.kid = kid
-        # Made per key, not at import: ECDSA() loads cryptography's OpenSSL backend module
-        # (~3 ms), which an RS256-only function never needs.
-        self._ecdsa = ec.ECDSA(_PREHASHED)
+        self._ecdsa = _ECDSA
 
     def __repr__(self) -> str:
         return f"EcKey(kid={self.kid!r})"

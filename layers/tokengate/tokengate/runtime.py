@@ -18,7 +18,7 @@ from .budget import Budget
 from .config import Settings
 from .emf import EmfCounter
 from .errors import ConfigurationError
-from .http import HttpClient
+from .fetch import DocumentFetcher
 from .jwks import MAX_JWKS_BYTES, HttpJwksFetcher, JwksCache
 
 if TYPE_CHECKING:
@@ -69,8 +69,14 @@ def hmac_key_source(
     return cached.get
 
 
+def document_fetcher(budget: Budget) -> DocumentFetcher:
+    """The one fetch path of a function's public documents (its key sets, and any other public
+    document it reads the same way), bounded by the function's budget."""
+    return DocumentFetcher(budget, max_bytes=MAX_JWKS_BYTES)
+
+
 def jwks_fetcher(budget: Budget) -> HttpJwksFetcher:
-    return HttpJwksFetcher(HttpClient(budget, max_bytes=MAX_JWKS_BYTES))
+    return HttpJwksFetcher(document_fetcher(budget))
 
 
 def supabase_verifier(
@@ -130,6 +136,7 @@ def exchange_service(
 ) -> TokenExchangeService:
     from .apitoken import ApiTokenIssuer
     from .exchange import ExchangePolicy, TokenExchangeService
+    from .http import HttpClient
     from .session import SupabaseSessionCheck
 
     budget = budget or Budget()
@@ -217,7 +224,7 @@ def status_lists(
     from .statuslist import MAX_STATUS_LIST_BYTES
 
     return StatusLists(
-        HttpJwksFetcher(HttpClient(budget, max_bytes=MAX_STATUS_LIST_BYTES)),
+        HttpJwksFetcher(DocumentFetcher(budget, max_bytes=MAX_STATUS_LIST_BYTES)),
         jwks_url=settings.api_jwks_url,
         clock=clock,
         budget=budget,

@@ -17,12 +17,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from .claims import scope_tokens
+from .defaults import DEFAULT_SCOPES_CLAIM
 from .errors import ConfigurationError, RequestError
 
 if TYPE_CHECKING:
     from .supabase import SupabaseIdentity
-
-DEFAULT_SCOPES_CLAIM = "api_scopes"
 
 
 class _ScopePolicyFields(NamedTuple):

@@ -20,6 +20,7 @@ from .claims import (
     checked_leeway,
     optional_string,
 )
+from .defaults import DEFAULT_MIN_AAL
 from .errors import ConfigurationError, InvalidTokenError, Reason
 from .jwks import JwksCache
 from .jws import UnverifiedToken, parse_compact
@@ -30,7 +31,6 @@ Clock = Callable[[], float]
 SUPABASE_AUDIENCE = "authenticated"
 SUPABASE_ROLE = "authenticated"
 AAL_LEVELS = {"aal1": 1, "aal2": 2}
-DEFAULT_MIN_AAL = "aal1"
 # Supabase allows access-token lifetimes of up to one week.
 SUPABASE_MAX_LIFETIME = 7 * 24 * 3600
 

@@ -1,0 +1,329 @@
+"""Public documents by GET: the key sets (JWKS) the authorizers verify with, and any other public
+document they read the same way, one fetch path for all.
+
+A minimal HTTP/1.1 client over ``socket`` and ``ssl``, rather than ``http.client``, for the
+authorizers' cold start: ``http.client`` imports the ``email`` package to parse headers, about as
+much work again as importing ``ssl`` itself, on the path of the first decision of a function in
+front of every API call (docs/performance.md). What it does is narrow, so it is short:
+
+* https only, with the default certificate checks (plain http only to a loopback host, for local
+  development); a redirect is a status like any other, never followed;
+* one request per connection (``Connection: close``); the answer is framed by
+  ``Content-Length``, ``Transfer-Encoding: chunked`` or the end of the connection, and anything
+  else (both headers, another transfer coding, a content coding, a bad length) is refused;
+* every socket operation (name resolution, connect, the TLS handshake, the send, each receive)
+  gets at most what is left before the call's deadline, so a server that trickles gives up the
+  call when the deadline passes; the status line and headers are capped at 16 KiB and 100 lines,
+  the body at the fetcher's ``max_bytes``;
+* several documents can be fetched at once (:meth:`DocumentFetcher.fetch_all`), each on its own
+  connection, within the same deadline.
+
+Every failure is one :class:`DependencyUnavailableError` carrying the caller's reason.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .budget import Budget, Deadline
+from .errors import ConfigurationError, DependencyUnavailableError
+from .net import MAX_TIMEOUT_SECONDS, check_url, op_timeout, resolve
+
+if TYPE_CHECKING:
+    import ssl
+
+MAX_HEAD_BYTES = 16 * 1024
+MAX_HEADER_LINES = 100
+DEFAULT_MAX_BYTES = 64 * 1024
+_RECV_BYTES = 16 * 1024
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_FRAMING = ("content-length", "transfer-encoding", "content-encoding")
+
+
+class FetchError(Exception):
+    """A transport or framing failure (its text says which; never the body)."""
+
+
+class Answer:
+    """A parsed answer: the status, the lowercased headers that matter here, and the body."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class _Reader:
+    """Bytes from ``recv`` with a look-ahead buffer; every read bounded by the caller's cap."""
+
+    __slots__ = ("_buffer", "_eof", "_recv")
+
+    def __init__(self, recv: Callable[[], bytes]) -> None:
+        self._recv = recv
+        self._buffer = bytearray()
+        self._eof = False
+
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        data = self._recv()
+        if not data:
+            self._eof = True
+            return False
+        self._buffer += data
+        return True
+
+    def line(self, cap: int) -> bytes:
+        """One CRLF-terminated line without its CRLF (a bare LF is accepted, as RFC 9112 allows)."""
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", start)
+            if end >= 0:
+                if end > cap:
+                    raise FetchError("line too long")
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                return line[:-1] if line.endswith(b"\r") else line
+            if len(self._buffer) > cap:
+                raise FetchError("line too long")
+            start = len(self._buffer)
+            if not self._fill():
+                raise FetchError("connection closed mid-answer")
+
+    def exactly(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            if not self._fill():
+                raise FetchError("connection closed mid-body")
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+    def rest(self, cap: int) -> bytes:
+        """Everything until the peer closes, refused past ``cap`` bytes."""
+        while len(self._buffer) <= cap and self._fill():
+            pass
+        if len(self._buffer) > cap:
+            raise FetchError("response too large")
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+
+def _length(value: bytes, cap: int, what: str) -> int:
+    if not value or len(value) > 16 or not value.isdigit():
+        raise FetchError(f"bad {what}")
+    length = int(value)
+    if length > cap:
+        raise FetchError("response too large")
+    return length
+
+
+def read_answer(recv: Callable[[], bytes], max_bytes: int) -> Answer:
+    """Parse one HTTP/1.x answer from ``recv`` (which returns b"" at the end of the connection)."""
+    reader = _Reader(recv)
+    head_left = MAX_HEAD_BYTES
+    status_line = reader.line(head_left)
+    head_left -= len(status_line) + 2
+    parts = status_line.split(b" ", 2)
+    if (
+        len(parts) < 2
+        or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0")
+        or len(parts[1]) != 3
+        or not parts[1].isdigit()
+    ):
+        raise FetchError("not an HTTP/1.x status line")
+    status = int(parts[1])
+    headers: dict[str, str] = {}
+    for _ in range(MAX_HEADER_LINES + 1):
+        line = reader.line(max(head_left, 0))
+        head_left -= len(line) + 2
+        if head_left < 0:
+            raise FetchError("headers too large")
+        if not line:
+            break
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name != name.strip() or b" " in name:
+            raise FetchError("bad header line")
+        key = name.decode("latin-1").lower()
+        text = value.strip().decode("latin-1")
+        if key in _FRAMING and key in headers and headers[key] != text:
+            raise FetchError(f"conflicting {key}")
+        headers[key] = text
+    else:
+        raise FetchError("too many header lines")
+    coding = headers.get("content-encoding", "identity").lower()
+    if coding != "identity":
+        raise FetchError("content coding not asked for")
+    transfer = headers.get("transfer-encoding")
+    if transfer is not None:
+        if "content-length" in headers:
+            raise FetchError("both Content-Length and Transfer-Encoding")
+        if transfer.lower() != "chunked":
+            raise FetchError("transfer coding not supported")
+        return Answer(status, headers, _chunked(reader, max_bytes))
+    if "content-length" in headers:
+        length = _length(headers["content-length"].encode(), max_bytes, "Content-Length")
+        return Answer(status, headers, reader.exactly(length))
+    return Answer(status, headers, reader.rest(max_bytes))
+
+
+def _chunked(reader: _Reader, max_bytes: int) -> bytes:
+    body = bytearray()
+    while True:
+        size_line = reader.line(64).split(b";", 1)[0].strip()
+        if not size_line or len(size_line) > 8 or not _HEX.issuperset(size_line):
+            raise FetchError("bad chunk size")
+        size = int(size_line, 16)
+        if len(body) + size > max_bytes:
+            raise FetchError("response too large")
+        if size == 0:
+            break
+        body += reader.exactly(size)
+        if reader.line(2):
+            raise FetchError("bad chunk end")
+    for _ in range(MAX_HEADER_LINES + 1):  # trailers: read and dropped
+        if not reader.line(MAX_HEAD_BYTES):
+            return bytes(body)
+    raise FetchError("too many trailer lines")
+
+
+class DocumentFetcher:
+    """GETs bounded by the current budget and by ``timeout`` per call, whichever ends first."""
+
+    def __init__(
+        self,
+        budget: Budget | None = None,
+        timeout: float = MAX_TIMEOUT_SECONDS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        user_agent: str = "tokengate",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """``tls``: the context to verify servers with (by default, the system's trust store
+        with hostname checks, made on the first https fetch)."""
+        if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
+            raise ConfigurationError("outbound timeouts must be within (0, 3] seconds")
+        self.budget = budget or Budget()
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.user_agent = user_agent
+        self._tls = tls
+        self._tls_lock = threading.Lock()
+
+    def fetch(self, url: str, reason: str, accept: str = "application/json") -> bytes:
+        """The body of a 200 answer; DependencyUnavailableError(reason) for any other status, a
+        transport or framing failure, a body over ``max_bytes`` or a passed deadline."""
+        return self._fetch(url, reason, accept, self.budget.deadline())
+
+    def fetch_all(
+        self, requests: Sequence[tuple[str, str]], accept: str = "application/json"
+    ) -> list[bytes | DependencyUnavailableError]:
+        """Several ``(url, reason)`` fetches at once, each on its own connection and all within
+        the current deadline: the first in the calling thread, the others each in a thread. The
+        answers (a body, or the error that fetch would have raised) in the order asked."""
+        deadline = self.budget.deadline()
+        results: list[bytes | DependencyUnavailableError] = [
+            DependencyUnavailableError(reason, "not fetched") for _, reason in requests
+        ]
+
+        def one(index: int) -> None:
+            url, reason = requests[index]
+            try:
+                results[index] = self._fetch(url, reason, accept, deadline)
+            except DependencyUnavailableError as exc:
+                results[index] = exc
+
+        threads = [
+            threading.Thread(target=one, args=(index,), daemon=True)
+            for index in range(1, len(requests))
+        ]
+        for thread in threads:
+            thread.start()
+        if requests:
+            one(0)
+        for thread in threads:  # each operation is bounded by the deadline: so is the join
+            thread.join(max(deadline.earlier(self.timeout).remaining(), 0.0) + 0.05)
+        return results
+
+    def _fetch(self, url: str, reason: str, accept: str, deadline: Deadline) -> bytes:
+        check_url(url, "a document URL")
+        deadline = deadline.earlier(self.timeout)
+        try:
+            answer = self._get(url, accept, deadline)
+        except (OSError, FetchError, ValueError) as exc:
+            raise DependencyUnavailableError(reason, _detail(exc)) from exc
+        if answer.status != 200:
+            raise DependencyUnavailableError(reason, f"status {answer.status}")
+        return answer.body
+
+    def _context(self) -> ssl.SSLContext:
+        with self._tls_lock:
+            if self._tls is None:
+                import ssl
+
+                self._tls = ssl.create_default_context()
+            return self._tls
+
+    def _get(self, url: str, accept: str, deadline: Deadline) -> Answer:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        authority = parts.netloc.rpartition("@")[2]
+        if any(c in target + authority for c in "\r\n\x00 "):
+            raise FetchError("bad URL")
+        sock = self._connect(host, port, tls, deadline)
+        try:
+            request = (
+                f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: {accept}\r\n"
+                f"Accept-Encoding: identity\r\nUser-Agent: {self.user_agent}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode("ascii")
+            sock.settimeout(op_timeout(deadline, self.timeout))
+            sock.sendall(request)
+
+            def recv() -> bytes:
+                sock.settimeout(op_timeout(deadline, self.timeout))
+                return sock.recv(_RECV_BYTES)
+
+            return read_answer(recv, self.max_bytes)
+        finally:
+            sock.close()
+
+    def _connect(self, host: str, port: int, tls: bool, deadline: Deadline) -> socket.socket:
+        error: OSError = OSError("no address")
+        for family, kind, proto, _, address in resolve(host, port, deadline, self.timeout):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(op_timeout(deadline, self.timeout))
+                sock.connect(address)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if tls:
+                    sock = self._context().wrap_socket(
+                        sock,
+                        # An ASCII name as bytes is used as given: as a str, ssl would encode it
+                        # with the "idna" codec, whose import (with stringprep) a cold start
+                        # pays for nothing. urlsplit has already lowercased it.
+                        server_hostname=host.encode("ascii") if host.isascii() else host,
+                        do_handshake_on_connect=False,
+                    )
+                    sock.settimeout(op_timeout(deadline, self.timeout))
+                    sock.do_handshake()
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            return sock
+        raise error
+
+
+def _detail(exc: BaseException) -> str:
+    if isinstance(exc, FetchError):
+        return str(exc)
+    return type(exc).__name__

@@ -1,0 +1,284 @@
+"""The public-document fetcher: its HTTP/1.1 answer parser (generated framings and splits, and
+every refused shape), and real fetches from loopback servers (TLS, status, concurrency)."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.slow_servers import ShortLivedContext
+from tokengate.budget import Budget
+from tokengate.errors import ConfigurationError, DependencyUnavailableError
+from tokengate.fetch import DocumentFetcher, FetchError, read_answer
+
+
+def feeder(wire: bytes, cuts: list[int]) -> Callable[[], bytes]:
+    """``recv`` over ``wire`` cut at ``cuts``, then b"" (the peer closed)."""
+    points = sorted({c for c in cuts if 0 < c < len(wire)})
+    pieces = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
+    pieces.reverse()
+    return lambda: pieces.pop() if pieces else b""
+
+
+def chunked(body: bytes, sizes: list[int]) -> bytes:
+    out, at = b"", 0
+    for size in sizes:
+        if at >= len(body):
+            break
+        piece = body[at : at + size]
+        at += len(piece)
+        out += b"%x\r\n" % len(piece) + piece + b"\r\n"
+    if at < len(body):
+        out += b"%x;ext=1\r\n" % (len(body) - at) + body[at:] + b"\r\n"
+    return out + b"0\r\nX-Trailer: t\r\n\r\n"
+
+
+@given(
+    body=st.binary(max_size=3000),
+    framing=st.sampled_from(["length", "chunked", "close"]),
+    sizes=st.lists(st.integers(min_value=1, max_value=700), max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=12),
+    status=st.sampled_from([200, 404, 503]),
+)
+def test_every_framing_and_every_split_gives_back_the_body(
+    body: bytes, framing: str, sizes: list[int], cuts: list[int], status: int
+) -> None:
+    head = b"HTTP/1.1 %d Whatever\r\nContent-Type: application/json\r\n" % status
+    if framing == "length":
+        wire = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    elif framing == "chunked":
+        wire = head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body, sizes)
+    else:
+        wire = head + b"\r\n" + body
+    answer = read_answer(feeder(wire, cuts), 4096)
+    assert (answer.status, answer.body) == (status, body)
+    assert answer.headers["content-type"] == "application/json"
+
+
+@given(
+    body=st.binary(min_size=11, max_size=300),
+    framing=st.sampled_from(["length", "chunked", "close"]),
+)
+def test_a_body_over_the_cap_is_refused_in_every_framing(body: bytes, framing: str) -> None:
+    head = b"HTTP/1.1 200 OK\r\n"
+    wire = {
+        "length": head + b"Content-Length: %d\r\n\r\n" % len(body) + body,
+        "chunked": head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body, [5]),
+        "close": head + b"\r\n" + body,
+    }[framing]
+    with pytest.raises(FetchError, match="too large"):
+        read_answer(feeder(wire, []), 10)
+
+
+@pytest.mark.parametrize(
+    ("wire", "why"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", "both"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "transfer coding"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 1\r\n\r\nx", "coding"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nxyz", "conflicting"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0x1\r\n\r\n", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", "mid-body"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", "chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nab\r\n", "chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", "chunk end"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", "mid-answer"),
+        (b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", "header line"),
+        (b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "header line"),
+        (b"HTTP/1.1 200 OK\r\n" + b"A: b\r\n" * 101 + b"\r\n", "too many"),
+        (b"HTTP/1.1 200 OK\r\nA: " + b"b" * 17000 + b"\r\n\r\n", "too long"),
+        (b"HTTP/2 200\r\n\r\n", "status line"),
+        (b"ICY 200 OK\r\n\r\n", "status line"),
+        (b"HTTP/1.1 2000 OK\r\n\r\n", "status line"),
+        (b"", "mid-answer"),
+    ],
+)
+def test_ambiguous_or_oversized_answers_are_refused(wire: bytes, why: str) -> None:
+    with pytest.raises(FetchError, match=why):
+        read_answer(feeder(wire, []), 64 * 1024)
+
+
+# -- real fetches over loopback -------------------------------------------------------------
+
+
+class RawServer:
+    """Answers every connection with ``answer`` (raw bytes) after ``delay`` seconds, then closes;
+    remembers each request's head."""
+
+    def __init__(self, answer: bytes, delay: float = 0.0, tls: ssl.SSLContext | None = None):
+        self.answer, self.delay, self.tls = answer, delay, tls
+        self.requests: list[bytes] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self._stop = threading.Event()
+        port = self._listener.getsockname()[1]
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/doc.json"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(5)
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                head += data
+            self.requests.append(head)
+            time.sleep(self.delay)
+            conn.sendall(self.answer)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    @contextmanager
+    def running(self) -> Iterator[RawServer]:
+        thread = threading.Thread(target=self._serve, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join(5)
+            self._listener.close()
+
+
+def ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+def test_a_fetch_sends_one_plain_get_and_reads_the_body() -> None:
+    with RawServer(ok(b'{"keys":[]}')).running() as server:
+        assert DocumentFetcher().fetch(server.url, "doc_unavailable") == b'{"keys":[]}'
+    (head,) = server.requests
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "GET /doc.json HTTP/1.1"
+    assert f"Host: {server.url.split('/')[2]}" in lines
+    assert "Connection: close" in lines and "Accept-Encoding: identity" in lines
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n",
+        b"garbage\r\n\r\n",
+    ],
+)
+def test_anything_but_a_plain_200_is_the_callers_reason(answer: bytes) -> None:
+    with (
+        RawServer(answer).running() as server,
+        pytest.raises(DependencyUnavailableError) as caught,
+    ):
+        DocumentFetcher().fetch(server.url, "doc_unavailable")
+    assert caught.value.reason == "doc_unavailable"
+    assert len(server.requests) == 1  # a redirect is never followed
+
+
+def test_plain_http_is_refused_off_loopback_before_any_connection() -> None:
+    with pytest.raises(ConfigurationError, match="https"):
+        DocumentFetcher().fetch("http://example.com/doc.json", "doc_unavailable")
+
+
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loopback")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_verifies_the_server_against_the_trust_store(tmp_path: Path) -> None:
+    cert, key = _certificate(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    with RawServer(ok(b"{}"), tls=server_tls).running() as server:
+        assert DocumentFetcher(tls=trusting).fetch(server.url, "doc_unavailable") == b"{}"
+        # The system's trust store does not know this certificate: no answer is read.
+        with pytest.raises(DependencyUnavailableError, match="doc_unavailable"):
+            DocumentFetcher().fetch(server.url, "doc_unavailable")
+    assert len(server.requests) == 1
+
+
+def test_fetch_all_fetches_at_once_and_answers_in_order() -> None:
+    """Two documents that each take 0.4 s to answer come back in about 0.4 s, not 0.8; a failing
+    one is its own slot's error, not the other's."""
+    with (
+        RawServer(ok(b"first"), delay=0.4).running() as first,
+        RawServer(ok(b"second"), delay=0.4).running() as second,
+        RawServer(b"HTTP/1.1 503 No\r\nContent-Length: 0\r\n\r\n").running() as failing,
+    ):
+        fetcher = DocumentFetcher()
+        started = time.monotonic()
+        answers = fetcher.fetch_all(
+            [(first.url, "a_unavailable"), (second.url, "b_unavailable"), (failing.url, "c")]
+        )
+        took = time.monotonic() - started
+    assert answers[:2] == [b"first", b"second"]
+    assert isinstance(answers[2], DependencyUnavailableError) and answers[2].reason == "c"
+    assert took < 0.75
+
+
+def test_fetch_all_ends_within_the_invocations_budget() -> None:
+    budget = Budget(margin=0.3)
+    with (
+        RawServer(ok(b"late"), delay=3).running() as slow,
+        RawServer(ok(b"soon")).running() as quick,
+    ):
+        context = ShortLivedContext(1200)
+        with budget.invocation(context):
+            answers = DocumentFetcher(budget).fetch_all([(slow.url, "a"), (quick.url, "b")])
+        assert context.answered_in_time()
+    assert isinstance(answers[0], DependencyUnavailableError)
+    assert answers[1] == b"soon"
