@@ -5,6 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+UV := $(VENV)/bin/uv
+# Two installed sets, one stamp each: make run needs only the runtime and the CLI
+# (requirements/run.txt); make test, lint and bench add the rest (requirements/dev.txt, a superset
+# with the same pins). Either order works: the test set is added to the run set, never reinstalled.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
@@ -25,12 +30,23 @@ help:
 	@echo "make invoke FN=TokenExchangeFunction EVENT=events/<file>.json   run a handler on an event"
 	@echo "make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<arn>]   rotate the signing key"
 
-# The virtual environment is rebuilt whenever the pinned requirements change.
-$(STAMP): requirements/dev.txt layers/tokengate/requirements.txt client/pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e ./client
+# uv installs from the package index in a fraction of pip's time and CPU. The virtual environment
+# is made without pip; pip runs once, from the wheel Python ships, to install uv (requirements/uv.txt).
+$(UV): requirements/uv.txt
+	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
+	$(PY) scripts/bootstrap_uv.py requirements/uv.txt
+	touch $(UV)
+
+# A set is reinstalled whenever its pins change; the .pth puts the layer and the repository on the
+# path, the client is installed editable (its console script, `tokengate`).
+$(RUN_STAMP): $(UV) requirements/run.txt layers/tokengate/requirements.txt client/pyproject.toml
+	$(UV) pip install --quiet --python $(PY) -r requirements/run.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e ./client
 	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], '00-tokengate-dev.pth').write_text('\n'.join(str(pathlib.Path(p).resolve()) for p in ('layers/tokengate', '.')) + '\n')"
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) requirements/dev.txt
+	$(UV) pip install --quiet --python $(PY) -r requirements/dev.txt
 	touch $(STAMP)
 
 $(SAM): requirements/sam.txt
@@ -38,20 +54,24 @@ $(SAM): requirements/sam.txt
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
 	touch $(SAM)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	PORT=$(PORT) $(PY) -m devstack
 
 # A development Supabase token for the local stack (stdout: the token alone).
-token: $(STAMP)
+token: $(RUN_STAMP)
 	@$(PY) -m devstack.token $(if $(SCOPES),--scopes "$(SCOPES)") $(if $(AAL),--aal "$(AAL)") $(if $(filter 1 true yes,$(ANONYMOUS)),--anonymous) $(if $(CLIENT_ID),--client-id "$(CLIENT_ID)") $(if $(LIFETIME),--lifetime "$(LIFETIME)")
 
 # events/ with fresh tokens and an env.json for sam local invoke, from the running make run
 # (CONTAINER_HOST=host.docker.internal for Docker Desktop's default network; see docs/local.md).
-events: $(STAMP)
+events: $(RUN_STAMP)
 	@$(PY) -m devstack.sam_events --port $(PORT) $(if $(CONTAINER_HOST),--container-host "$(CONTAINER_HOST)")
 
+# The suite mostly waits (on subprocesses, servers and deadlines), so it runs on more workers
+# than cores (pytest-xdist); a module's tests that share a module-scoped fixture stay together
+# (tests/conftest.py). TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP) $(SAM)
 	$(VENV)/bin/ruff check .
@@ -78,25 +98,27 @@ deploy: build
 	if [ -f samconfig.toml ] && grep -q '^stack_name' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
 
 # Key rotation, one step at a time (SECURITY.md): STEP=create|publish|switch|retire STACK=name [NEXT=arn]
-rotate: $(STAMP)
+rotate: $(RUN_STAMP)
 	@test -n "$(STEP)" -a -n "$(STACK)" || { echo "usage: make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<key arn>]"; exit 2; }
 	$(PY) scripts/rotate_signing_key.py $(STEP) --stack $(STACK) $(if $(NEXT),--next $(NEXT))
 
-invoke: $(STAMP)
+invoke: $(RUN_STAMP)
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
 	@$(PY) -m devstack.invoke $(FN) $(EVENT)
 
-lock:
-	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet -r requirements/dev.in
-	{ echo "# Full pinned set for development and CI, resolved from requirements/dev.in (make lock)."; .venv-lock/bin/pip freeze; } > requirements/dev.txt
-	rm -rf .venv-lock
+# Pins requirements/dev.txt (dev.in + the CLI's dependencies in client/pyproject.toml), then
+# requirements/run.txt from run.in within those pins. Pins already in a file are kept; UPGRADE=1
+# moves everything to the newest releases.
+LOCK := $(UV) pip compile --quiet --universal --python-version 3.11 --custom-compile-command "make lock" $(if $(filter 1 true yes,$(UPGRADE)),--upgrade)
+lock: $(UV)
+	$(LOCK) requirements/dev.in client/pyproject.toml -o requirements/dev.txt
+	$(LOCK) requirements/run.in client/pyproject.toml -c requirements/dev.txt -o requirements/run.txt
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 # Post-deploy check against any base URL: make smoke URL=<Outputs.BaseUrl> SUPABASE_TOKEN=<token>
 smoke: export SUPABASE_TOKEN := $(SUPABASE_TOKEN)
-smoke: $(STAMP)
+smoke: $(RUN_STAMP)
 	@test -n "$(URL)" -a -n "$$SUPABASE_TOKEN" || { echo "usage: make smoke URL=<base URL> SUPABASE_TOKEN=<Supabase access token>"; exit 2; }
 	@$(PY) scripts/smoke.py --url "$(URL)"
