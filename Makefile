@@ -66,10 +66,11 @@ token: $(RUN_STAMP)
 events: $(RUN_STAMP)
 	@$(PY) -m devstack.sam_events --port $(PORT) $(if $(CONTAINER_HOST),--container-host "$(CONTAINER_HOST)")
 
-# The suite mostly waits (on subprocesses, servers and deadlines), so it runs on more workers
-# than cores (pytest-xdist); a module's tests that share a module-scoped fixture stay together
-# (tests/conftest.py). TEST_WORKERS=0 runs it in this process.
-TEST_WORKERS ?= 4
+# The suite runs on one pytest-xdist worker per core (TEST_WORKERS=N to change, 0 for one process):
+# its time is mostly CPU (hypothesis, cold interpreters, moto), so more workers than cores only
+# stretch each test towards the hang timeout. A module's tests that share a module-scoped fixture
+# stay on one worker (tests/conftest.py).
+TEST_WORKERS ?= auto
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
