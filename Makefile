@@ -5,6 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+UV := $(VENV)/bin/uv
+# Two installed sets, one stamp each: make run needs only the runtime and the CLI
+# (requirements/run.txt); make test, lint and bench add the rest (requirements/dev.txt, a superset
+# with the same pins). Either order works: the test set is added to the run set, never reinstalled.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 # cfn-lint with the serverless rules and checkov: lint-only tools in their own environment, so
 # that make run and make test never install them.
@@ -30,12 +35,23 @@ help:
 	@echo "make rotate STEP=create|publish|switch|retire STACK=<stack> [NEXT=<arn>]   rotate the signing key"
 	@echo "make revoke SUB=<user id> | SID=<session id> [STACK=<stack>]   revoke a user's or a session's tokens"
 
-# The virtual environment is rebuilt whenever the pinned requirements change.
-$(STAMP): requirements/dev.txt layers/tokengate/requirements.txt client/pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e ./client
+# uv installs from the package index in a fraction of pip's time and CPU. The virtual environment
+# is made without pip; pip runs once, from the wheel Python ships, to install uv (requirements/uv.txt).
+$(UV): requirements/uv.txt
+	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
+	$(PY) scripts/bootstrap_uv.py requirements/uv.txt
+	touch $(UV)
+
+# A set is reinstalled whenever its pins change; the .pth puts the layer and the repository on the
+# path, the client is installed editable (its console script, `tokengate`).
+$(RUN_STAMP): $(UV) requirements/run.txt layers/tokengate/requirements.txt client/pyproject.toml
+	$(UV) pip install --quiet --python $(PY) -r requirements/run.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e ./client
 	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], '00-tokengate-dev.pth').write_text('\n'.join(str(pathlib.Path(p).resolve()) for p in ('layers/tokengate', '.')) + '\n')"
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) requirements/dev.txt
+	$(UV) pip install --quiet --python $(PY) -r requirements/dev.txt
 	touch $(STAMP)
 
 $(SAM): requirements/sam.txt
@@ -48,20 +64,25 @@ $(LINT_STAMP): requirements/lint.txt
 	$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/lint.txt
 	touch $(LINT_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	PORT=$(PORT) $(PY) -m devstack
 
 # A development Supabase token for the local stack (stdout: the token alone).
-token: $(STAMP)
+token: $(RUN_STAMP)
 	@$(PY) -m devstack.token $(if $(SCOPES),--scopes "$(SCOPES)") $(if $(AAL),--aal "$(AAL)") $(if $(filter 1 true yes,$(ANONYMOUS)),--anonymous) $(if $(CLIENT_ID),--client-id "$(CLIENT_ID)") $(if $(LIFETIME),--lifetime "$(LIFETIME)")
 
 # events/ with fresh tokens and an env.json for sam local invoke, from the running make run
 # (CONTAINER_HOST=host.docker.internal for Docker Desktop's default network; see docs/local.md).
-events: $(STAMP)
+events: $(RUN_STAMP)
 	@$(PY) -m devstack.sam_events --port $(PORT) $(if $(CONTAINER_HOST),--container-host "$(CONTAINER_HOST)")
 
+# The suite runs on one pytest-xdist worker per core (TEST_WORKERS=N to change, 0 for one process):
+# its time is mostly CPU (hypothesis, cold interpreters, moto), so more workers than cores only
+# stretch each test towards the hang timeout. A module's tests that share a module-scoped fixture
+# stay on one worker (tests/conftest.py).
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP) $(SAM)
 	$(VENV)/bin/ruff check .
@@ -104,30 +125,32 @@ deploy: build $(STAMP)
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) scripts/rotate_signing_key.py sync-public-keys --samconfig samconfig.toml --apply
 
 # Key rotation, one step at a time (SECURITY.md): STEP=create|publish|switch|retire STACK=name [NEXT=arn]
-rotate: $(STAMP)
+rotate: $(RUN_STAMP)
 	@test -n "$(STEP)" -a -n "$(STACK)" || { echo "usage: make rotate STEP=create|publish|switch|retire|sync-public-keys STACK=<stack> [NEXT=<key or secret arn>]"; exit 2; }
 	$(PY) scripts/rotate_signing_key.py $(STEP) --stack $(STACK) $(if $(NEXT),--next $(NEXT))
 
-invoke: $(STAMP)
+invoke: $(RUN_STAMP)
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
 	@$(PY) -m devstack.invoke $(FN) $(EVENT)
 
-lock:
-	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet -r requirements/dev.in
-	{ echo "# Full pinned set for development and CI, resolved from requirements/dev.in (make lock)."; .venv-lock/bin/pip freeze; } > requirements/dev.txt
-	rm -rf .venv-lock
+# Pins requirements/dev.txt (dev.in + the CLI's dependencies in client/pyproject.toml), then
+# requirements/run.txt from run.in within those pins. Pins already in a file are kept; UPGRADE=1
+# moves everything to the newest releases.
+LOCK := $(UV) pip compile --quiet --universal --python-version 3.11 --custom-compile-command "make lock" $(if $(filter 1 true yes,$(UPGRADE)),--upgrade)
+lock: $(UV)
+	$(LOCK) requirements/dev.in client/pyproject.toml -o requirements/dev.txt
+	$(LOCK) requirements/run.in client/pyproject.toml -c requirements/dev.txt -o requirements/run.txt
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(LINT_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 # Post-deploy check against any base URL: make smoke URL=<Outputs.BaseUrl> SUPABASE_TOKEN=<token>
 smoke: export SUPABASE_TOKEN := $(SUPABASE_TOKEN)
-smoke: $(STAMP)
+smoke: $(RUN_STAMP)
 	@test -n "$(URL)" -a -n "$$SUPABASE_TOKEN" || { echo "usage: make smoke URL=<base URL> SUPABASE_TOKEN=<Supabase access token>"; exit 2; }
 	@$(PY) scripts/smoke.py --url "$(URL)" $(if $(STACK),--stack "$(STACK)") $(if $(ORIGIN),--origin "$(ORIGIN)")
 
 # Operator revocation (docs/revocation.md): make run's stack on $(PORT), or STACK=<name> deployed.
-revoke: $(STAMP)
+revoke: $(RUN_STAMP)
 	@test -n "$(SUB)$(SID)" -a -z "$(and $(SUB),$(SID))" || { echo "usage: make revoke SUB=<user id> | SID=<session id> [STACK=<stack>]"; exit 2; }
 	@$(PY) scripts/revoke.py $(if $(SUB),--sub "$(SUB)") $(if $(SID),--sid "$(SID)") $(if $(STACK),--stack "$(STACK)",--port $(PORT))

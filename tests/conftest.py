@@ -212,3 +212,21 @@ def local_stack(supabase_server: JwksServer) -> Iterator[LocalStack]:
     running.stop()
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's ``--dist loadgroup`` (``make test``): the tests of a module that share
+    a module-scoped fixture (a local stack, the CLI's Supabase stand-in) run on one worker, so the
+    fixture starts once; every other test runs on whichever worker is free. Session-scoped
+    fixtures start once per worker, each on its own ports."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if any(
+            definition.scope == "module"
+            for definitions in info.name2fixturedefs.values()
+            for definition in definitions
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
