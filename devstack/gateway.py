@@ -4,8 +4,9 @@ Requests become API Gateway-shaped events for the real handlers; routes with an 
 first sent through it as API Gateway does: no or malformed identity → 401 without calling it;
 ``Unauthorized`` → 401; a policy that does not allow the method ARN → 403; policies (Allow and
 Deny alike, never a 401) cached per identity for the template's ``ReauthorizeEvery``, and
-replayed until it ends whatever the token's ``exp``, as API Gateway does. API Gateway's own answers (no such route, 401,
-403, an authorizer failure) are the template's ``GatewayResponses`` (:func:`gateway_response`).
+replayed until it ends whatever the token's ``exp``, as API Gateway does. API Gateway's own
+answers (no such route, 401, 403, an authorizer failure) are the template's ``GatewayResponses``
+(:func:`gateway_response`).
 """
 
 from __future__ import annotations

@@ -120,6 +120,8 @@ class JsonLinesLog(logging.Handler):
     def close(self) -> None:
         self._file.close()
         super().close()
+
+
 def publish_status_list(environment: Mapping[str, str], client: Any, issuer: str) -> None:
     """Sign and store the status list as the exchange function's schedule does, from outside it
     (make revoke on make run, the benchmarks): ``environment`` is the exchange's, ``client``

@@ -20,8 +20,9 @@ from typing import Any
 
 import boto3
 
+from devstack.invoke import EventError
 from devstack.moto_aws import REGION
-from devstack.sam_events import EventError, read_state
+from devstack.sam_events import read_state
 from devstack.stack import publish_status_list
 from tokengate import aws
 from tokengate.errors import DependencyUnavailableError

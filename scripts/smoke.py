@@ -360,6 +360,8 @@ def run_check(check: Callable[[], str], seconds: float) -> str:
     if isinstance(result, BaseException):
         raise result
     return result
+
+
 def read_local_state(base_url: str) -> dict[str, Any]:
     """``make run`` writes ``.aws-sam/local/<port>.json``: its functions' environment and log."""
     parts = urlsplit(base_url)

@@ -244,6 +244,8 @@ def test_no_module_of_the_project_imports_itself_through_others() -> None:
     """No import cycle among the project's modules, not even through an import deferred into a
     function or kept for type checking: each is a knot a change can pull tight."""
     assert cycles(import_graph(project_modules())) == []
+
+
 # What a first decision (an Allow, the key set fetched from a loopback JWKS) may load: neither
 # http.client and the email package nor the client built on them (the document fetcher speaks
 # HTTP/1.1 itself), nor cryptography's OpenSSL backend module (ECDSA verification does without

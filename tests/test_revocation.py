@@ -306,7 +306,7 @@ def test_revoke_answers_as_rfc7009_says(served: InProcessApi) -> None:
 
 
 def decide(api: InProcessApi, function: str, token: str, path: str = "/whoami") -> str:
-    event = {
+    event: dict[str, Any] = {
         "type": "TOKEN",
         "authorizationToken": f"Bearer {token}",
         "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:abc123/v1/GET{path}",

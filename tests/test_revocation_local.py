@@ -21,8 +21,8 @@ import pytest
 
 from devstack.client import Client
 from devstack.moto_aws import free_port
-from devstack.sam_events import remove_state, write_state
 from devstack.stack import LocalStack
+from devstack.state import remove_state, write_state
 from tests.factories import HS_SECRET, USER_ID, hs_token, supabase_claims
 from tests.jwks_server import JwksServer
 

@@ -15,8 +15,8 @@ import pytest
 from moto import mock_aws
 
 from devstack.moto_aws import free_port
-from devstack.sam_events import remove_state, write_state
 from devstack.stack import LocalStack
+from devstack.state import remove_state, write_state
 from tests.factories import HS_SECRET, hs_token, supabase_claims
 from tests.json_server import JsonServer
 from tests.jwks_server import JwksServer
