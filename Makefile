@@ -18,13 +18,14 @@ LINT_STAMP := $(LINT_VENV)/.installed
 PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run token events test lint lint-template apigw-account bench load build deploy smoke invoke rotate lock clean revoke
+.PHONY: help run token events test test-deep lint lint-template apigw-account bench load build deploy smoke invoke rotate lock clean revoke
 
 help:
 	@echo "make run     local stack on http://127.0.0.1:$(PORT) (moto as KMS + Secrets Manager)"
 	@echo "make token [SCOPES='read write'] [AAL=aal2] [ANONYMOUS=1] [CLIENT_ID=app] [LIFETIME=600]   a development Supabase token"
 	@echo "make events  events/ rendered with fresh tokens, and env.json, into .aws-sam/events for sam local invoke"
 	@echo "make test    the whole test suite"
+	@echo "make test-deep   the same, the heaviest property tests at full depth (thousands of cases each)"
 	@echo "make lint    ruff, mypy, sam validate --lint, cfn-lint (serverless rules) and checkov"
 	@echo "make bench   benchmarks: same-run ratios against peers, cold starts [COUNT=instructions] [QUICK=1]"
 	@echo "make load    2,000 exchanges + 10,000 authorized calls on the local stack (loopback)"
@@ -83,6 +84,11 @@ events: $(RUN_STAMP)
 TEST_WORKERS ?= auto
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The heaviest property tests at the depth they were written for (tests/depth.py): thousands of
+# generated route tables, claim values and tokens each, instead of make test's hundreds.
+test-deep: $(STAMP)
+	TOKENGATE_TEST_DEPTH=deep $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP) $(SAM)
 	$(VENV)/bin/ruff check .

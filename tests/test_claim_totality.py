@@ -23,6 +23,7 @@ from devstack.gateway import LambdaContext, authorizer_outcome
 from devstack.moto_aws import LocalAws
 from devstack.stack import deploy
 from tests.conftest import ISSUER, InProcessApi
+from tests.depth import examples
 from tests.factories import (
     HS_SECRET,
     SUPABASE_URL,
@@ -38,7 +39,7 @@ from tokengate.signing import LocalKeySigner
 
 ARN = "arn:aws:execute-api:us-east-1:123456789012:local/v1"
 EXAMPLES = settings(
-    max_examples=2000,
+    max_examples=examples(2000, 500),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.depth import examples
 from tokengate import jws
 from tokengate.apitoken import ApiTokenVerifier
 from tokengate.authorizer import Authorizer, AuthRequest, Principal, Unauthorized
@@ -29,12 +30,12 @@ from tokengate.keys import AsymmetricKey
 from tokengate.policies import RouteScopes
 
 SETTINGS = settings(
-    max_examples=400,
+    max_examples=examples(400, 200),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 MORE = settings(
-    max_examples=1500,
+    max_examples=examples(1500, 400),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

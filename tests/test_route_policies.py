@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.depth import examples
 from tests.factories import (
     HS_SECRET,
     SUPABASE_ISSUER,
@@ -46,7 +47,7 @@ SCOPES = ("read", "write", "admin")
 ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 WORDS = ("a", "b")  # the tables' literal segments; requests also use a fresh "x" and ""
 EXAMPLES = settings(
-    max_examples=2000,
+    max_examples=examples(2000, 400),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
