@@ -55,14 +55,16 @@ $(STAMP): $(RUN_STAMP) requirements/dev.txt
 	$(UV) pip install --quiet --python $(PY) -r requirements/dev.txt
 	touch $(STAMP)
 
-$(SAM): requirements/sam.txt
-	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
+# The SAM CLI and the template linters each get a venv of their own (their pins clash with the
+# product's), filled by the same uv.
+$(SAM): $(UV) requirements/sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)  # with pip: sam build runs the layer's Makefile, which uses it
+	$(UV) pip install --quiet --python $(SAM_VENV)/bin/python -r requirements/sam.txt
 	touch $(SAM)
 
-$(LINT_STAMP): requirements/lint.txt
-	test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
-	$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/lint.txt
+$(LINT_STAMP): $(UV) requirements/lint.txt
+	test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv --without-pip $(LINT_VENV)
+	$(UV) pip install --quiet --python $(LINT_VENV)/bin/python -r requirements/lint.txt
 	touch $(LINT_STAMP)
 
 run: $(RUN_STAMP)
