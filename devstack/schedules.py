@@ -1,6 +1,6 @@
 """The template's ``Schedule`` events, as EventBridge runs them: each function with a schedule is
-invoked with a scheduled event at its rate (``rate(N minutes)``), and once when the stack starts
-(a deployment's first run). Without it the local status list would expire an hour after start."""
+invoked with a scheduled event at its rate (``rate(N minutes)``). Without it the local status list
+would expire an hour after start."""
 
 from __future__ import annotations
 
@@ -67,7 +67,6 @@ class Schedules:
             logger.warning("scheduled run of %s failed: %r", name, exc)
 
     def start(self) -> Schedules:
-        self.run_all()
         for name, period in self._jobs:
             threading.Thread(target=self._loop, args=(name, period), daemon=True).start()
         return self
