@@ -41,7 +41,8 @@ def schedules(template: Template) -> list[tuple[str, float]]:
             if event.get("Type") != "Schedule":
                 continue
             spec = event["Properties"]
-            if not template.evaluate(spec.get("Enabled", True)):
+            state = template.evaluate(spec.get("State", "ENABLED"))
+            if not template.evaluate(spec.get("Enabled", True)) or state != "ENABLED":
                 continue
             match = _RATE.fullmatch(str(spec["Schedule"]))
             if match is None:
