@@ -1,6 +1,6 @@
 """The template's ``Schedule`` events, as EventBridge runs them: each function with a schedule is
-invoked with a scheduled event at its rate (``rate(N minutes)``), and once when the stack starts
-(a deployment's first run). Without it the local status list would expire an hour after start."""
+invoked with a scheduled event at its rate (``rate(N minutes)``). Without it the local status list
+would expire an hour after start."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def schedules(template: Template) -> list[tuple[str, float]]:
             if event.get("Type") != "Schedule":
                 continue
             spec = event["Properties"]
-            if not template.evaluate(spec.get("Enabled", True)):
+            state = template.evaluate(spec.get("State", "ENABLED"))
+            if not template.evaluate(spec.get("Enabled", True)) or state != "ENABLED":
                 continue
             match = _RATE.fullmatch(str(spec["Schedule"]))
             if match is None:
@@ -67,7 +68,6 @@ class Schedules:
             logger.warning("scheduled run of %s failed: %r", name, exc)
 
     def start(self) -> Schedules:
-        self.run_all()
         for name, period in self._jobs:
             threading.Thread(target=self._loop, args=(name, period), daemon=True).start()
         return self

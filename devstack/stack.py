@@ -184,6 +184,11 @@ class LocalStack:
             parameters=self._parameters,
             environment=self._environment,
         )
+        exchange = template.environment("TokenExchangeFunction")
+        if exchange.get("REVOCATION_TABLE"):
+            # A deployed stack's status list exists before its first caller (its schedule, or
+            # the first exchange, published it): so does this one's, without invoking a handler.
+            publish_status_list(exchange, aws.client, exchange.get("ISSUER") or self.base_url)
         self.log_path = Path(tempfile.mkdtemp(prefix="tokengate-local-")) / "functions.log"
         self._log = JsonLinesLog(self.log_path)
         logging.getLogger("tokengate").addHandler(self._log)

@@ -217,6 +217,8 @@ def kms_minter(stack: LocalStack) -> tuple[Callable[..., str], KmsSigner]:
             "client_id": "cli",
             "scope": "read",
             "sid": "s",
+            # An index no session of this stack holds revoked (docs/revocation.md).
+            "status": {"status_list": {"idx": 0, "uri": f"{stack.base_url}/statuslists/1"}},
         }
         claims.update(overrides)
         claims = {k: v for k, v in claims.items() if v is not DROP}

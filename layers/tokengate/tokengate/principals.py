@@ -202,7 +202,22 @@ class ApiTokenPrincipals:
             value = claims.get(name)
             if isinstance(value, _SCALARS):
                 context[name] = value
-        if self._status_lists is not None:
+        status = self._configured_status
+        if status is not None:  # the status list entry, inline: the warm path's one addition
+            view = status.held
+            if view is None or self._clock() >= status.fresh_until:
+                view = status.view()
+            try:
+                reference = claims["status"]["status_list"]
+                idx = reference["idx"]
+                usable = reference["uri"] == status.uri and 0 <= idx < view.size
+            except (KeyError, TypeError):
+                usable = False
+            if not usable or type(idx) is not int:
+                raise InvalidTokenError(Reason.STATUS, "no usable status list reference")
+            if idx in view.revoked:
+                raise InvalidTokenError(Reason.REVOKED, "the token's session is revoked")
+        elif self._status_lists is not None:
             self._check_status(claims)
         scope = claims["scope"]  # a string: the verifier checked it
         held = self._scope_sets.get(scope)

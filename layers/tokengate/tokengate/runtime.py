@@ -214,17 +214,27 @@ def status_list_publisher(
     return StatusListPublisher(store, signer_for(settings, settings.signing_key_id, budget), clock)
 
 
+def status_list_fetcher(budget: Budget) -> HttpJwksFetcher:
+    """The JWKS fetcher, with room for a status list: the API-token authorizer reads both from
+    the same host through it, so its first decision reuses one connection for the two."""
+    from .statuslist import MAX_STATUS_LIST_BYTES
+
+    return HttpJwksFetcher(DocumentFetcher(budget, max_bytes=MAX_STATUS_LIST_BYTES))
+
+
 def status_lists(
-    settings: Settings, clock: Callable[[], float], budget: Budget
+    settings: Settings,
+    clock: Callable[[], float],
+    budget: Budget,
+    fetcher: HttpJwksFetcher | None = None,
 ) -> StatusLists | None:
-    """The authorizers' copy of the published status list (same fetcher as the JWKS)."""
+    """The authorizers' copy of the published status list (fetched like the JWKS)."""
     if not settings.revocation:
         return None
     from .principals import StatusLists
-    from .statuslist import MAX_STATUS_LIST_BYTES
 
     return StatusLists(
-        HttpJwksFetcher(DocumentFetcher(budget, max_bytes=MAX_STATUS_LIST_BYTES)),
+        fetcher or status_list_fetcher(budget),
         jwks_url=settings.api_jwks_url,
         clock=clock,
         budget=budget,
@@ -271,6 +281,7 @@ def api_token_principals(
     from .principals import ApiTokenPrincipals
 
     budget = budget or Budget()
+    fetcher = status_list_fetcher(budget) if settings.revocation else jwks_fetcher(budget)
     return ApiTokenPrincipals(
         issuer=settings.issuer,
         audience=settings.default_audience,
@@ -278,11 +289,11 @@ def api_token_principals(
         context_claims=settings.context_claims,
         jwks_url=settings.api_jwks_url,
         clock=clock,
-        fetcher=jwks_fetcher(budget),
+        fetcher=fetcher,
         budget=budget,
         metrics=EmfCounter.from_env(os.environ),
         cache_ttl=settings.authorizer_cache_ttl,
-        status_lists=status_lists(settings, clock, budget),
+        status_lists=status_lists(settings, clock, budget, fetcher),
     )
 
 

@@ -57,14 +57,18 @@ class StatusListCache:
         self._budget = budget or Budget()
         self._metrics = metrics
         self._fetch_seconds = fetch_seconds
-        self._view: StatusListView | None = None
+        # The verified copy at hand, and until when it answers without a refresh (read by the
+        # authorizers' warm path directly).
+        self.held: StatusListView | None = None
+        self.fresh_until = float("-inf")
+        self._body = b""  # the document behind the view: an unchanged one is not verified again
         self._fetched_at = float("-inf")
         self._retry_at = float("-inf")
         self._lock = threading.Lock()
 
     def view(self) -> StatusListView:
         """The current list; DependencyUnavailableError once none younger than max_age."""
-        view = self._view
+        view = self.held
         if view is not None and self._clock() - self._fetched_at < self._refresh:
             return view
         return self._refreshed()
@@ -77,17 +81,17 @@ class StatusListCache:
         now = self._clock()
         # Without a list every caller may try (a failed fetch at a cold start must not refuse
         # everyone for the retry window); with one, a failed refresh is retried after a pause.
-        if self._view is None or now >= self._retry_at:
+        if self.held is None or now >= self._retry_at:
             # Without a list, wait (within the budget) for a refresh in progress; with one,
             # never wait: the last good list answers while another caller refreshes.
-            wait = max(self._budget.deadline().remaining(), 0.0) if self._view is None else 0.0
+            wait = max(self._budget.deadline().remaining(), 0.0) if self.held is None else 0.0
             if self._lock.acquire(timeout=wait) if wait else self._lock.acquire(blocking=False):
                 try:
                     if self._clock() - self._fetched_at >= self._refresh:
                         self._fetch(now)
                 finally:
                     self._lock.release()
-        view = self._view
+        view = self.held
         if view is None or self._clock() - self._fetched_at >= self._max_age:
             if self._metrics is not None:
                 self._metrics.count("StatusListStale")
@@ -98,20 +102,25 @@ class StatusListCache:
         try:
             with self._budget.within(self._fetch_seconds):
                 body = self._fetcher.fetch(self.url)
-            view = verify_status_list(body.decode("ascii"), self._keys, self.uri, now)
-            if self._view is not None and view.iat < self._view.iat:
+            if body == self._body and self.held is not None and self.held.exp > now:
+                view = self.held  # the same signed document: verified already
+            else:
+                view = verify_status_list(body.decode("ascii"), self._keys, self.uri, now)
+            if self.held is not None and view.iat < self.held.iat:
                 raise InvalidTokenError("rollback", "older than the list held")
         except (DependencyUnavailableError, InvalidTokenError, UnicodeDecodeError) as exc:
             self._retry_at = now + STALE_RETRY_SECONDS
             reason = getattr(exc, "reason", "not_ascii")
             logger.warning(
                 "status list refresh failed",
-                extra={"url": self.url, "reason": reason, "stale": self._view is not None},
+                extra={"url": self.url, "reason": reason, "stale": self.held is not None},
             )
             if self._metrics is not None:
                 self._metrics.count("StatusListRefreshFailed", reason=reason)
             return False
-        self._view = view
+        self.held = view
+        self._body = body
         self._fetched_at = now
+        self.fresh_until = now + self._refresh
         self._retry_at = float("-inf")
         return True
