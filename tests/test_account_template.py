@@ -354,6 +354,7 @@ PATHS = {
     "/v1/.well-known/oauth-authorization-server": "public",
     "/v1/statuslists/1": "public",
     "/statuslists/7": "public",
+    "/v1/statuslists": "public",
     "/v1/whoami": None,
     "/v1/orders/12": None,
     "/v1/files/token-notes": None,
