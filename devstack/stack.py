@@ -80,15 +80,18 @@ def signing_public_keys(secrets: Any, values: Mapping[str, str]) -> str:
     return public_keys_of_pems(pems)
 
 
-def load_handlers(template: Template, into: dict[str, Handler] | None = None) -> dict[str, Handler]:
+def load_handlers(
+    template: Template, into: dict[str, Handler] | None = None, authorizers: bool | None = None
+) -> dict[str, Handler]:
     """Each function's handler, run as Lambda runs it (its log lines name it), added to ``into``
-    one by one. The authorizers load last: their start prefetches keys, the API-token
-    authorizer's from this stack's own JWKS function, which is then loaded (and, when the
-    gateway already listens, served)."""
+    one by one: the authorizers alone (``authorizers=True``), the others alone (``False``), or
+    all, the authorizers last. An authorizer's start prefetches keys, the API-token authorizer's
+    from this stack's own JWKS function, which must then be loaded and served."""
     handlers = {} if into is None else into
-    authorizers = {authorizer.function for authorizer in template.authorizers().values()}
-    for name in sorted(template.functions(), key=lambda function: function in authorizers):
-        handlers[name] = as_lambda(name, template.load_handler(name))
+    names = {authorizer.function for authorizer in template.authorizers().values()}
+    for name in sorted(template.functions(), key=lambda function: function in names):
+        if authorizers is None or (name in names) == authorizers:
+            handlers[name] = as_lambda(name, template.load_handler(name))
     return handlers
 
 
@@ -192,12 +195,13 @@ class LocalStack:
         self.log_path = Path(tempfile.mkdtemp(prefix="tokengate-local-")) / "functions.log"
         self._log = JsonLinesLog(self.log_path)
         logging.getLogger("tokengate").addHandler(self._log)
-        # Listening before the functions start, as in AWS: an authorizer's start fetches this
+        # The functions start before the port is taken (a bad setting stops them first, in one
+        # line), the authorizers once it listens, as in AWS: an authorizer's start fetches this
         # stack's JWKS through the gateway (a refused connection would be a warning at start).
-        self.gateway = Gateway(template, {})
+        self.gateway = Gateway(template, load_handlers(template, authorizers=False))
         self._server = serve(self.gateway, self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        load_handlers(template, into=self.gateway.handlers)
+        load_handlers(template, into=self.gateway.handlers, authorizers=True)
         self.schedules = Schedules(template, self.gateway.handlers).start()
 
     def stop_aws(self) -> None:
