@@ -273,7 +273,13 @@ def test_a_first_decision_loads_only_what_it_uses(function: str, alg: str) -> No
 
     from cryptography.hazmat.primitives import serialization
 
-    from benchmarks.warm import api_tokens, authorizer_environment, token_event
+    from benchmarks.warm import (
+        STATUS_LIST_PATH,
+        api_tokens,
+        authorizer_environment,
+        status_list,
+        token_event,
+    )
     from tests.factories import ec_pair, key_token, rsa_pair, supabase_claims
     from tests.jwks_server import JwksServer
 
@@ -286,6 +292,8 @@ def test_a_first_decision_loads_only_what_it_uses(function: str, alg: str) -> No
     with JwksServer({"keys": [key.jwk()]}) as jwks:
         supabase_url = jwks.base_url
         if function == "api_token_authorizer":
+            # Revocation on: the first decision reads the status list beside the key set too.
+            jwks.raw[STATUS_LIST_PATH] = status_list(pem, 1).encode()
             env = authorizer_environment(jwks.jwks_url)
             token = api_tokens(pem, 1)[0]
             forbidden = _FIRST_DECISION_FORBIDDEN | {"tokengate.supabase", "tokengate.scopes"}

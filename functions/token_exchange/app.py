@@ -1,9 +1,6 @@
-"""POST /token: RFC 8693 token exchange (docs/contract.md §3.1); POST /revoke (RFC 7009) and the
-scheduled status list publication (docs/revocation.md). A thin adapter over tokengate.
-An invocation's outbound calls share one time budget: a slow dependency is a 503 in time.
-
-Like the authorizers, it logs through the standard library (the function's LoggingConfig emits
-JSON, ``extra`` fields included) and counts with EMF lines, without Powertools' import cost.
+"""POST /token (RFC 8693, docs/contract.md §3.1), POST /revoke (RFC 7009) and the scheduled status
+list publication (docs/revocation.md): a thin adapter over tokengate. An invocation's outbound
+calls share one time budget; it logs through the standard library and counts with EMF lines.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ budget = Budget()
 service = exchange_service(settings, budget=budget)
 cors = CorsPolicy.from_env(os.environ)
 revocations = revocation_service(settings, service, budget=budget)
-RETRY_AFTER_SECONDS = "5"
 
 
 def exchange(event: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +59,7 @@ def exchange(event: dict[str, Any]) -> dict[str, Any]:
         return json_response(
             503,
             {"error": "temporarily_unavailable", "error_description": "Try again shortly."},
-            {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS},
+            {**NO_STORE, "Retry-After": "5"},  # seconds
         )
     except ConfigurationError as exc:
         # Found on first use (e.g. a KMS key that cannot sign the configured algorithm): the
@@ -98,6 +94,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if event.get("source") == "aws.events":  # the schedule: keep the status list fresh
             return {"published": service.publish_scheduled(settings.issuer)}
         if str(event.get("resource") or event.get("path") or "").endswith("/revoke"):
-            issuer = issuer_for(settings.issuer, settings.region, event)
-            return cors.answer(event, revocation_response(revocations, event, issuer))
+            issued_by = issuer_for(settings.issuer, settings.region, event)
+            return cors.answer(event, revocation_response(revocations, event, issued_by))
         return cors.answer(event, exchange(event))
