@@ -36,6 +36,7 @@ from tokengate.emf import stack_from_env
 from tokengate.errors import ConfigurationError
 from tokengate.keys import thumbprint
 from tokengate.published import encode_public_key
+from tokengate.revocation import list_uri
 
 pytestmark = pytest.mark.stack
 
@@ -392,6 +393,8 @@ def check_authorizer_cache_ttl(run: Running) -> None:
             client_id="cli",
             session_id="s",
             not_after=now - 5,  # expired 5 s ago: within the 30 s leeway
+            # Revocation is on: a status list entry no session of this stack has been given.
+            extra_claims={"status": {"status_list": {"idx": 0, "uri": list_uri(stack.base_url)}}},
         )
         .token
     )
