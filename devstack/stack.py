@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import boto3
 
@@ -91,7 +92,15 @@ def load_handlers(
     names = {authorizer.function for authorizer in template.authorizers().values()}
     for name in sorted(template.functions(), key=lambda function: function in names):
         if authorizers is None or (name in names) == authorizers:
-            handlers[name] = as_lambda(name, template.load_handler(name))
+            saved = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = name  # as Lambda sets it before the init
+            try:
+                handlers[name] = as_lambda(name, template.load_handler(name))
+            finally:
+                if saved is None:
+                    os.environ.pop("AWS_LAMBDA_FUNCTION_NAME", None)
+                else:
+                    os.environ["AWS_LAMBDA_FUNCTION_NAME"] = saved
     return handlers
 
 
@@ -109,6 +118,11 @@ class JsonLinesLog(logging.Handler):
         super().__init__()
         self.path = path
         self._file = path.open("a", encoding="utf-8")
+
+    @property
+    def stream(self) -> TextIO:
+        """The log file itself, for what a function prints (its EMF lines are JSON lines too)."""
+        return self._file
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES}
@@ -198,10 +212,16 @@ class LocalStack:
         # The functions start before the port is taken (a bad setting stops them first, in one
         # line), the authorizers once it listens, as in AWS: an authorizer's start fetches this
         # stack's JWKS through the gateway (a refused connection would be a warning at start).
-        self.gateway = Gateway(template, load_handlers(template, authorizers=False))
+        # What a function prints at its init (its ColdStart metric line) goes where Lambda sends
+        # it, the function's log, not the terminal of the person who typed make run.
+        with contextlib.redirect_stdout(self._log.stream):
+            self.gateway = Gateway(template, load_handlers(template, authorizers=False))
+        self._log.stream.flush()
         self._server = serve(self.gateway, self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        load_handlers(template, into=self.gateway.handlers, authorizers=True)
+        with contextlib.redirect_stdout(self._log.stream):
+            load_handlers(template, into=self.gateway.handlers, authorizers=True)
+        self._log.stream.flush()
         self.schedules = Schedules(template, self.gateway.handlers).start()
 
     def stop_aws(self) -> None:

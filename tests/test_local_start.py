@@ -35,6 +35,11 @@ def test_a_healthy_start_logs_no_warning(
             assert warnings == []
             assert "JwksRefreshFailed" not in output.out + output.err
             assert "WARNING" not in output.out + output.err
+            # The functions' init lines (ColdStart metrics) go to their log, not the terminal.
+            assert '"ColdStart"' not in output.out
+            assert stack.log_path is not None
+            lines = stack.log_path.read_text().splitlines()
+            assert sum('"ColdStart":1' in line for line in lines) == 4
         finally:
             stack.stop()
     finally:
