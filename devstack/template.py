@@ -1,7 +1,7 @@
 """Reads ``template.yaml``: the single source of truth for routes, authorizers and environment.
 
 A small evaluator covers the intrinsic functions the template uses (Ref, If, Equals, Not, And,
-Or, Sub, GetAtt, Split) so the local stack sees the same variable names and defaults a
+Or, Sub, GetAtt, Split, Join) so the local stack sees the same variable names and defaults a
 deployment does.
 """
 
@@ -162,6 +162,8 @@ class Template:
             return self.condition(arg)
         if name == "Split":
             return str(self.evaluate(arg[1])).split(arg[0])
+        if name == "Join":
+            return str(arg[0]).join(str(v) for v in self.evaluate(arg[1]))
         if name == "Sub":
             text, names = (arg, {}) if isinstance(arg, str) else (arg[0], self.evaluate(arg[1]))
             return re.sub(

@@ -202,3 +202,43 @@ def test_the_local_gateway_serves_the_templates_cors_over_http(cors_gateway: str
     assert headers["Access-Control-Allow-Origin"] == APP
     status, headers, _ = http("GET", f"{cors_gateway}/nowhere", headers={"Origin": APP})
     assert status == 404 and headers["Access-Control-Allow-Origin"] == APP
+
+
+@pytest.mark.parametrize(
+    ("allowed", "origin", "expected"),
+    [
+        (APP, APP, APP),  # one origin: named as configured
+        (APP, "https://other.example", APP),  # ... whoever asks (the browser then refuses)
+        (f"{APP},http://localhost:5173", "http://localhost:5173", "http://localhost:5173"),
+        ("", APP, None),  # no CORS: no header at all
+    ],
+)
+def test_the_templates_own_gateway_answers_carry_cors_headers(
+    allowed: str, origin: str, expected: str | None
+) -> None:
+    """The template as it is (nothing patched): API Gateway's 401 and 404 name the origin when
+    CorsAllowOrigins is set, over loopback HTTP through the local gateway, which reads the same
+    GatewayResponses."""
+    template = Template.load({"CorsAllowOrigins": allowed} if allowed else {})
+    server = serve(Gateway(template, {}), free_port())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for path, status in (("/whoami", 401), ("/nowhere", 404)):
+            got, headers, _ = http("GET", f"{base}{path}", headers={"Origin": origin})
+            assert got == status
+            assert headers.get("Access-Control-Allow-Origin") == expected, path
+            assert ("Vary" in headers) == (expected is not None)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_revoke_has_a_preflight_route_like_token() -> None:
+    events = Template.load().document["Resources"]["TokenExchangeFunction"]["Properties"]["Events"]
+    routes = {
+        (e["Properties"]["Path"], e["Properties"]["Method"])
+        for e in events.values()
+        if e["Type"] == "Api"
+    }
+    assert {("/token", "options"), ("/revoke", "options")} <= routes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -111,8 +112,21 @@ def test_types_without_an_entry_fall_back_as_api_gateway_does() -> None:
     assert (failed.status, json.loads(failed.body)) == (500, {"message": "Internal"})
 
 
-def test_every_answer_the_template_defines_is_json_with_static_headers() -> None:
-    responses = Template.load({"SupabaseUrl": "https://x.supabase.co"}).api()["GatewayResponses"]
+def gateway_responses(**parameters: str) -> dict[str, Any]:
+    """The template's GatewayResponses as CloudFormation resolves them for these parameters."""
+    template = Template.load({"SupabaseUrl": "https://x.supabase.co", **parameters})
+    responses: dict[str, Any] = template.evaluate(template.api()["GatewayResponses"])
+    return responses
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{}, {"CorsAllowOrigins": "https://app.example.com"}, {"CorsAllowOrigins": "*"}],
+)
+def test_every_answer_the_template_defines_is_json_with_static_headers(
+    parameters: dict[str, str],
+) -> None:
+    responses = gateway_responses(**parameters)
     assert {"UNAUTHORIZED", "ACCESS_DENIED", "MISSING_AUTHENTICATION_TOKEN"} <= responses.keys()
     assert {"DEFAULT_4XX", "DEFAULT_5XX"} <= responses.keys()
     for name, spec in responses.items():
@@ -120,7 +134,20 @@ def test_every_answer_the_template_defines_is_json_with_static_headers() -> None
         filled = body.replace("$context.error.messageString", '"m"').replace("$context.", "")
         assert "error" in json.loads(filled), name
         for value in (spec.get("ResponseParameters") or {}).get("Headers", {}).values():
+            if value is None:  # AWS::NoValue: not declared (CORS off)
+                continue
             assert value.startswith("'") and value.endswith("'"), name
+
+
+def test_with_several_origins_gateway_answers_echo_the_request_origin_only() -> None:
+    """API Gateway cannot pick one of several allowed origins: the one mapped value is the
+    request's Origin header; no other header is taken from the request."""
+    responses = gateway_responses(CorsAllowOrigins="https://a.example,https://b.example")
+    for name, spec in responses.items():
+        headers = (spec.get("ResponseParameters") or {}).get("Headers", {})
+        assert headers["Access-Control-Allow-Origin"] == "method.request.header.Origin", name
+        others = {k: v for k, v in headers.items() if k != "Access-Control-Allow-Origin"}
+        assert all(v.startswith("'") for v in others.values()), name
 
 
 SCOPES = st.frozensets(st.sampled_from(["read", "write", "admin", "audit"]))
@@ -144,7 +171,7 @@ def test_the_scope_a_denied_caller_lacks_depends_on_the_token_alone(
 
 
 def test_a_throttled_request_answers_429_with_retry_after() -> None:
-    responses = Template.load({"SupabaseUrl": "https://x.supabase.co"}).api()["GatewayResponses"]
+    responses = gateway_responses()
     answer = gateway_response(responses, "THROTTLED", "Too Many Requests", {})
     assert (answer.status, answer.headers["Retry-After"]) == (429, "1")
     assert json.loads(answer.body)["error"] == "temporarily_unavailable"
