@@ -137,45 +137,12 @@ def _authorizer_bounds(naive: str) -> tuple[tuple[str, float], ...]:
 
 
 def _tls_files(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key: the cold rows fetch their JWKS over
-    TLS, as every deployment does (children trust it through ``SSL_CERT_FILE``), so the import of
-    ``ssl`` and the handshake are in every authorizer's row, ours and the naive one's alike."""
-    import datetime
-    import ipaddress
+    """The cold rows fetch their JWKS over TLS, as every deployment does (children trust the
+    certificate through ``SSL_CERT_FILE``), so the import of ``ssl`` and the handshake are in
+    every authorizer's row, ours and the naive one's alike."""
+    from tests.tls import loopback_certificate
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    return loopback_certificate(directory)
 
 
 @contextmanager
