@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -11,7 +10,7 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import boto3
 
@@ -119,11 +118,6 @@ class JsonLinesLog(logging.Handler):
         self.path = path
         self._file = path.open("a", encoding="utf-8")
 
-    @property
-    def stream(self) -> TextIO:
-        """The log file itself, for what a function prints (its EMF lines are JSON lines too)."""
-        return self._file
-
     def emit(self, record: logging.LogRecord) -> None:
         fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES}
         line = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
@@ -212,16 +206,10 @@ class LocalStack:
         # The functions start before the port is taken (a bad setting stops them first, in one
         # line), the authorizers once it listens, as in AWS: an authorizer's start fetches this
         # stack's JWKS through the gateway (a refused connection would be a warning at start).
-        # What a function prints at its init (its ColdStart metric line) goes where Lambda sends
-        # it, the function's log, not the terminal of the person who typed make run.
-        with contextlib.redirect_stdout(self._log.stream):
-            self.gateway = Gateway(template, load_handlers(template, authorizers=False))
-        self._log.stream.flush()
+        self.gateway = Gateway(template, load_handlers(template, authorizers=False))
         self._server = serve(self.gateway, self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        with contextlib.redirect_stdout(self._log.stream):
-            load_handlers(template, into=self.gateway.handlers, authorizers=True)
-        self._log.stream.flush()
+        load_handlers(template, into=self.gateway.handlers, authorizers=True)
         self.schedules = Schedules(template, self.gateway.handlers).start()
 
     def stop_aws(self) -> None:
