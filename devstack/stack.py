@@ -18,7 +18,7 @@ from .gateway import Gateway, serve
 from .lambda_runtime import as_lambda
 from .moto_aws import REGION, LocalAws, Provisioned, point_boto3_at, provision
 from .schedules import Schedules
-from .supabase_auth import SupabaseAuthStandIn
+from .supabase_auth import STOP_POLL_SECONDS, SupabaseAuthStandIn
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
 from .template import Handler, Template
 
@@ -207,8 +207,15 @@ class LocalStack:
         # line), the authorizers once it listens, as in AWS: an authorizer's start fetches this
         # stack's JWKS through the gateway (a refused connection would be a warning at start).
         self.gateway = Gateway(template, load_handlers(template, authorizers=False))
+        # Powertools' Logger takes the "tokengate" logger's first handler for its own once a
+        # Logger of that service exists: ours goes last, so that a second stack in this process
+        # (tests run two at once) finds Powertools' handler first, not a plain one.
+        logging.getLogger("tokengate").removeHandler(self._log)
+        logging.getLogger("tokengate").addHandler(self._log)
         self._server = serve(self.gateway, self.port)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(STOP_POLL_SECONDS,), daemon=True
+        ).start()
         load_handlers(template, into=self.gateway.handlers, authorizers=True)
         self.schedules = Schedules(template, self.gateway.handlers).start()
 
