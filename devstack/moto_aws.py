@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +48,18 @@ class LocalAws:
         return self
 
     def stop(self) -> None:
-        self._server.stop()
+        """Stop serving and free the port. The server's loop looks for a stop request every
+        half second, or after a request: connecting (and hanging up) until it has stopped ends
+        the wait at once."""
+        stopping = threading.Thread(target=self._server.stop, daemon=True)
+        stopping.start()
+        while stopping.is_alive():
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1),
+            ):
+                pass
+            stopping.join(0.02)
 
     def client(self, service: str) -> Any:
         return boto3.client(

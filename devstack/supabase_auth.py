@@ -60,6 +60,10 @@ from tokengate.signing import LocalKeySigner
 
 from .supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET, hs256_token, user_claims
 
+# How often a loopback server's loop looks for a stop request: socketserver's default (0.5 s)
+# is how long every stop waits.
+STOP_POLL_SECONDS = 0.05
+
 DEV_EMAIL = "dev@example.com"
 DEV_SCOPES = ("write",)  # the seeded user's extra API scopes (app_metadata), beyond the default
 DEFAULT_SCOPES_CLAIM = "api_scopes"
@@ -536,7 +540,9 @@ class SupabaseAuthStandIn:
         server.daemon_threads = True
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        serving = threading.Thread(target=server.serve_forever, args=(STOP_POLL_SECONDS,))
+        serving.daemon = True
+        serving.start()
         return self
 
     def stop(self) -> None:

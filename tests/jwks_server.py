@@ -83,7 +83,7 @@ class JwksServer:
         self.jwks_url = f"{self.base_url}/auth/v1/.well-known/jwks.json"
 
     def __enter__(self) -> JwksServer:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
