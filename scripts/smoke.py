@@ -69,6 +69,10 @@ def request(
     except urllib.error.HTTPError as error:
         status, head, raw = error.code, error.headers, error.read()
     except (urllib.error.URLError, TimeoutError, OSError) as error:
+        if isinstance(getattr(error, "reason", error), TimeoutError):
+            # The socket timeout is the check's deadline: the same failure, whichever timer
+            # (this one or run_check's) notices it first.
+            raise CheckFailed(f"no answer within {socket_timeout():g} s") from error
         raise CheckFailed(f"{method} {url}: {error}") from error
     try:
         document = json.loads(raw) if raw else None
