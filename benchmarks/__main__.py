@@ -33,7 +33,7 @@ class Settings:
         self.quick = quick
         self.warm_rounds = 3 if quick else 61
         self.batch_seconds = 0.0005 if quick else 0.004
-        self.cold_rounds = 2 if quick else 21
+        self.cold_rounds = 1 if quick else 21
 
 
 def warm_section(fixture: warm.Fixture, settings: Settings) -> tuple[list[str], list[str]]:
