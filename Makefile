@@ -79,18 +79,21 @@ token: $(RUN_STAMP)
 events: $(RUN_STAMP)
 	@$(PY) -m devstack.sam_events --port $(PORT) $(if $(CONTAINER_HOST),--container-host "$(CONTAINER_HOST)")
 
-# The suite runs on one pytest-xdist worker per core (TEST_WORKERS=N to change, 0 for one process):
-# its time is mostly CPU (hypothesis, cold interpreters, moto), so more workers than cores only
-# stretch each test towards the hang timeout. A module's tests that share a module-scoped fixture
-# stay on one worker (tests/conftest.py).
-TEST_WORKERS ?= auto
+# The suite runs on pytest-xdist workers, two per core (TEST_WORKERS=N to change, 0 for one
+# process): much of it waits (deadlines that must pass, sleeps past a cache or a cooldown, child
+# processes, servers), so a second worker per core computes while the first one waits. A module's
+# tests that share a module-scoped fixture stay on one worker (tests/conftest.py). Bytecode is
+# cached (__pycache__, ignored by git) even where PYTHONDONTWRITEBYTECODE is set: every worker
+# and every child process would otherwise compile the same modules again.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup
 
 # The heaviest property tests at the depth they were written for (tests/depth.py): thousands of
 # generated route tables, claim values and tokens each, instead of make test's hundreds.
 test-deep: $(STAMP)
-	TOKENGATE_TEST_DEPTH=deep $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	TOKENGATE_TEST_DEPTH=deep $(PYTEST) -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP) $(SAM)
 	$(VENV)/bin/ruff check .
