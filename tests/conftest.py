@@ -230,3 +230,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             for definition in definitions
         ):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    # Tests that mostly wait start first: their waits then overlap the rest of the run instead of
+    # ending it (the scheduler hands out tests in this order, groups by size first).
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

@@ -127,6 +127,7 @@ def test_verdicts() -> None:
     assert harness.verdict(1.0, None) == "-"
 
 
+@pytest.mark.long
 @pytest.mark.timeout(330)  # the run's own wait is bounded (300 s): the hang timeout is not shorter
 def test_a_quick_run_produces_every_row() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"QUICK": "1"}

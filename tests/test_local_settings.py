@@ -546,7 +546,18 @@ def test_every_setting_has_a_case() -> None:
     assert set(CASES) | {"SUPABASE_API_KEY"} == documented  # the session check's key
 
 
-@pytest.mark.parametrize("variable", sorted(CASES))
+# Settings whose checks wait for a cache, a cooldown or a max age to pass (up to 31 s).
+WAITING = {"JWKS_COOLDOWN_SECONDS", "STATUS_LIST_MAX_AGE_SECONDS"}
+
+
+def variables(names: set[str]) -> list[Any]:
+    return [
+        pytest.param(name, marks=pytest.mark.long) if name in WAITING else name
+        for name in sorted(names)
+    ]
+
+
+@pytest.mark.parametrize("variable", variables(set(CASES)))
 def test_make_run_honours_the_setting(
     variable: str, supabase_server: JwksServer, ec_key: KeyPair
 ) -> None:
@@ -561,7 +572,7 @@ def test_make_run_honours_the_setting(
         check(run)
 
 
-@pytest.mark.parametrize("variable", sorted(set(CASES) - {"PORT", "SUPABASE_URL"}))
+@pytest.mark.parametrize("variable", variables(set(CASES) - {"PORT", "SUPABASE_URL"}))
 def test_the_check_fails_under_the_defaults(
     variable: str, supabase_server: JwksServer, ec_key: KeyPair
 ) -> None:
