@@ -119,6 +119,7 @@ class RawServer:
     def __init__(self, answer: bytes, delay: float = 0.0, tls: ssl.SSLContext | None = None):
         self.answer, self.delay, self.tls = answer, delay, tls
         self.requests: list[bytes] = []
+        self.resumed: list[bool] = []  # per TLS connection: was a session resumed?
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self._stop = threading.Event()
@@ -144,6 +145,8 @@ class RawServer:
                 if not data:
                     return
                 head += data
+            if isinstance(conn, ssl.SSLSocket):
+                self.resumed.append(bool(conn.session_reused))
             self.requests.append(head)
             time.sleep(self.delay)
             conn.sendall(self.answer)
@@ -213,6 +216,26 @@ def test_https_verifies_the_server_against_the_trust_store(tmp_path: Path) -> No
         with pytest.raises(DependencyUnavailableError, match="doc_unavailable"):
             DocumentFetcher().fetch(server.url, "doc_unavailable")
     assert len(server.requests) == 1
+
+
+def test_a_second_https_fetch_from_a_host_resumes_the_tls_session(tmp_path: Path) -> None:
+    """A cold start reads two documents from one host (its key set, its status list): the second
+    connection resumes the first's session (no certificate signature, no chain to check again);
+    another host's connection never offers it, and an untrusted server never gets one."""
+    cert, key = loopback_certificate(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    fetcher = DocumentFetcher(tls=trusting)
+    with (
+        RawServer(ok(b"{}"), tls=server_tls).running() as one,
+        RawServer(ok(b"[]"), tls=server_tls).running() as other,
+    ):
+        assert fetcher.fetch(one.url, "doc_unavailable") == b"{}"
+        assert fetcher.fetch(one.url, "doc_unavailable") == b"{}"
+        assert fetcher.fetch(other.url, "doc_unavailable") == b"[]"
+    assert one.resumed == [False, True]
+    assert other.resumed == [False]
 
 
 def test_fetch_all_fetches_at_once_and_answers_in_order() -> None:

@@ -8,6 +8,8 @@ front of every API call (docs/performance.md). What it does is narrow, so it is 
 
 * https only, with the default certificate checks (plain http only to a loopback host, for local
   development); a redirect is a status like any other, never followed;
+* a later https connection to the same host resumes the TLS session of the last one (a session
+  ticket, checked by OpenSSL; a server that does not take it gets a full handshake);
 * one request per connection (``Connection: close``); the answer is framed by
   ``Content-Length``, ``Transfer-Encoding: chunked`` or the end of the connection, and anything
   else (both headers, another transfer coding, a content coding, a bad length) is refused;
@@ -214,6 +216,10 @@ class DocumentFetcher:
         self.user_agent = user_agent
         self._tls = tls
         self._tls_lock = threading.Lock()
+        # (host, port) -> the TLS session of the last https fetch there: the next connection
+        # resumes it (TLS 1.3 session tickets) instead of a full handshake, whose certificate
+        # signature and chain check a cold start pays once per host, not once per document.
+        self._sessions: dict[tuple[str, int], ssl.SSLSession] = {}
 
     def fetch(self, url: str, reason: str, accept: str = "application/json") -> bytes:
         """The body of a 200 answer; DependencyUnavailableError(reason) for any other status, a
@@ -292,7 +298,12 @@ class DocumentFetcher:
                 sock.settimeout(op_timeout(deadline, self.timeout))
                 return sock.recv(_RECV_BYTES)
 
-            return read_answer(recv, self.max_bytes)
+            answer = read_answer(recv, self.max_bytes)
+            if tls:
+                session = sock.session  # type: ignore[attr-defined]  # an ssl.SSLSocket here
+                if session is not None and session.has_ticket:
+                    self._sessions[host, port] = session
+            return answer
         finally:
             sock.close()
 
@@ -312,6 +323,7 @@ class DocumentFetcher:
                         # pays for nothing. urlsplit has already lowercased it.
                         server_hostname=host.encode("ascii") if host.isascii() else host,
                         do_handshake_on_connect=False,
+                        session=self._sessions.get((host, port)),
                     )
                     sock.settimeout(op_timeout(deadline, self.timeout))
                     sock.do_handshake()
