@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -55,17 +55,17 @@ class Racing(DynamoTable):
 
     def __init__(self, client: Any, name: str) -> None:
         super().__init__(client, name)
-        self.before: Any = None
-        self.after: Any = None
+        self.before: Callable[[], None] | None = None
+        self.after: Callable[[], None] | None = None
 
     def transact_write(self, operations: list[dict[str, dict[str, Any]]]) -> None:
-        if self.before is not None:
-            self.before, action = None, self.before
-            action()
+        before, after = self.before, self.after
+        self.before = self.after = None
+        if before is not None:
+            before()
         super().transact_write(operations)
-        if self.after is not None:
-            self.after, action = None, self.after
-            action()
+        if after is not None:
+            after()
 
 
 class World:
@@ -211,7 +211,10 @@ def test_revoked_sessions_are_refused_after_the_bound_and_no_other(
             model.owner.setdefault(session, user)
         if name == "exchange_racing_revoke_user":
             new = session not in model.created and session not in model.revoked_at
-            racing = lambda user=user: world.store.revoke_user(user)  # noqa: E731
+
+            def racing(user: str = user) -> None:
+                world.store.revoke_user(user)
+
             if new and b == 0:
                 world.table.before = racing
                 model.revoke_user(user, now)
