@@ -389,3 +389,146 @@ def test_warm_decisions_with_revocation_make_no_aws_call(served: InProcessApi) -
     for _ in range(20):
         assert decide(served, "ApiTokenAuthorizerFunction", token) == "allow"
     assert served.aws_calls == []
+
+
+# -- a new session's transaction (docs/revocation.md, "A revocation racing an exchange") -------
+
+
+class Interleaved(DynamoTable):
+    """The real table on moto, with an action run just before or just after the transaction
+    that writes a new session: the points where a concurrent request can land."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        super().__init__(client, name)
+        self.before: list[Callable[[], Any]] = []
+        self.after: list[Callable[[], Any]] = []
+        self.operations: list[str] = []
+
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        self.operations.append(operation)
+        return super()._call(operation, **params)
+
+    def batch_get(self, keys: list[dict[str, Any]], **projection: Any) -> list[dict[str, Any]]:
+        self.operations.append("batch_get_item")
+        return super().batch_get(keys, **projection)
+
+    def transact_write(self, operations: list[dict[str, dict[str, Any]]]) -> None:
+        self.operations.append("transact_write_items")
+        while self.before:
+            self.before.pop(0)()
+        super().transact_write(operations)
+        while self.after:
+            self.after.pop(0)()
+
+
+@pytest.fixture
+def racing(aws_env: None, clock: FakeClock) -> Iterator[tuple[RevocationStore, Interleaved]]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_revocation_table(client, "revocation")
+        table = Interleaved(client, "revocation")
+        yield RevocationStore(table, clock), table
+
+
+def test_a_new_session_costs_three_calls(
+    racing: tuple[RevocationStore, Interleaved], clock: FakeClock
+) -> None:
+    store, table = racing
+    store.admit("s1", USER_ID, clock())
+    assert table.operations == ["batch_get_item", "update_item", "transact_write_items"]
+
+
+def test_a_user_revoked_before_the_transaction_refuses_the_new_session(
+    racing: tuple[RevocationStore, Interleaved], clock: FakeClock
+) -> None:
+    store, table = racing
+    now = clock()
+    table.before.append(lambda: store.revoke_user(USER_ID))
+    with pytest.raises(InvalidTokenError) as refused:
+        store.admit("s1", USER_ID, now)
+    assert refused.value.reason == "revoked"
+    clock.advance(5)
+    assert store.admit("s2", USER_ID, clock())[0] >= 0  # a token issued after it is admitted
+    # The refused session was recorded: a later revocation of the user finds it.
+    assert sorted(store.revoke_user(USER_ID)) == ["s1", "s2"]
+
+
+def test_a_user_revoked_after_the_transaction_flips_the_new_sessions_index(
+    racing: tuple[RevocationStore, Interleaved], clock: FakeClock
+) -> None:
+    store, table = racing
+    table.after.append(lambda: store.revoke_user(USER_ID))
+    idx = store.admit("s1", USER_ID, clock())[0]
+    assert store.snapshot()[1].revoked == {idx}
+
+
+def test_a_session_revoked_before_the_transaction_is_refused(
+    racing: tuple[RevocationStore, Interleaved], clock: FakeClock
+) -> None:
+    store, table = racing
+    table.before.append(lambda: store.revoke_session("s1", USER_ID))
+    with pytest.raises(InvalidTokenError) as refused:
+        store.admit("s1", USER_ID, clock())
+    assert refused.value.reason == "revoked"
+
+
+def test_two_first_exchanges_of_a_session_end_with_one_index(
+    racing: tuple[RevocationStore, Interleaved], clock: FakeClock
+) -> None:
+    store, table = racing
+    now = clock()
+    other: list[int] = []
+    table.before.append(lambda: other.append(store.admit("s1", USER_ID, now)[0]))
+    assert store.admit("s1", USER_ID, now)[0] == other[0]
+    assert store.admit("s1", USER_ID, now)[0] == other[0]
+
+
+def test_a_lost_race_still_checks_the_user(
+    racing: tuple[RevocationStore, Interleaved], clock: FakeClock
+) -> None:
+    """The session was written by another exchange, then the user revoked (its scan flipped
+    that session): this exchange, finding the session written, is refused."""
+    store, table = racing
+    now = clock()
+    table.before.append(lambda: store.admit("s1", USER_ID, now))
+    table.before.append(lambda: store.revoke_user(USER_ID))
+    with pytest.raises(InvalidTokenError):
+        store.admit("s1", USER_ID, now)
+
+
+def test_an_expired_user_record_or_a_later_token_is_admitted(
+    racing: tuple[RevocationStore, Interleaved], clock: FakeClock
+) -> None:
+    from tokengate.revocation import RETENTION_SECONDS
+
+    store, _ = racing
+    issued = clock()
+    store.revoke_user(USER_ID)
+    with pytest.raises(InvalidTokenError):
+        store.admit("s1", USER_ID, issued)
+    assert store.admit("s2", USER_ID, issued + 1.5)[0] >= 0  # a fractional iat after "before"
+    with pytest.raises(InvalidTokenError):
+        store.admit("s3", USER_ID, issued - 0.5)
+    clock.advance(RETENTION_SECONDS + 1)
+    assert store.admit("s4", USER_ID, issued)[0] >= 0  # the record is past its TTL
+
+
+@pytest.mark.parametrize(
+    ("codes", "expected"),
+    [
+        (["ConditionalCheckFailed", "None"], ("dynamodb_condition_failed", (0,))),
+        (["None", "ConditionalCheckFailed"], ("dynamodb_condition_failed", (1,))),
+        (["TransactionConflict", "None"], ("dynamodb_unavailable", ())),
+        (["ValidationError", "None"], ("dynamodb_misconfigured", ())),
+    ],
+)
+def test_a_cancelled_transaction_is_read_from_its_reasons(
+    codes: list[str], expected: tuple[str, tuple[int, ...]]
+) -> None:
+    from tokengate.aws import error_class
+    from tokengate.errors import ConditionFailedError
+
+    document = {"CancellationReasons": [{"Code": code} for code in codes]}
+    error = error_class("dynamodb", "TransactionCanceledException", 400, document)
+    assert error.reason == expected[0]
+    assert (error.failed if isinstance(error, ConditionFailedError) else ()) == expected[1]

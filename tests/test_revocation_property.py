@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -49,12 +49,32 @@ class Published:
         return (self._store.stored_list() or "").encode()
 
 
+class Racing(DynamoTable):
+    """The table on moto, with a request that lands just before or just after the transaction
+    writing a new session (at most once): a revocation racing the exchange."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        super().__init__(client, name)
+        self.before: Callable[[], None] | None = None
+        self.after: Callable[[], None] | None = None
+
+    def transact_write(self, operations: list[dict[str, dict[str, Any]]]) -> None:
+        before, after = self.before, self.after
+        self.before = self.after = None
+        if before is not None:
+            before()
+        super().transact_write(operations)
+        if after is not None:
+            after()
+
+
 class World:
     def __init__(self, key: KeyPair, clock: FakeClock) -> None:
         client = boto3.client("dynamodb", region_name="us-east-1")
         table = create_revocation_table(client, f"revocation-{uuid.uuid4().hex[:8]}")
         self.clock = clock
-        self.store = RevocationStore(DynamoTable(client, table), clock)
+        self.table = Racing(client, table)
+        self.store = RevocationStore(self.table, clock)
         self.publisher = StatusListPublisher(self.store, key, clock)  # type: ignore[arg-type]
         self.issuer = ApiTokenIssuer(key, 3600, clock)  # type: ignore[arg-type]
         fetcher = Published(key, self.store)
@@ -150,6 +170,9 @@ operation = st.one_of(
     st.tuples(st.just("exchange"), st.integers(0, 1), st.integers(0, 1)),
     st.tuples(st.just("revoke_session"), st.integers(0, 1), st.integers(0, 1)),
     st.tuples(st.just("revoke_user"), st.integers(0, 1), st.just(0)),
+    # An exchange of the user's first session with a revocation of the user landing just before
+    # (b == 0) or just after (b == 1) the write of a new session.
+    st.tuples(st.just("exchange_racing_revoke_user"), st.integers(0, 1), st.integers(0, 1)),
     st.tuples(st.just("advance"), st.sampled_from([1, 7, REFRESH + 1]), st.just(0)),
     st.tuples(st.just("decide"), st.integers(0, 30), st.just(0)),
 )
@@ -182,10 +205,33 @@ def test_revoked_sessions_are_refused_after_the_bound_and_no_other(
     tokens: list[tuple[str, str, float, str, str | None]] = []  # user, session, iat, sb, api
     for name, a, b in operations:
         now = clock()
-        if name in ("exchange", "revoke_session", "revoke_user"):
-            user, session = USERS[a], f"session-{a}-{b}"
+        if name in ("exchange", "revoke_session", "revoke_user", "exchange_racing_revoke_user"):
+            user = USERS[a]
+            session = f"session-{a}-{0 if name == 'exchange_racing_revoke_user' else b}"
             model.owner.setdefault(session, user)
-        if name == "exchange":
+        if name == "exchange_racing_revoke_user":
+            new = session not in model.created and session not in model.revoked_at
+
+            def racing(user: str = user) -> None:
+                world.store.revoke_user(user)
+
+            if new and b == 0:
+                world.table.before = racing
+                model.revoke_user(user, now)
+                refused = model.exchange_refused(user, session, now)
+            else:
+                world.table.after = racing
+                refused = model.exchange_refused(user, session, now)
+                model.revoke_user(user, now)
+            supabase, api = world.exchange(user, session)
+            if world.table.after is not None:  # no new session written: it lands after
+                world.table.after = None
+                racing()
+            assert world.table.before is None
+            world.publisher.publish(ISSUER)
+            assert (api is None) == refused
+            tokens.append((user, session, now, supabase, api))
+        elif name == "exchange":
             refused = model.exchange_refused(user, session, now)
             supabase, api = world.exchange(user, session)
             assert (api is None) == refused

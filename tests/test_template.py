@@ -30,6 +30,7 @@ STORE_GRANTS: set[tuple[str, str, str]] = {
         "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",  # the transaction of a session's first exchange
         "dynamodb:Scan",
     )
 }

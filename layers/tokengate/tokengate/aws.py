@@ -91,6 +91,19 @@ TRANSIENT = frozenset(
         "RequestTimeout",
         "RequestTimeoutException",
         "InternalServerError",
+        # A write to an item that an ongoing transaction holds (DynamoDB): retried.
+        "TransactionConflictException",
+    }
+)
+# A cancelled transaction's reasons (DynamoDB's CancellationReasons codes) that are worth another
+# attempt; a condition failure is the caller's, any other reason a deployment fault.
+TRANSIENT_CANCELLATIONS = frozenset(
+    {
+        "TransactionConflict",
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+        "InternalServerError",
     }
 )
 
@@ -118,11 +131,26 @@ class FrozenCredentials(NamedTuple):
     token: str | None
 
 
-def error_class(service: str, code: str, status: int) -> DependencyUnavailableError:
+def error_class(
+    service: str, code: str, status: int, document: Mapping[str, Any] | None = None
+) -> DependencyUnavailableError:
     """What an AWS error code means for us: throttled, out, or misconfigured (or, for a
-    conditional DynamoDB write, a lost race its caller handles)."""
+    conditional DynamoDB write or a transaction cancelled by a condition, a lost race its caller
+    handles; ``document`` is the error's body, where a cancelled transaction's reasons are)."""
     if code == "ConditionalCheckFailedException":
         return ConditionFailedError(f"{service}_condition_failed", code)
+    if code == "TransactionCanceledException":
+        reasons = (document or {}).get("CancellationReasons")
+        codes = [
+            str(reason.get("Code") or "None") if isinstance(reason, dict) else ""
+            for reason in (reasons if isinstance(reasons, list) else [])
+        ]
+        failed = tuple(i for i, reason in enumerate(codes) if reason == "ConditionalCheckFailed")
+        if failed:
+            return ConditionFailedError(f"{service}_condition_failed", code, failed)
+        if any(reason in TRANSIENT_CANCELLATIONS for reason in codes):
+            return DependencyUnavailableError(f"{service}_unavailable", ",".join(codes))
+        return DependencyMisconfiguredError(f"{service}_misconfigured", ",".join(codes) or code)
     if code in THROTTLED:
         return DependencyUnavailableError(f"{service}_throttled", code)
     if code in TRANSIENT or status >= 500:
@@ -219,7 +247,7 @@ class AwsJsonClient:
                 failure = DependencyUnavailableError(unavailable, "malformed answer")
                 continue
             failure = error_class(
-                self.service, _error_code(document, answer.headers), answer.status
+                self.service, _error_code(document, answer.headers), answer.status, document
             )
             if isinstance(failure, (DependencyMisconfiguredError, ConditionFailedError)):
                 raise failure
@@ -286,7 +314,7 @@ def _translated(what: str, call: Callable[[], Any], read: Callable[[Any], T] | N
         if isinstance(exc, ClientError):
             error = exc.response.get("Error", {})
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-            raise error_class(what, str(error.get("Code", "")), status) from exc
+            raise error_class(what, str(error.get("Code", "")), status, exc.response) from exc
         if isinstance(exc, BotoCoreError):
             raise DependencyUnavailableError(f"{what}_unavailable", type(exc).__name__) from exc
         if isinstance(exc, (KeyError, TypeError, ValueError)):  # binascii.Error is a ValueError
@@ -465,6 +493,9 @@ class DynamoApi(AwsJsonClient):
     def update_item(self, **params: Any) -> dict[str, Any]:
         return self.call("UpdateItem", params)
 
+    def transact_write_items(self, **params: Any) -> dict[str, Any]:
+        return self.call("TransactWriteItems", params)
+
     def scan(self, **params: Any) -> dict[str, Any]:
         return self.call("Scan", params)
 
@@ -505,6 +536,17 @@ class DynamoTable:
     def update(self, key: dict[str, Any], **params: Any) -> dict[str, Any]:
         attributes = self._call("update_item", Key=key, **params).get("Attributes")
         return attributes if isinstance(attributes, dict) else {}
+
+    def transact_write(self, operations: list[dict[str, dict[str, Any]]]) -> None:
+        """All the operations or none (``TransactWriteItems``), each ``{kind: parameters}`` as
+        the API takes it, on this table; a condition that fails is a ConditionFailedError whose
+        ``failed`` are the positions of the failing operations."""
+        method = self._client.transact_write_items
+        items = [
+            {kind: {**params, "TableName": self.name} for kind, params in operation.items()}
+            for operation in operations
+        ]
+        _translated("dynamodb", lambda: method(TransactItems=items))
 
     def scan(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -62,7 +62,12 @@ class DependencyMisconfiguredError(DependencyUnavailableError):
 
 class ConditionFailedError(DependencyUnavailableError):
     """A conditional write found the item changed (DynamoDB's ConditionalCheckFailed): the
-    store's callers handle it; one that escapes is a 503, never an Allow."""
+    store's callers handle it; one that escapes is a 503, never an Allow. For a transaction,
+    ``failed`` holds the positions of the items whose condition failed."""
+
+    def __init__(self, reason: str, detail: str = "", failed: tuple[int, ...] = ()) -> None:
+        super().__init__(reason, detail)
+        self.failed = failed
 
 
 class ConfigurationError(TokenGateError):

@@ -19,6 +19,8 @@ can refer to it (a Supabase access token lives at most a week, an API token an h
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
@@ -56,6 +58,8 @@ class Table(Protocol):
     def put(self, item: dict[str, Any], **condition: Any) -> None: ...
 
     def update(self, key: dict[str, Any], **params: Any) -> dict[str, Any]: ...
+
+    def transact_write(self, operations: list[dict[str, dict[str, Any]]]) -> None: ...
 
     def scan(self) -> list[dict[str, Any]]: ...
 
@@ -101,9 +105,9 @@ class RevocationStore:
         and whether the stored status list is due to be republished; InvalidTokenError(revoked)
         if the session or (for a token issued before the user's revocation) its user is revoked.
 
-        Order matters for a revocation racing the exchange: the user's record is read only once
-        the session's record exists, so a user revocation either sees the session (and flips its
-        index) or is seen here."""
+        A revocation racing the exchange: a new session's record is written in one transaction
+        with a check of the user's record, so a user revocation either precedes the write (the
+        exchange is refused) or follows it (its scan sees the session and flips its index)."""
         now = int(self._clock())
         items = {
             _s(item, "pk"): item
@@ -121,8 +125,7 @@ class RevocationStore:
             raise InvalidTokenError(Reason.REVOKED, "the session is revoked")
         user = items.get(f"u#{sub}")
         if session is None:
-            idx = self._allocate(session_id, sub, now)
-            user = self._table.get(_key(f"u#{sub}"))
+            idx, user = self._allocate(session_id, sub, iat, now)
         else:
             idx = _n(session, "idx", -1)
             if _n(session, "expires_at") - now < REFRESH_BELOW_SECONDS:
@@ -137,7 +140,12 @@ class RevocationStore:
         stale = listed is None or _n(listed, "published_at") < now - REPUBLISH_AFTER_SECONDS
         return idx, stale
 
-    def _allocate(self, session_id: str, sub: str, now: int) -> int:
+    def _allocate(
+        self, session_id: str, sub: str, iat: float, now: int
+    ) -> tuple[int, dict[str, Any] | None]:
+        """A new session's index and its record, written in one transaction with the check that
+        its user's record does not refuse a token issued at ``iat``; (index, the user's record
+        still to be checked, None when the transaction checked it)."""
         counter = self._table.update(
             _key("c#index"),
             UpdateExpression="ADD #next :one",
@@ -148,27 +156,62 @@ class RevocationStore:
         idx = _n(counter, "next") - 1
         if not 0 <= idx < CAPACITY:
             raise DependencyUnavailableError("status_list_full", "no status list index left")
+        live = {":now": {"N": str(now)}}
+        record: dict[str, Any] = {
+            "Item": {
+                "pk": {"S": f"s#{session_id}"},
+                "idx": {"N": str(idx)},
+                "sub": {"S": sub},
+                "created": {"N": str(now)},
+                "revoked": {"BOOL": False},
+                "expires_at": {"N": str(now + RETENTION_SECONDS)},
+            },
+            "ConditionExpression": "attribute_not_exists(pk) OR expires_at <= :now",
+            "ExpressionAttributeValues": live,
+        }
         try:
-            self._table.put(
-                {
-                    "pk": {"S": f"s#{session_id}"},
-                    "idx": {"N": str(idx)},
-                    "sub": {"S": sub},
-                    "created": {"N": str(now)},
-                    "revoked": {"BOOL": False},
-                    "expires_at": {"N": str(now + RETENTION_SECONDS)},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR expires_at <= :now",
-                ExpressionAttributeValues={":now": {"N": str(now)}},
+            self._table.transact_write(
+                [
+                    {
+                        "ConditionCheck": {
+                            "Key": _key(f"u#{sub}"),
+                            # Refused: a live record whose "before" is at or after iat (an
+                            # integer "before" >= iat exactly when it is >= ceil(iat)); no
+                            # record, or one without these attributes, refuses nothing.
+                            "ConditionExpression": "NOT (expires_at > :now AND #b >= :iat)",
+                            "ExpressionAttributeNames": {"#b": "before"},
+                            "ExpressionAttributeValues": live
+                            | {":iat": {"N": str(math.ceil(iat))}},
+                        }
+                    },
+                    {"Put": record},
+                ]
             )
-        except ConditionFailedError:
-            # Another exchange of the session allocated first (this index stays unused), or
-            # the session was revoked meanwhile.
-            session = self._table.get(_key(f"s#{session_id}"))
+        except ConditionFailedError as exc:
+            if 0 in exc.failed:
+                # Refused; the session is recorded all the same, as a session of the user that
+                # reached the store, so a later revocation of the user finds it and revokes it.
+                with contextlib.suppress(ConditionFailedError):
+                    self._table.put(
+                        record["Item"],
+                        ConditionExpression=record["ConditionExpression"],
+                        ExpressionAttributeValues=live,
+                    )
+                raise InvalidTokenError(
+                    Reason.REVOKED, "the user's sessions were revoked"
+                ) from None
+            # Another exchange of the session allocated first (this index stays unused), or the
+            # session was revoked meanwhile: its record exists now, so the user's record read
+            # with it here is read after it was written.
+            items = {
+                _s(item, "pk"): item
+                for item in self._table.batch_get([_key(f"s#{session_id}"), _key(f"u#{sub}")])
+            }
+            session = items.get(f"s#{session_id}")
             if session is None or _revoked(session) or _n(session, "idx", -1) < 0:
                 raise InvalidTokenError(Reason.REVOKED, "the session is revoked") from None
-            return _n(session, "idx")
-        return idx
+            return _n(session, "idx"), items.get(f"u#{sub}")
+        return idx, None
 
     # -- revocation -------------------------------------------------------------------------
     def revoke_session(self, session_id: str, sub: str | None = None) -> None:
