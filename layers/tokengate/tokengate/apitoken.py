@@ -161,6 +161,17 @@ class ApiTokenVerifier:
         return tokens
 
     def verify(self, token: object) -> ApiTokenClaims:
+        sub, scope, client_id, jti, sid, claims = self.read(token)
+        scopes = self._scope_tokens.get(scope)
+        if scopes is None:
+            scopes = self._tokens_of(scope)
+        # ApiTokenClaims(...) without the generated Python __new__ frame (what it does, in C).
+        return _new(ApiTokenClaims, (sub, scopes, client_id, jti, sid, claims))
+
+    def read(self, token: object) -> tuple[str, str, str, str, str, dict[str, Any]]:
+        """:meth:`verify`'s checks and answer without the scope claim's split: (the canonical
+        sub, the scope claim, client_id, jti, sid, the claims), for a reader that remembers what
+        it makes of each scope value itself."""
         header, claims, signing_input, signature = jwt_parts(token)
         if header.get("typ") != ACCESS_TOKEN_TYPE:
             raise InvalidTokenError(Reason.TYPE, "not an API access token")
@@ -200,22 +211,15 @@ class ApiTokenVerifier:
             )
         if not plain:  # anything else: the full rules decide, and name the reason
             sub, scope, client_id, jti, sid = self._checked_claims(claims)
-        scopes = self._scope_tokens.get(scope)
-        if scopes is None:
-            scopes = self._tokens_of(scope)
-        # ApiTokenClaims(...) without the generated Python __new__ frame (what it does, in C).
-        return _new(
-            ApiTokenClaims,
-            (
-                # A subject minted by the exchange is canonical already: lower case throughout
-                # (lowering it changes nothing), so the UUID test is skipped for it.
-                sub if sub.lower() == sub else canonical_subject(sub),
-                scopes,
-                client_id,
-                jti,
-                sid,
-                claims,
-            ),
+        return (
+            # A subject minted by the exchange is canonical already: lower case throughout
+            # (lowering it changes nothing), so the UUID test is skipped for it.
+            sub if sub.lower() == sub else canonical_subject(sub),
+            scope,
+            client_id,
+            jti,
+            sid,
+            claims,
         )
 
     def _checked_claims(self, claims: dict[str, Any]) -> tuple[str, str, str, str, str]:

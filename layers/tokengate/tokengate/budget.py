@@ -109,11 +109,13 @@ class Budget:
         """``function(argument)`` as one invocation: the handlers' one line. The same budget as
         :meth:`invocation`, in one call and with no object made, for the authorizers, which
         run in front of every API call and usually need no deadline at all."""
-        token = self._current.set(self._opened(context))
+        current = self._current
+        # :meth:`_opened`, inline: outside any window (as in Lambda) the context itself.
+        token = current.set(context if current.get() is None else self._opened(context))
         try:
             return function(argument)
         finally:
-            self._current.reset(token)
+            current.reset(token)
 
     def invocation(self, context: LambdaContext) -> _Window:
         """The budget of one Lambda invocation: its remaining time minus the safety margin (a

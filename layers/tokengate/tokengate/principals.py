@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .apitoken import ApiTokenVerifier
 from .authorizer import CONTEXT_VALUE, AuthRequest, Principal
 from .budget import Budget
-from .claims import allow_grace, scalar_claims
+from .claims import allow_grace, scalar_claims, scope_tokens
 from .emf import EmfCounter
 from .errors import InvalidTokenError, Reason
 from .issuer import api_base_url
@@ -193,10 +193,17 @@ class ApiTokenPrincipals:
         return entry
 
     def __call__(self, token: str, request: AuthRequest) -> Principal:
-        verified = (self._configured or self._derived_verifier(request)).verify(token)
+        sub, scope, client_id, jti, sid, claims = (
+            self._configured or self._derived_verifier(request)
+        ).read(token)
+        held = self._scope_sets.get(scope)
+        if held is None:
+            if len(self._scope_sets) >= 256:
+                self._scope_sets.clear()
+            tokens = scope_tokens(scope)
+            held = self._scope_sets[scope] = (frozenset(tokens), " ".join(tokens))
         # flat_context(scalar_claims(...) | {...}), spelled out: the five values are strings
         # already, so only the configured claims need the scalar test.
-        claims = verified.claims
         context: dict[str, CONTEXT_VALUE] = {}
         for name in self._context_claims:
             value = claims.get(name)
@@ -219,18 +226,12 @@ class ApiTokenPrincipals:
                 raise InvalidTokenError(Reason.REVOKED, "the token's session is revoked")
         elif self._status_lists is not None:
             self._check_status(claims)
-        scope = claims["scope"]  # a string: the verifier checked it
-        held = self._scope_sets.get(scope)
-        if held is None:
-            if len(self._scope_sets) >= 256:
-                self._scope_sets.clear()
-            held = self._scope_sets[scope] = (frozenset(verified.scopes), " ".join(verified.scopes))
-        context["sub"] = verified.sub
+        context["sub"] = sub
         context["scope"] = held[1]
-        context["client_id"] = verified.client_id
-        context["jti"] = verified.jti
-        context["sid"] = verified.sid
-        return _new(Principal, (verified.sub, held[0], context))
+        context["client_id"] = client_id
+        context["jti"] = jti
+        context["sid"] = sid
+        return _new(Principal, (sub, held[0], context))
 
     def _check_status(self, claims: dict[str, Any]) -> None:
         """The token's status list entry (docs/revocation.md): a reference to our own list, an
