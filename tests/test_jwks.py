@@ -286,21 +286,29 @@ class BlockingFetcher(StaticJwksFetcher):
         return super().fetch(url)
 
 
+# The contexts below leave their callers 1 s (the margin) between the budget's end and the
+# function's: a caller that gives up at its deadline answers in time even on a loaded machine,
+# and one that queued behind the hung fetch (30 s) would not.
+MARGIN, CONTEXT_MILLIS = 1.0, 2000
+
+
 def test_callers_do_not_queue_behind_a_hung_fetch_past_their_budget(ec_key: KeyPair) -> None:
     fetcher = BlockingFetcher(ec_key)
-    budget = Budget(margin=0.1)
+    budget = Budget(margin=MARGIN)
     cache = JwksCache(URL, fetcher, budget=budget)
     first = threading.Thread(target=lambda: cache.get(ec_key.kid), daemon=True)
     first.start()
-    assert fetcher.entered.wait(10)
-    context = ShortLivedContext(400)
-    with budget.invocation(context), pytest.raises(DependencyUnavailableError):
-        cache.get(ec_key.kid)  # nothing cached, and the refresh is someone else's
-    assert context.answered_in_time()
-    assert not fetcher.release.is_set()  # answered while the hung fetch still held the lock
-    fetcher.release.set()
-    first.join(10)
-    with budget.invocation(ShortLivedContext(400)):
+    try:
+        assert fetcher.entered.wait(10)
+        context = ShortLivedContext(CONTEXT_MILLIS)
+        with budget.invocation(context), pytest.raises(DependencyUnavailableError):
+            cache.get(ec_key.kid)  # nothing cached, and the refresh is someone else's
+        assert context.answered_in_time()
+        assert not fetcher.release.is_set()  # answered while the hung fetch still held the lock
+    finally:
+        fetcher.release.set()  # never a thread left hanging into another test
+        first.join(10)
+    with budget.invocation(ShortLivedContext(CONTEXT_MILLIS)):
         assert cache.get(ec_key.kid).kid == ec_key.kid
 
 
@@ -309,7 +317,7 @@ def test_stale_keys_answer_while_another_caller_refreshes(
 ) -> None:
     fetcher = BlockingFetcher(ec_key)
     fetcher.release.set()
-    budget = Budget(margin=0.1)
+    budget = Budget(margin=MARGIN)
     cache = JwksCache(URL, fetcher, clock=clock, budget=budget)
     cache.get(ec_key.kid)
     fetcher.release.clear()
@@ -317,13 +325,15 @@ def test_stale_keys_answer_while_another_caller_refreshes(
     clock.advance(601)  # stale: the next caller refreshes, and hangs
     first = threading.Thread(target=lambda: cache.get(ec_key.kid), daemon=True)
     first.start()
-    assert fetcher.entered.wait(10)
-    context = ShortLivedContext(400)
-    with budget.invocation(context):
-        assert cache.get(ec_key.kid).kid == ec_key.kid
-    assert context.answered_in_time()
-    fetcher.release.set()
-    first.join(10)
+    try:
+        assert fetcher.entered.wait(10)
+        context = ShortLivedContext(CONTEXT_MILLIS)
+        with budget.invocation(context):
+            assert cache.get(ec_key.kid).kid == ec_key.kid
+        assert context.answered_in_time()
+    finally:
+        fetcher.release.set()
+        first.join(10)
 
 
 # -- the real fetcher against loopback servers ----------------------------------------------
