@@ -14,11 +14,12 @@ from typing import Any
 
 import boto3
 
+from . import STOP_POLL_SECONDS
 from .gateway import Gateway, serve
 from .lambda_runtime import as_lambda
 from .moto_aws import REGION, LocalAws, Provisioned, point_boto3_at, provision
 from .schedules import Schedules
-from .supabase_auth import STOP_POLL_SECONDS, SupabaseAuthStandIn
+from .supabase_auth import SupabaseAuthStandIn
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
 from .template import Handler, Template
 

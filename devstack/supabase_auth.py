@@ -58,11 +58,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tokengate.jws import b64url_encode, encode_compact
 from tokengate.signing import LocalKeySigner
 
+from . import STOP_POLL_SECONDS
 from .supabase_dev import DEV_USER_ID, LOCAL_JWT_SECRET, hs256_token, user_claims
-
-# How often a loopback server's loop looks for a stop request: socketserver's default (0.5 s)
-# is how long every stop waits.
-STOP_POLL_SECONDS = 0.05
 
 DEV_EMAIL = "dev@example.com"
 DEV_SCOPES = ("write",)  # the seeded user's extra API scopes (app_metadata), beyond the default

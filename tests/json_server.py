@@ -7,6 +7,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from devstack import STOP_POLL_SECONDS
+
 
 class JsonServer:
     """Serves ``documents`` (path -> JSON document) on 127.0.0.1 from construction until
@@ -31,7 +33,9 @@ class JsonServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, args=(STOP_POLL_SECONDS,), daemon=True
+        ).start()
 
     def close(self) -> None:
         self.server.shutdown()

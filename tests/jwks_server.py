@@ -9,6 +9,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from devstack import STOP_POLL_SECONDS
+
 
 class JwksServer:
     """``mode``: ok, error, redirect, hang, huge, invalid, trickle."""
@@ -83,7 +85,9 @@ class JwksServer:
         self.jwks_url = f"{self.base_url}/auth/v1/.well-known/jwks.json"
 
     def __enter__(self) -> JwksServer:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(STOP_POLL_SECONDS,), daemon=True
+        ).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
