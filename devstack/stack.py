@@ -92,16 +92,38 @@ def load_handlers(
     names = {authorizer.function for authorizer in template.authorizers().values()}
     for name in sorted(template.functions(), key=lambda function: function in names):
         if authorizers is None or (name in names) == authorizers:
-            saved = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
-            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = name  # as Lambda sets it before the init
-            try:
-                handlers[name] = as_lambda(name, template.load_handler(name))
-            finally:
-                if saved is None:
-                    os.environ.pop("AWS_LAMBDA_FUNCTION_NAME", None)
-                else:
-                    os.environ["AWS_LAMBDA_FUNCTION_NAME"] = saved
+            handlers[name] = load_handler(template, name)
     return handlers
+
+
+def load_handler(template: Template, name: str) -> Handler:
+    """One function's handler, loaded as Lambda starts a container for it (its init phase)."""
+    saved = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    os.environ["AWS_LAMBDA_FUNCTION_NAME"] = name  # as Lambda sets it before the init
+    try:
+        return as_lambda(name, template.load_handler(name))
+    finally:
+        if saved is None:
+            os.environ.pop("AWS_LAMBDA_FUNCTION_NAME", None)
+        else:
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = saved
+
+
+class OnFirstCall(dict[str, Handler]):
+    """The template's handlers, each loaded when it is first asked for, as Lambda starts a
+    function's first container on its first invocation: a function never called never starts
+    (and never reads a secret or fetches a key set)."""
+
+    def __init__(self, template: Template) -> None:
+        super().__init__()
+        self._template = template
+        self._names = frozenset(template.functions())
+
+    def __missing__(self, name: str) -> Handler:
+        if name not in self._names:
+            raise KeyError(name)
+        handler = self[name] = load_handler(self._template, name)
+        return handler
 
 
 # The attributes every LogRecord has; the rest are the fields a handler passed in ``extra`` (and

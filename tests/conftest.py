@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -8,12 +9,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import boto3
+import botocore.session
 import pytest
 from moto import mock_aws
 
 from devstack.gateway import Gateway
 from devstack.moto_aws import LocalAws, Provisioned, free_port
-from devstack.stack import LocalStack, deploy, load_handlers
+from devstack.stack import LocalStack, OnFirstCall, deploy, load_handlers
 from devstack.template import Template
 from tests.factories import HS_SECRET, SUPABASE_URL, KeyPair, ec_pair, rsa_pair
 from tests.jwks_server import JwksServer
@@ -109,20 +111,41 @@ def restore_environ() -> Iterator[None]:
     os.environ.update(saved)
 
 
+_LOADER: list[Any] = []  # the service models this process has read, shared by its sessions
+
+
+def _botocore_session() -> botocore.session.Session:
+    """A new botocore session (its own event hooks) that reads service models through one loader
+    per process: a fresh session would read and parse every model again."""
+    session = botocore.session.get_session()
+    if not _LOADER:
+        _LOADER.append(session.get_component("data_loader"))
+    session.register_component("data_loader", _LOADER[0])
+    return session
+
+
 class InProcessApi:
     """The template's API with moto in-process: the real handlers and authorizers behind the same
     gateway logic the local stack serves over HTTP, counting every AWS call the handlers make."""
 
     def __init__(
-        self, template: Template, provisioned: Provisioned, aws_calls: list[str] | None = None
+        self,
+        template: Template,
+        provisioned: Provisioned,
+        aws_calls: list[str] | None = None,
+        on_first_call: bool = False,
     ) -> None:
         self.provisioned = provisioned
         self.aws_calls: list[str] = aws_calls if aws_calls is not None else []
         # Count from the very first call (the handlers read secrets when they load): clients
         # made after this, from boto3's default session, report every call here.
-        boto3.setup_default_session()
+        boto3.setup_default_session(botocore_session=_botocore_session())
         boto3.DEFAULT_SESSION.events.register("before-call", self._count)
-        self.gateway = Gateway(template, load_handlers(template))
+        # Every function started now, or (on_first_call) each on its first invocation, as
+        # Lambda starts a function's first container: then a test of one function never waits
+        # for the others' starts against a dependency it made unreachable.
+        handlers = OnFirstCall(template) if on_first_call else load_handlers(template)
+        self.gateway = Gateway(template, handlers)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.aws_calls.append(f"{model.service_model.service_name}:{model.name}")
@@ -179,8 +202,16 @@ def make_api(
     monkeypatch.setattr(AwsJsonClient, "call", counted)  # a spy: the call itself is made
     with mock_aws():
 
-        def build(parameters: dict[str, str] | None = None, **environment: str) -> InProcessApi:
+        def build(
+            parameters: dict[str, str] | None = None,
+            *,
+            on_first_call: bool = False,
+            **environment: str,
+        ) -> InProcessApi:
             calls.clear()
+            # moto's mock starts each test without a default session; this one reads the service
+            # models through the process's loader.
+            boto3.setup_default_session(botocore_session=_botocore_session())
             # Revocation is off unless a test turns it on: in-process, the authorizers could not
             # fetch the status list from the issuer's host (tests/test_revocation.py serves it).
             template, provisioned = deploy(
@@ -190,7 +221,7 @@ def make_api(
                 parameters={"Revocation": "false", **(parameters or {})},
                 environment={"AWS_ENDPOINT_URL": moto_server.endpoint} | environment,
             )
-            return InProcessApi(template, provisioned, calls)
+            return InProcessApi(template, provisioned, calls, on_first_call)
 
         yield build
 
@@ -233,3 +264,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests that mostly wait start first: their waits then overlap the rest of the run instead of
     # ending it (the scheduler hands out tests in this order, groups by size first).
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A worker's heap is large and mostly long-lived (every module imported, every test
+    collected, moto's backends, hypothesis): with CPython's default thresholds a full collection
+    walks it about every second of the run and pauses the worker for up to a second, which is
+    both wasted time and a stall inside whatever test is timing a deadline. What exists after
+    collection is frozen out of collections, and collections run less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)

@@ -43,10 +43,12 @@ def upstream(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def invoke(api: InProcessApi, function: str, event: dict[str, Any]) -> Any:
     """Run a handler with a short-lived context; its answer (or what it raised) must come before
-    the context's deadline."""
+    the context's deadline. A function not started yet starts first (its init phase, which
+    Lambda does not count against an invocation's time)."""
+    handler = api.gateway.handlers[function]
     context = ShortLivedContext(CONTEXT_MILLIS)
     try:
-        answer: Any = api.gateway.handlers[function](event, context)
+        answer: Any = handler(event, context)
     except Exception as exc:  # an authorizer's Unauthorized
         answer = exc
     assert context.answered_in_time(), f"{function} outlived its context"
@@ -80,14 +82,14 @@ def assert_unauthorized(answer: Any) -> None:
 
 
 def test_kms_misbehaving_at_the_exchange(make_api: MakeApi, upstream: str) -> None:
-    api = make_api(AWS_ENDPOINT_URL_KMS=upstream)
+    api = make_api(on_first_call=True, AWS_ENDPOINT_URL_KMS=upstream)
     assert_unavailable(
         invoke(api, "TokenExchangeFunction", token_request(hs_token(supabase_claims())))
     )
 
 
 def test_kms_misbehaving_at_the_jwks_function(make_api: MakeApi, upstream: str) -> None:
-    api = make_api(AWS_ENDPOINT_URL_KMS=upstream)
+    api = make_api(on_first_call=True, AWS_ENDPOINT_URL_KMS=upstream)
     answer = invoke(api, "JwksFunction", proxy_event("GET", "/.well-known/jwks.json"))
     assert answer["statusCode"] == 503
     assert json.loads(answer["body"]) == {"error": "temporarily_unavailable"}
@@ -96,7 +98,11 @@ def test_kms_misbehaving_at_the_jwks_function(make_api: MakeApi, upstream: str) 
 def test_secrets_manager_misbehaving_in_secrets_manager_key_mode(
     make_api: MakeApi, upstream: str
 ) -> None:
-    api = make_api({"SigningMode": "secretsmanager"}, AWS_ENDPOINT_URL_SECRETS_MANAGER=upstream)
+    api = make_api(
+        {"SigningMode": "secretsmanager"},
+        on_first_call=True,
+        AWS_ENDPOINT_URL_SECRETS_MANAGER=upstream,
+    )
     assert_unavailable(
         invoke(api, "TokenExchangeFunction", token_request(hs_token(supabase_claims())))
     )
@@ -109,7 +115,7 @@ def test_secrets_manager_misbehaving_in_secrets_manager_key_mode(
 def test_supabase_authorizer_without_its_secret_never_allows(
     make_api: MakeApi, upstream: str
 ) -> None:
-    api = make_api(AWS_ENDPOINT_URL_SECRETS_MANAGER=upstream)
+    api = make_api(on_first_call=True, AWS_ENDPOINT_URL_SECRETS_MANAGER=upstream)
     event = authorizer_event("token", hs_token(supabase_claims()), arn_base=ARN)
     assert_unauthorized(invoke(api, "SupabaseAuthorizerFunction", event))
 
@@ -274,7 +280,7 @@ def test_a_missing_key_is_a_logged_configuration_error_and_a_503(make_api: MakeA
 
 
 def test_supabase_jwks_misbehaving(make_api: MakeApi, upstream: str) -> None:
-    api = make_api({"SupabaseUrl": upstream})
+    api = make_api({"SupabaseUrl": upstream}, on_first_call=True)
     token = key_token(ec_pair(), supabase_claims(iss=f"{upstream}/auth/v1"))
     assert_unavailable(invoke(api, "TokenExchangeFunction", token_request(token)))
     event = authorizer_event("request", token, arn_base=ARN)
@@ -283,14 +289,15 @@ def test_supabase_jwks_misbehaving(make_api: MakeApi, upstream: str) -> None:
 
 def test_session_check_misbehaving(make_api: MakeApi, upstream: str) -> None:
     api = make_api(
-        {"SupabaseUrl": upstream, "SessionCheck": "true", "SupabaseApiKey": "sb_publishable_x"}
+        {"SupabaseUrl": upstream, "SessionCheck": "true", "SupabaseApiKey": "sb_publishable_x"},
+        on_first_call=True,
     )
     token = hs_token(supabase_claims(iss=f"{upstream}/auth/v1"))
     assert_unavailable(invoke(api, "TokenExchangeFunction", token_request(token)))
 
 
 def test_our_jwks_misbehaving_at_the_api_token_authorizer(make_api: MakeApi, upstream: str) -> None:
-    api = make_api(API_JWKS_URL=f"{upstream}/jwks.json", ISSUER=ISSUER)
+    api = make_api(on_first_call=True, API_JWKS_URL=f"{upstream}/jwks.json", ISSUER=ISSUER)
     status, _, body = api.exchange(hs_token(supabase_claims()))
     assert status == 200
     for kind in ("token", "request", "http"):
