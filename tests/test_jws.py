@@ -244,6 +244,25 @@ PAYLOAD_TEXT = st.one_of(
 )
 
 
+@pytest.mark.parametrize("part", ["payload", "signature"])
+@pytest.mark.parametrize(("character", "replaces"), [("+", "-"), ("/", "_"), ("=", "-")])
+def test_standard_base64_is_refused_in_a_token_whose_header_was_just_seen(
+    part: str, character: str, replaces: str
+) -> None:
+    """Standard base64's "+" and "/" (in place of "-" and "_") spell the same bytes, and its "="
+    pads: none of them is base64url, in either segment, the one-step parse included."""
+    payload = b64url_encode(b'{"a":">>>???"}')  # with a "-" and a "_"
+    signature = b64url_encode(b"\xfb\xef\xbe\xff\xff\xff" * 5)  # "----____" five times
+    parse_compact(f"{HEADER}.{payload}.{signature}")  # HEADER is now the last header seen
+    if part == "payload":
+        payload = payload.replace(replaces, character, 1)
+    else:
+        signature = signature.replace(replaces, character, 1)
+    with pytest.raises(InvalidTokenError) as caught:
+        parse_compact(f"{HEADER}.{payload}.{signature}")
+    assert caught.value.reason == Reason.MALFORMED
+
+
 @given(PAYLOAD_TEXT, st.binary(min_size=1, max_size=8))
 def test_a_token_whose_header_was_just_seen_parses_as_the_definition_says(
     text: str, signature: bytes
