@@ -274,4 +274,4 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     collection is frozen out of collections, and collections run less often."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
+    gc.set_threshold(2_000, 10, 10)
