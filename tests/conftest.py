@@ -73,6 +73,21 @@ class StaticJwksFetcher:
 
 
 @pytest.fixture
+def without_gc_pauses() -> Iterator[None]:
+    """For tests that time a handler against its Lambda context: a full collection of this
+    worker's heap (up to a second on a busy machine) inside the timed window would measure the
+    test process, not the handler (a Lambda process holds one function). Collections wait until
+    the test ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

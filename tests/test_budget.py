@@ -19,6 +19,8 @@ from tokengate.emf import EmfCounter, emf_line
 from tokengate.errors import DependencyUnavailableError
 from tokengate.http import HttpClient
 
+pytestmark = pytest.mark.usefixtures("without_gc_pauses")  # timed against a context
+
 seconds = st.floats(min_value=-5, max_value=30, allow_nan=False)
 caps = st.floats(min_value=0.001, max_value=10, allow_nan=False)
 

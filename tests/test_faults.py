@@ -25,6 +25,8 @@ from tests.factories import KeyPair, ec_pair, hs_token, key_token, supabase_clai
 from tests.jwks_server import JwksServer
 from tests.slow_servers import MODES, ShortLivedContext, SlowServer, refused_url
 
+pytestmark = pytest.mark.usefixtures("without_gc_pauses")  # timed against a context
+
 MakeApi = Callable[..., InProcessApi]
 ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1"
 HOSTILE = [m for m in MODES if m != "redirect"] + ["refused"]

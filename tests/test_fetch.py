@@ -21,6 +21,8 @@ from tokengate.budget import Budget
 from tokengate.errors import ConfigurationError, DependencyUnavailableError
 from tokengate.fetch import DocumentFetcher, FetchError, read_answer
 
+pytestmark = pytest.mark.usefixtures("without_gc_pauses")  # timed against a context
+
 
 def feeder(wire: bytes, cuts: list[int]) -> Callable[[], bytes]:
     """``recv`` over ``wire`` cut at ``cuts``, then b"" (the peer closed)."""

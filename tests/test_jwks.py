@@ -22,6 +22,8 @@ from tokengate.fetch import DocumentFetcher
 from tokengate.http import HttpClient
 from tokengate.jwks import STALE_RETRY_SECONDS, HttpJwksFetcher, JwksCache, check_jwks_url
 
+pytestmark = pytest.mark.usefixtures("without_gc_pauses")  # timed against a context
+
 URL = "https://project.supabase.co/auth/v1/.well-known/jwks.json"
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.slow_servers import SlowServer
 
+pytestmark = pytest.mark.usefixtures("without_gc_pauses")  # timed against a context
+
 SMOKE = Path(__file__).resolve().parent.parent / "scripts" / "smoke.py"
 DEADLINE = 1.0
 # The interpreter's start and the imports (pyjwt) come on top of the check's deadline.
