@@ -15,6 +15,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from types import FunctionType, MethodType
 from typing import Any, NamedTuple
 
 from .apigw import header
@@ -183,7 +184,14 @@ class Authorizer:
         routes: RouteScopes,
         on_decision: Callable[[str, str, Principal | None], None] | None = None,
     ) -> None:
-        self._verify = verify
+        # A callable object (the principals) is kept as its type's ``__call__`` bound to it:
+        # calling that enters the method directly, where calling the object goes through the
+        # type's call slot first (a second interpreter entry on every decision).
+        self._verify = (
+            verify
+            if isinstance(verify, FunctionType | MethodType)
+            else MethodType(type(verify).__call__, verify)
+        )
         self._routes = routes
         self._planner = PolicyPlanner(routes)
         self._on_decision = on_decision or log_decision
