@@ -130,10 +130,12 @@ def parse_event(event: dict[str, Any]) -> AuthRequest:
     return AuthRequest("REQUEST", token, arn_base, route_key, method, path)
 
 
-def _memo_key(event: dict[str, Any]) -> tuple[str, ...]:
+def _memo_key(event: dict[str, Any]) -> str | tuple[str, ...]:
     """Every event field :func:`parse_event` reads except the token, when each is a plain
     string: requests with the same key go to the same place and get the same answer for the
-    same scopes. ``()`` (never remembered) for anything unusual."""
+    same scopes. A ``TOKEN`` event's key is its method ARN alone (a string, whose hash Python
+    keeps: no tuple to build and hash on every call), the others' a tuple that starts with
+    their kind. Empty (never remembered) for anything unusual."""
     if "routeArn" in event and event.get("version") == "2.0":
         # Of the identity sources only one fact matters (is the route key among them?): the
         # others hold the caller's token, which no memo keeps.
@@ -148,7 +150,7 @@ def _memo_key(event: dict[str, Any]) -> tuple[str, ...]:
     else:
         arn = event.get("methodArn", "")
         if event.get("type") == "TOKEN":
-            return ("TOKEN", arn) if type(arn) is str else ()
+            return arn if type(arn) is str else ()
         key = ("REQUEST", arn, event.get("httpMethod"), event.get("resource"))
     return key if all(type(part) is str for part in key) else ()
 
@@ -198,8 +200,8 @@ class Authorizer:
         # The default logs an allow only at DEBUG: skipped without a call unless DEBUG is on.
         self._log_allows = on_decision is not None
         self._warned_route_key = False
-        self._places: dict[tuple[str, ...], _Place] = {}
-        self._answers: dict[tuple[tuple[str, ...], frozenset[str]], _Answer] = {}
+        self._places: dict[str | tuple[str, ...], _Place] = {}
+        self._answers: dict[tuple[str | tuple[str, ...], frozenset[str]], _Answer] = {}
 
     def _route(self, request: AuthRequest) -> Route | None:
         """The route API Gateway sent the request to, if the table lists it. A REST event's
@@ -215,7 +217,9 @@ class Authorizer:
                 return None
         return selected
 
-    def _new_place(self, event: dict[str, Any], key: tuple[str, ...]) -> tuple[_Place, str | None]:
+    def _new_place(
+        self, event: dict[str, Any], key: str | tuple[str, ...]
+    ) -> tuple[_Place, str | None]:
         request = parse_event(event)
         # Kept without the token, and without identity sources other than the route key
         # (they hold the token too): the decision reads only whether the route key is there.
@@ -235,7 +239,7 @@ class Authorizer:
         else:
             token = bearer_token(
                 event.get("authorizationToken")
-                if key[0] == "TOKEN"
+                if type(key) is str
                 else header(event, "authorization")
             )
         request = place.request
