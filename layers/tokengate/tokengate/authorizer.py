@@ -155,20 +155,38 @@ def _memo_key(event: dict[str, Any]) -> str | tuple[str, ...]:
     return key if all(type(part) is str for part in key) else ()
 
 
-class _Place(NamedTuple):
-    """A request without its token, and the route API Gateway sent it to."""
+class _Answer:
+    """A decision for one place and one scope set (attributes in slots: read on every call)."""
 
-    request: AuthRequest
-    route: Route | None
+    __slots__ = ("missing", "permitted", "policy", "reason")
+
+    def __init__(self, permitted: bool, reason: str, policy: dict[str, Any], missing: str) -> None:
+        self.permitted = permitted
+        self.reason = reason
+        self.policy = policy  # the IAM policy document (REST), read-only
+        self.missing = missing  # the route scopes the scope set lacks
+
+    def __repr__(self) -> str:
+        return f"_Answer({self.permitted!r}, {self.reason!r}, {self.policy!r}, {self.missing!r})"
 
 
-class _Answer(NamedTuple):
-    """A decision for one place and one scope set."""
+class _Place:
+    """A request without its token, the route API Gateway sent it to, and the answers decided
+    for it so far by scope set (a frozenset keeps its hash: the lookup hashes nothing).
+    Attributes in slots, read on every call."""
 
-    permitted: bool
-    reason: str
-    policy: dict[str, Any]  # the IAM policy document (REST), read-only
-    missing: str  # the route scopes the scope set lacks
+    __slots__ = ("answers", "http", "request", "route", "unanswerable")
+
+    def __init__(self, request: AuthRequest, route: Route | None) -> None:
+        self.request = request
+        self.route = route
+        self.answers: dict[frozenset[str], _Answer] = {}
+        self.http = request.kind == "HTTP_API_V2"
+        # A REST request without a method ARN: no policy could name what it asks for.
+        self.unanswerable = request.arn_base is None and not self.http
+
+    def __repr__(self) -> str:
+        return f"_Place({self.request!r}, {self.route!r}, {self.answers!r})"
 
 
 class Authorizer:
@@ -201,7 +219,7 @@ class Authorizer:
         self._log_allows = on_decision is not None
         self._warned_route_key = False
         self._places: dict[str | tuple[str, ...], _Place] = {}
-        self._answers: dict[tuple[str | tuple[str, ...], frozenset[str]], _Answer] = {}
+        self._answer_count = 0  # answers held by the remembered places, at most MEMO_SIZE
 
     def _route(self, request: AuthRequest) -> Route | None:
         """The route API Gateway sent the request to, if the table lists it. A REST event's
@@ -227,7 +245,8 @@ class Authorizer:
         place = _Place(request._replace(token=None, identity_sources=named), self._route(request))
         if key:
             if len(self._places) >= self.MEMO_SIZE:
-                self._places.clear()
+                self._places.clear()  # and the answers they held
+                self._answer_count = 0
             self._places[key] = place
         return place, request.token
 
@@ -250,21 +269,19 @@ class Authorizer:
                 principal = self._verify(token, request)
             except TokenGateError as exc:
                 reason = exc.reason
-        if principal is None or (request.arn_base is None and request.kind != "HTTP_API_V2"):
+        if principal is None or place.unanswerable:
             self._on_decision("unauthorized", reason, None)
-            if request.kind == "HTTP_API_V2":
+            if place.http:
                 return {"isAuthorized": False}
             raise Unauthorized()
-        answer = self._answers.get((key, principal.scopes))
+        answer = place.answers.get(principal.scopes)
         if answer is None:
             answer = self._answer(place, principal.scopes)
             if key:
-                if len(self._answers) >= self.MEMO_SIZE:
-                    self._answers.clear()
-                self._answers[key, principal.scopes] = answer
+                self._remember(place, principal.scopes, answer)
         if not answer.permitted or self._log_allows or logger.isEnabledFor(_DEBUG):
             self._on_decision("allow" if answer.permitted else "deny", answer.reason, principal)
-        if request.kind == "HTTP_API_V2":
+        if place.http:
             return {"isAuthorized": answer.permitted, "context": principal.context}
         context = principal.context
         if answer.missing:
@@ -275,8 +292,16 @@ class Authorizer:
         # read-only (a tuple-and-ReadOnlyDict structure): no caller can change the next answer.
         return {"principalId": principal.sub, "policyDocument": answer.policy, "context": context}
 
+    def _remember(self, place: _Place, scopes: frozenset[str], answer: _Answer) -> None:
+        if self._answer_count >= self.MEMO_SIZE:
+            for known in self._places.values():
+                known.answers.clear()
+            self._answer_count = 0
+        place.answers[scopes] = answer
+        self._answer_count += 1
+
     def _answer(self, place: _Place, scopes: frozenset[str]) -> _Answer:
-        request, route = place
+        request, route = place.request, place.route
         if request.kind == "HTTP_API_V2":
             permitted, reason = self._simple_decision(request, route, scopes)
             return _Answer(permitted, reason, {}, "")
