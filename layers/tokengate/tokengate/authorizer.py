@@ -91,11 +91,13 @@ def bearer_token(value: str | None) -> str | None:
 
     The scheme is case-insensitive (RFC 9110 §11.1). Only the scheme and the single space are
     checked here; the token's alphabet is checked once, by the strict JWS parser."""
-    if type(value) is not str or len(value) < 8:
+    if type(value) is not str:
         return None
-    if not value.startswith("Bearer ") and value[:7].lower() != "bearer ":
+    # The scheme is what comes before the first space: one partition (a C pass), where a prefix
+    # test and a slice take two calls and the prefix test's argument parsing.
+    scheme, _, token = value.partition(" ")
+    if len(scheme) != 6 or (scheme != "Bearer" and scheme.lower() != "bearer") or not token:
         return None
-    token = value[7:]
     # One space, then no whitespace at either end and no space inside (the rest of the alphabet
     # is the JWS parser's); strip() hands back the same text when there is nothing to strip.
     return None if " " in token or token.strip() != token else token
