@@ -253,7 +253,11 @@ class Authorizer:
         return place, request.token
 
     def decide(self, event: dict[str, Any]) -> dict[str, Any]:
-        key = _memo_key(event)
+        key = event.get("methodArn")
+        if type(key) is not str or "routeArn" in event or event.get("type") != "TOKEN":
+            # Anything but a REST TOKEN event (a TOKEN authorizer's every call, whose key is
+            # its method ARN: _memo_key's answer, taken here without the call).
+            key = _memo_key(event)
         place = self._places.get(key)
         if place is None:
             place, token = self._new_place(event, key)
