@@ -280,23 +280,23 @@ class Authorizer:
             if place.http:
                 return {"isAuthorized": False}
             raise Unauthorized()
-        answer = place.answers.get(principal.scopes)
+        sub, scopes, context = principal
+        answer = place.answers.get(scopes)
         if answer is None:
-            answer = self._answer(place, principal.scopes)
+            answer = self._answer(place, scopes)
             if key:
-                self._remember(place, principal.scopes, answer)
+                self._remember(place, scopes, answer)
         if not answer.permitted or self._log_allows or logger.isEnabledFor(_DEBUG):
             self._on_decision("allow" if answer.permitted else "deny", answer.reason, principal)
         if place.http:
-            return {"isAuthorized": answer.permitted, "context": principal.context}
-        context = principal.context
+            return {"isAuthorized": answer.permitted, "context": context}
         if answer.missing:
             # For API Gateway's ACCESS_DENIED answer ($context.authorizer.insufficient_scope), in
             # every answer, Allow too: API Gateway may serve a 403 from a cached Allow policy.
             context = {**context, "insufficient_scope": answer.missing}
         # The policy document is shared by every answer for this place and scope set, and
         # read-only (a tuple-and-ReadOnlyDict structure): no caller can change the next answer.
-        return {"principalId": principal.sub, "policyDocument": answer.policy, "context": context}
+        return {"principalId": sub, "policyDocument": answer.policy, "context": context}
 
     def _remember(self, place: _Place, scopes: frozenset[str], answer: _Answer) -> None:
         if self._answer_count >= self.MEMO_SIZE:
