@@ -113,10 +113,10 @@ def _parsed(path: Path) -> dict[str, Any]:
     stamp = (stat.st_size, stat.st_mtime_ns)
     held = _PARSED.get(path)
     if held is None or held[0] != stamp:
-        document = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        parsed = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
         if len(_PARSED) >= 16:
             _PARSED.clear()
-        held = _PARSED[path] = (stamp, pickle.dumps(document, pickle.HIGHEST_PROTOCOL))
+        held = _PARSED[path] = (stamp, pickle.dumps(parsed, pickle.HIGHEST_PROTOCOL))
     document: dict[str, Any] = pickle.loads(held[1])  # noqa: S301 - bytes this process made
     return document
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from devstack.events import authorizer_event
 from devstack.gateway import LambdaContext, authorizer_outcome, policy_allows
@@ -16,7 +18,7 @@ from devstack.invoke import expired_api_token
 from tests.conftest import ISSUER, InProcessApi
 from tests.factories import USER_ID, hs_token, supabase_claims
 from tests.jwks_server import JwksServer
-from tokengate.authorizer import Unauthorized, parse_event
+from tokengate.authorizer import Unauthorized, bearer_token, parse_event
 from tokengate.config import Settings
 from tokengate.issuer import api_base_url, issuer_for
 from tokengate.policies import RouteScopes
@@ -301,6 +303,20 @@ def test_malformed_authorization_values_are_unauthorized(value: str) -> None:
         {"type": "TOKEN", "authorizationToken": value, "methodArn": f"{ARN}/GET/whoami"}
     )
     assert request.token is None
+
+
+@given(
+    st.text(st.sampled_from("BbEeAaRr x\t\n\u0130\u212a"), max_size=10)
+    | st.from_regex(r"[Bb][Ee][Aa][Rr][Ee][Rr] [ -~\t\n]{0,4}", fullmatch=True)
+)
+def test_the_bearer_token_is_rfc_6750s(value: str) -> None:
+    """The token after a case-insensitive "Bearer" and one space, written out from RFC 6750
+    §2.1: at least one character, no space, no whitespace at either end."""
+    token = value[7:]
+    wellformed = (
+        value[:7].lower() == "bearer " and token and " " not in token and token.strip() == token
+    )
+    assert bearer_token(value) == (token if wellformed else None)
 
 
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])

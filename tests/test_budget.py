@@ -271,6 +271,23 @@ def test_run_is_one_invocation_and_leaves_nothing_behind() -> None:
     assert nested == pytest.approx(2.0)  # a window inside never extends the invocation
 
 
+def test_a_run_inside_an_invocation_leaves_the_deadline_it_read_fixed() -> None:
+    """A nested run reads the invocation's deadline to bound its own; once read it stays fixed
+    for the rest of the invocation, as when the invocation itself first needs it."""
+    clock = FakeClock(0.0)
+    wall = {"remaining": 2500}
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return wall["remaining"]
+
+    budget = Budget(margin=0.5, clock=clock)
+    with budget.invocation(Context()):
+        assert budget.run(Context(), lambda _: budget.deadline().at, None) == pytest.approx(2.0)
+        wall["remaining"] = 60_000  # the wall clock stepped back a minute
+        assert budget.deadline().at == pytest.approx(2.0)
+
+
 def _within(budget: Budget, seconds: float) -> float:
     with budget.within(seconds) as deadline:
         assert deadline is not None

@@ -390,3 +390,28 @@ def test_the_memos_keep_no_token() -> None:
     remembered = repr(vars(authorizer))
     assert "abc123" in remembered  # the memos were filled
     assert secret not in remembered
+
+
+def test_the_memos_stay_within_their_bound() -> None:
+    """However many places and scope sets come, the memos hold at most MEMO_SIZE places and
+    MEMO_SIZE answers, and every answer, after a clearing too, is a fresh authorizer's."""
+
+    def verify(token: str, request: AuthRequest) -> Principal:
+        scopes = frozenset(token.split("-")[1:])
+        return Principal("s-1", scopes, {"scope": " ".join(sorted(scopes))})
+
+    def answer(authorizer: Authorizer, event: dict[str, Any]) -> Any:
+        try:
+            return authorizer.decide(event)
+        except Unauthorized:
+            return "Unauthorized"
+
+    warm = Authorizer(verify, RouteScopes(TABLE))
+    warm.MEMO_SIZE = 3
+    for _ in range(2):
+        for arn in ARNS:
+            for token in ("t", "t-read", "t-write", "t-read-write-admin"):
+                event = {"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": arn}
+                assert answer(warm, event) == answer(Authorizer(verify, RouteScopes(TABLE)), event)
+                assert len(warm._places) <= 3
+                assert sum(len(place.answers) for place in warm._places.values()) <= 3

@@ -27,5 +27,8 @@ with budget.within(PREFETCH_SECONDS):
     principals.prefetch()  # keys ready before the first caller; a failure is retried on use
 
 
+decide = authorizer.decide  # bound once, not on every invocation
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return budget.run(context, authorizer.decide, event)
+    return budget.run(context, decide, event)

@@ -168,10 +168,13 @@ class ApiTokenVerifier:
         # ApiTokenClaims(...) without the generated Python __new__ frame (what it does, in C).
         return _new(ApiTokenClaims, (sub, scopes, client_id, jti, sid, claims))
 
-    def read(self, token: object) -> tuple[str, str, str, str, str, dict[str, Any]]:
+    def read(
+        self, token: object, now: float | None = None
+    ) -> tuple[str, str, str, str, str, dict[str, Any]]:
         """:meth:`verify`'s checks and answer without the scope claim's split: (the canonical
         sub, the scope claim, client_id, jti, sid, the claims), for a reader that remembers what
-        it makes of each scope value itself."""
+        it makes of each scope value itself. ``now``: a reading of this verifier's clock the
+        caller made for the decision (else the clock is read here)."""
         header, claims, signing_input, signature = jwt_parts(token)
         if header.get("typ") != ACCESS_TOKEN_TYPE:
             raise InvalidTokenError(Reason.TYPE, "not an API access token")
@@ -190,7 +193,8 @@ class ApiTokenVerifier:
         except KeyError:
             plain = False
         else:
-            now = self._clock()
+            if now is None:
+                now = self._clock()
             plain = (
                 iss == self.issuer
                 and aud == self.audience
@@ -210,7 +214,9 @@ class ApiTokenVerifier:
                 and jti != ""
             )
         if not plain:  # anything else: the full rules decide, and name the reason
-            sub, scope, client_id, jti, sid = self._checked_claims(claims)
+            sub, scope, client_id, jti, sid = self._checked_claims(
+                claims, self._clock() if now is None else now
+            )
         return (
             # A subject minted by the exchange is canonical already: lower case throughout
             # (lowering it changes nothing), so the UUID test is skipped for it.
@@ -222,12 +228,11 @@ class ApiTokenVerifier:
             claims,
         )
 
-    def _checked_claims(self, claims: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    def _checked_claims(self, claims: dict[str, Any], now: float) -> tuple[str, str, str, str, str]:
         """The claim rules in full (RFC 9068 §2.2, docs/contract.md §6): the reason of the first
         one a token breaks, or its sub, scope, client_id, jti and sid."""
         check_issuer(claims, self.issuer)
         check_audience(claims, self.audience)
-        now = self._clock()
         exp = check_times(claims, now, self._leeway, self._max_lifetime)
         if exp <= now - self._grace:
             raise InvalidTokenError(

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from types import FunctionType, MethodType
 from typing import Any, NamedTuple
 
 from .apigw import header
@@ -90,11 +91,13 @@ def bearer_token(value: str | None) -> str | None:
 
     The scheme is case-insensitive (RFC 9110 §11.1). Only the scheme and the single space are
     checked here; the token's alphabet is checked once, by the strict JWS parser."""
-    if type(value) is not str or len(value) < 8:
+    if type(value) is not str:
         return None
-    if not value.startswith("Bearer ") and value[:7].lower() != "bearer ":
+    # The scheme is what comes before the first space: one partition (a C pass), where a prefix
+    # test and a slice take two calls and the prefix test's argument parsing.
+    scheme, _, token = value.partition(" ")
+    if len(scheme) != 6 or (scheme != "Bearer" and scheme.lower() != "bearer") or not token:
         return None
-    token = value[7:]
     # One space, then no whitespace at either end and no space inside (the rest of the alphabet
     # is the JWS parser's); strip() hands back the same text when there is nothing to strip.
     return None if " " in token or token.strip() != token else token
@@ -129,10 +132,12 @@ def parse_event(event: dict[str, Any]) -> AuthRequest:
     return AuthRequest("REQUEST", token, arn_base, route_key, method, path)
 
 
-def _memo_key(event: dict[str, Any]) -> tuple[str, ...]:
+def _memo_key(event: dict[str, Any]) -> str | tuple[str, ...]:
     """Every event field :func:`parse_event` reads except the token, when each is a plain
     string: requests with the same key go to the same place and get the same answer for the
-    same scopes. ``()`` (never remembered) for anything unusual."""
+    same scopes. A ``TOKEN`` event's key is its method ARN alone (a string, whose hash Python
+    keeps: no tuple to build and hash on every call), the others' a tuple that starts with
+    their kind. Empty (never remembered) for anything unusual."""
     if "routeArn" in event and event.get("version") == "2.0":
         # Of the identity sources only one fact matters (is the route key among them?): the
         # others hold the caller's token, which no memo keeps.
@@ -147,25 +152,43 @@ def _memo_key(event: dict[str, Any]) -> tuple[str, ...]:
     else:
         arn = event.get("methodArn", "")
         if event.get("type") == "TOKEN":
-            return ("TOKEN", arn) if type(arn) is str else ()
+            return arn if type(arn) is str else ()
         key = ("REQUEST", arn, event.get("httpMethod"), event.get("resource"))
     return key if all(type(part) is str for part in key) else ()
 
 
-class _Place(NamedTuple):
-    """A request without its token, and the route API Gateway sent it to."""
+class _Answer:
+    """A decision for one place and one scope set (attributes in slots: read on every call)."""
 
-    request: AuthRequest
-    route: Route | None
+    __slots__ = ("missing", "permitted", "policy", "reason")
+
+    def __init__(self, permitted: bool, reason: str, policy: dict[str, Any], missing: str) -> None:
+        self.permitted = permitted
+        self.reason = reason
+        self.policy = policy  # the IAM policy document (REST), read-only
+        self.missing = missing  # the route scopes the scope set lacks
+
+    def __repr__(self) -> str:
+        return f"_Answer({self.permitted!r}, {self.reason!r}, {self.policy!r}, {self.missing!r})"
 
 
-class _Answer(NamedTuple):
-    """A decision for one place and one scope set."""
+class _Place:
+    """A request without its token, the route API Gateway sent it to, and the answers decided
+    for it so far by scope set (a frozenset keeps its hash: the lookup hashes nothing).
+    Attributes in slots, read on every call."""
 
-    permitted: bool
-    reason: str
-    policy: dict[str, Any]  # the IAM policy document (REST), read-only
-    missing: str  # the route scopes the scope set lacks
+    __slots__ = ("answers", "http", "request", "route", "unanswerable")
+
+    def __init__(self, request: AuthRequest, route: Route | None) -> None:
+        self.request = request
+        self.route = route
+        self.answers: dict[frozenset[str], _Answer] = {}
+        self.http = request.kind == "HTTP_API_V2"
+        # A REST request without a method ARN: no policy could name what it asks for.
+        self.unanswerable = request.arn_base is None and not self.http
+
+    def __repr__(self) -> str:
+        return f"_Place({self.request!r}, {self.route!r}, {self.answers!r})"
 
 
 class Authorizer:
@@ -183,15 +206,22 @@ class Authorizer:
         routes: RouteScopes,
         on_decision: Callable[[str, str, Principal | None], None] | None = None,
     ) -> None:
-        self._verify = verify
+        # A callable object (the principals) is kept as its type's ``__call__`` bound to it:
+        # calling that enters the method directly, where calling the object goes through the
+        # type's call slot first (a second interpreter entry on every decision).
+        self._verify = (
+            verify
+            if isinstance(verify, FunctionType | MethodType)
+            else MethodType(type(verify).__call__, verify)
+        )
         self._routes = routes
         self._planner = PolicyPlanner(routes)
         self._on_decision = on_decision or log_decision
         # The default logs an allow only at DEBUG: skipped without a call unless DEBUG is on.
         self._log_allows = on_decision is not None
         self._warned_route_key = False
-        self._places: dict[tuple[str, ...], _Place] = {}
-        self._answers: dict[tuple[tuple[str, ...], frozenset[str]], _Answer] = {}
+        self._places: dict[str | tuple[str, ...], _Place] = {}
+        self._answer_count = 0  # answers held by the remembered places, at most MEMO_SIZE
 
     def _route(self, request: AuthRequest) -> Route | None:
         """The route API Gateway sent the request to, if the table lists it. A REST event's
@@ -207,7 +237,9 @@ class Authorizer:
                 return None
         return selected
 
-    def _new_place(self, event: dict[str, Any], key: tuple[str, ...]) -> tuple[_Place, str | None]:
+    def _new_place(
+        self, event: dict[str, Any], key: str | tuple[str, ...]
+    ) -> tuple[_Place, str | None]:
         request = parse_event(event)
         # Kept without the token, and without identity sources other than the route key
         # (they hold the token too): the decision reads only whether the route key is there.
@@ -215,19 +247,24 @@ class Authorizer:
         place = _Place(request._replace(token=None, identity_sources=named), self._route(request))
         if key:
             if len(self._places) >= self.MEMO_SIZE:
-                self._places.clear()
+                self._places.clear()  # and the answers they held
+                self._answer_count = 0
             self._places[key] = place
         return place, request.token
 
     def decide(self, event: dict[str, Any]) -> dict[str, Any]:
-        key = _memo_key(event)
+        key = event.get("methodArn")
+        if type(key) is not str or "routeArn" in event or event.get("type") != "TOKEN":
+            # Anything but a REST TOKEN event (a TOKEN authorizer's every call, whose key is
+            # its method ARN: _memo_key's answer, taken here without the call).
+            key = _memo_key(event)
         place = self._places.get(key)
         if place is None:
             place, token = self._new_place(event, key)
         else:
             token = bearer_token(
                 event.get("authorizationToken")
-                if key[0] == "TOKEN"
+                if type(key) is str
                 else header(event, "authorization")
             )
         request = place.request
@@ -238,33 +275,39 @@ class Authorizer:
                 principal = self._verify(token, request)
             except TokenGateError as exc:
                 reason = exc.reason
-        if principal is None or (request.arn_base is None and request.kind != "HTTP_API_V2"):
+        if principal is None or place.unanswerable:
             self._on_decision("unauthorized", reason, None)
-            if request.kind == "HTTP_API_V2":
+            if place.http:
                 return {"isAuthorized": False}
             raise Unauthorized()
-        answer = self._answers.get((key, principal.scopes))
+        sub, scopes, context = principal
+        answer = place.answers.get(scopes)
         if answer is None:
-            answer = self._answer(place, principal.scopes)
+            answer = self._answer(place, scopes)
             if key:
-                if len(self._answers) >= self.MEMO_SIZE:
-                    self._answers.clear()
-                self._answers[key, principal.scopes] = answer
+                self._remember(place, scopes, answer)
         if not answer.permitted or self._log_allows or logger.isEnabledFor(_DEBUG):
             self._on_decision("allow" if answer.permitted else "deny", answer.reason, principal)
-        if request.kind == "HTTP_API_V2":
-            return {"isAuthorized": answer.permitted, "context": principal.context}
-        context = principal.context
+        if place.http:
+            return {"isAuthorized": answer.permitted, "context": context}
         if answer.missing:
             # For API Gateway's ACCESS_DENIED answer ($context.authorizer.insufficient_scope), in
             # every answer, Allow too: API Gateway may serve a 403 from a cached Allow policy.
             context = {**context, "insufficient_scope": answer.missing}
         # The policy document is shared by every answer for this place and scope set, and
         # read-only (a tuple-and-ReadOnlyDict structure): no caller can change the next answer.
-        return {"principalId": principal.sub, "policyDocument": answer.policy, "context": context}
+        return {"principalId": sub, "policyDocument": answer.policy, "context": context}
+
+    def _remember(self, place: _Place, scopes: frozenset[str], answer: _Answer) -> None:
+        if self._answer_count >= self.MEMO_SIZE:
+            for known in self._places.values():
+                known.answers.clear()
+            self._answer_count = 0
+        place.answers[scopes] = answer
+        self._answer_count += 1
 
     def _answer(self, place: _Place, scopes: frozenset[str]) -> _Answer:
-        request, route = place
+        request, route = place.request, place.route
         if request.kind == "HTTP_API_V2":
             permitted, reason = self._simple_decision(request, route, scopes)
             return _Answer(permitted, reason, {}, "")

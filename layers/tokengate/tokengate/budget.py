@@ -7,14 +7,15 @@ fetch, the session check) takes its :class:`Deadline` and gets only what is left
 is spent the call is not started: it fails as :class:`DependencyUnavailableError` with time to
 answer.
 
-The current deadline is kept in a context variable owned by the ``Budget`` object (built once per
-container and injected into the collaborators): it is set on entry and reset on exit, so nothing
-leaks from one invocation into the next, and concurrent threads each see their own.
+The current deadline is kept per thread, in a slot owned by the ``Budget`` object (built once per
+container and injected into the collaborators): it is set on entry and restored on exit, so
+nothing leaks from one invocation into the next, and concurrent threads each see their own. (Per
+thread, not per context: coroutines sharing a thread would share it; nothing here runs any.)
 """
 
 from __future__ import annotations
 
-import contextvars
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
@@ -67,6 +68,24 @@ class Deadline:
         return Deadline(min(self.at, self._clock() + seconds), self._clock)
 
 
+class _Slot:
+    """One thread's current deadline, or the Lambda context of an invocation whose deadline
+    nothing has needed yet; None outside any."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: Deadline | LambdaContext | None = None
+
+
+class _PerThread(threading.local):
+    """Each thread's own slot, made on the thread's first use: reading ``slot`` is the one
+    thread-local lookup an invocation makes, the slot's own reads and writes are plain."""
+
+    def __init__(self) -> None:
+        self.slot = _Slot()
+
+
 class Budget:
     """The current invocation's deadline, for the collaborators built once per container."""
 
@@ -79,24 +98,21 @@ class Budget:
         self.margin = margin
         self._unbounded = unbounded
         self._clock = clock
-        # The open window's deadline, or the Lambda context of an invocation whose deadline
-        # nothing has needed yet.
-        self._current: contextvars.ContextVar[Deadline | LambdaContext | None] = (
-            contextvars.ContextVar("tokengate_deadline", default=None)
-        )
+        self._threads = _PerThread()
 
     def deadline(self) -> Deadline:
         """The open invocation's deadline; outside one, a fresh one-call cap."""
-        current = self._current.get()
+        slot = self._threads.slot
+        current = slot.value
         if current is None:
             return Deadline.after(self._unbounded, self._clock)
         if type(current) is Deadline:
             return current
         # A context: read once, then fixed for the rest of the invocation (on the monotonic
-        # clock, whatever the wall clock Lambda counts by does meanwhile). The window's reset
+        # clock, whatever the wall clock Lambda counts by does meanwhile). The window's exit
         # still restores what was there before it.
         deadline = self.from_context(current)  # type: ignore[arg-type]
-        self._current.set(deadline)
+        slot.value = deadline
         return deadline
 
     def from_context(self, context: LambdaContext) -> Deadline:
@@ -109,13 +125,16 @@ class Budget:
         """``function(argument)`` as one invocation: the handlers' one line. The same budget as
         :meth:`invocation`, in one call and with no object made, for the authorizers, which
         run in front of every API call and usually need no deadline at all."""
-        current = self._current
-        # :meth:`_opened`, inline: outside any window (as in Lambda) the context itself.
-        token = current.set(context if current.get() is None else self._opened(context))
+        slot = self._threads.slot
+        # :meth:`_opened`, inline: outside any window (as in Lambda) the context itself. What
+        # is restored is read after it, as an outer context it read is then a fixed deadline.
+        value = context if slot.value is None else self._opened(context)
+        before = slot.value
+        slot.value = value
         try:
             return function(argument)
         finally:
-            current.reset(token)
+            slot.value = before
 
     def invocation(self, context: LambdaContext) -> _Window:
         """The budget of one Lambda invocation: its remaining time minus the safety margin (a
@@ -124,47 +143,46 @@ class Budget:
         The context is asked for its remaining time when a call first needs the deadline, not on
         entry: Lambda counts that time down to a fixed point, so the deadline is the same, and a
         warm decision that makes no outbound call does not pay for reading it."""
-        return _Window(self._current, self._opened(context))
+        return _Window(self._threads, self._opened(context))
 
     def within(self, seconds: float) -> _Window:
         """A window of ``seconds`` from now, never past the window around it (a context manager
         that yields its :class:`Deadline`)."""
-        return _Window(self._current, self._bounded(Deadline.after(max(seconds, 0.0), self._clock)))
+        return _Window(self._threads, self._bounded(Deadline.after(max(seconds, 0.0), self._clock)))
 
     def _opened(self, context: LambdaContext) -> Deadline | LambdaContext:
         """What an invocation sets: its context, read when first needed; inside an open window
         (never so in Lambda), its deadline read now and never past that window."""
-        if self._current.get() is None:
+        if self._threads.slot.value is None:
             return context
         return self._bounded(self.from_context(context))
 
     def _bounded(self, deadline: Deadline) -> Deadline:
         """``deadline``, or the open window's if that comes first: a nested budget never
         extends the one around it."""
-        if self._current.get() is None:
+        if self._threads.slot.value is None:
             return deadline
         outer = self.deadline()
         return outer if outer.at < deadline.at else deadline
 
 
 class _Window:
-    """Sets the current deadline (or context) on entry and restores the one before on exit. A
-    plain class rather than a generator-based context manager: it is cheap to open."""
+    """Sets the current deadline (or context) of the thread that enters it, and restores the one
+    before on exit. A plain class rather than a generator-based context manager: it is cheap to
+    open."""
 
-    __slots__ = ("_token", "_value", "_variable")
+    __slots__ = ("_before", "_slot", "_threads", "_value")
 
-    def __init__(
-        self,
-        variable: contextvars.ContextVar[Deadline | LambdaContext | None],
-        value: Deadline | LambdaContext,
-    ) -> None:
-        self._variable = variable
+    def __init__(self, threads: _PerThread, value: Deadline | LambdaContext) -> None:
+        self._threads = threads
         self._value = value
 
     def __enter__(self) -> Deadline | None:
         """The window's deadline for ``within``; None for an invocation (ask the budget)."""
-        self._token = self._variable.set(self._value)
+        slot = self._slot = self._threads.slot
+        self._before = slot.value
+        slot.value = self._value
         return self._value if type(self._value) is Deadline else None
 
     def __exit__(self, *exc_info: object) -> None:
-        self._variable.reset(self._token)
+        self._slot.value = self._before

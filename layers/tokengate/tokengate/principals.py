@@ -193,9 +193,10 @@ class ApiTokenPrincipals:
         return entry
 
     def __call__(self, token: str, request: AuthRequest) -> Principal:
+        now = self._clock()  # one reading, for the claims and the status list's freshness
         sub, scope, client_id, jti, sid, claims = (
             self._configured or self._derived_verifier(request)
-        ).read(token)
+        ).read(token, now)
         held = self._scope_sets.get(scope)
         if held is None:
             if len(self._scope_sets) >= 256:
@@ -212,7 +213,7 @@ class ApiTokenPrincipals:
         status = self._configured_status
         if status is not None:  # the status list entry, inline: the warm path's one addition
             view = status.held
-            if view is None or self._clock() >= status.fresh_until:
+            if view is None or now >= status.fresh_until:
                 view = status.view()
             try:
                 reference = claims["status"]["status_list"]
