@@ -537,9 +537,9 @@ class SupabaseAuthStandIn:
         server.daemon_threads = True
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        serving = threading.Thread(target=server.serve_forever, args=(STOP_POLL_SECONDS,))
-        serving.daemon = True
-        serving.start()
+        threading.Thread(
+            target=server.serve_forever, args=(STOP_POLL_SECONDS,), daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -126,16 +127,17 @@ def restore_environ() -> Iterator[None]:
     os.environ.update(saved)
 
 
-_LOADER: list[Any] = []  # the service models this process has read, shared by its sessions
+@functools.cache
+def _loader() -> Any:
+    """The service models this process has read, shared by its sessions."""
+    return botocore.session.get_session().get_component("data_loader")
 
 
 def _botocore_session() -> botocore.session.Session:
     """A new botocore session (its own event hooks) that reads service models through one loader
     per process: a fresh session would read and parse every model again."""
     session = botocore.session.get_session()
-    if not _LOADER:
-        _LOADER.append(session.get_component("data_loader"))
-    session.register_component("data_loader", _LOADER[0])
+    session.register_component("data_loader", _loader())
     return session
 
 

@@ -186,6 +186,8 @@ class ApiTokenVerifier:
             raise InvalidTokenError(Reason.ALGORITHM, "alg does not match the key")
         if not key.verify(signing_input, signature):
             raise InvalidTokenError(Reason.SIGNATURE, "signature does not verify")
+        if now is None:
+            now = self._clock()
         try:  # the plain valid token, read by subscript (no exception costs nothing here)
             iss, aud, exp, iat = claims["iss"], claims["aud"], claims["exp"], claims["iat"]
             sub, scope, client_id = claims["sub"], claims["scope"], claims["client_id"]
@@ -193,8 +195,6 @@ class ApiTokenVerifier:
         except KeyError:
             plain = False
         else:
-            if now is None:
-                now = self._clock()
             plain = (
                 iss == self.issuer
                 and aud == self.audience
@@ -214,9 +214,7 @@ class ApiTokenVerifier:
                 and jti != ""
             )
         if not plain:  # anything else: the full rules decide, and name the reason
-            sub, scope, client_id, jti, sid = self._checked_claims(
-                claims, self._clock() if now is None else now
-            )
+            sub, scope, client_id, jti, sid = self._checked_claims(claims, now)
         return (
             # A subject minted by the exchange is canonical already: lower case throughout
             # (lowering it changes nothing), so the UUID test is skipped for it.
