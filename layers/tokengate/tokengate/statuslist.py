@@ -74,15 +74,27 @@ def inflate_lst(lst: object, limit: int = MAX_INFLATED_BYTES) -> bytes:
     return data
 
 
+# Bytes per step of the scan for set bits: an all-VALID block is one comparison with zeros.
+_SCAN_BYTES = 4096
+_ZERO_BLOCK = bytes(_SCAN_BYTES)
+
+
 def set_indices(data: bytes) -> frozenset[int]:
-    """Indices whose (1-bit) status is INVALID: bit ``i`` of the little-endian integer is index
-    ``i`` (least significant bit of byte 0 first), so only the set bits are visited."""
-    number = int.from_bytes(data, "little")
-    found = []
-    while number:
-        low = number & -number
-        found.append(low.bit_length() - 1)
-        number ^= low
+    """Indices whose (1-bit) status is INVALID: bit ``i % 8`` of byte ``i // 8``, least
+    significant first. Scanned a block at a time: a sparse list costs one comparison per block
+    and each set bit work on its own block only (read as one integer, the whole 512 KiB list cost
+    a pass over all of it per set bit: ~3 ms for three revocations, ~45 ms for a hundred)."""
+    found: list[int] = []
+    for start in range(0, len(data), _SCAN_BYTES):
+        block = data[start : start + _SCAN_BYTES]
+        if block == _ZERO_BLOCK[: len(block)]:
+            continue
+        number = int.from_bytes(block, "little")
+        base = start << 3
+        while number:
+            low = number & -number
+            found.append(base + low.bit_length() - 1)
+            number ^= low
     return frozenset(found)
 
 
