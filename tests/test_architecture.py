@@ -249,10 +249,11 @@ def test_no_module_of_the_project_imports_itself_through_others() -> None:
 # What a first decision (an Allow, the key set fetched from a loopback JWKS) may load: neither
 # http.client and the email package nor the client built on them (the document fetcher speaks
 # HTTP/1.1 itself), nor cryptography's OpenSSL backend module (ECDSA verification does without
-# it), nor the exchange's side.
+# it), nor the exchange's side, nor logging (a healthy start emits no record: tokengate.log).
 _FIRST_DECISION_FORBIDDEN = _SUPABASE_AUTHORIZER_FORBIDDEN | {
     "http.client",
     "email",
+    "logging",
     "cryptography.hazmat.backends.openssl.backend",
     "tokengate.exchange",
     "tokengate.http",
@@ -302,8 +303,16 @@ def test_a_first_decision_loads_only_what_it_uses(function: str, alg: str) -> No
             claims = supabase_claims(time.time(), iss=f"{supabase_url}/auth/v1")
             token = key_token(key, claims)
             forbidden = _FIRST_DECISION_FORBIDDEN
+        # Counting builtins.compile: a NamedTuple whose annotations are strings (a module under
+        # `from __future__ import annotations`) compiles each field's annotation at import.
         code = (
-            "import json, sys\n"
+            "import builtins, json, sys\n"
+            "compiled = []\n"
+            "_compile = builtins.compile\n"
+            "def counting(source, *args, **kwargs):\n"
+            "    compiled.append(str(source)[:60])\n"
+            "    return _compile(source, *args, **kwargs)\n"
+            "builtins.compile = counting\n"
             f"sys.path.insert(0, {str(ROOT / 'functions' / function)!r})\n"
             "import app\n"
             "class Context:\n"
@@ -311,6 +320,7 @@ def test_a_first_decision_loads_only_what_it_uses(function: str, alg: str) -> No
             "        return 3000\n"
             "answer = app.lambda_handler(json.loads(sys.argv[1]), Context())\n"
             "print(answer['policyDocument']['Statement'][0]['Effect'])\n"
+            "print(json.dumps(compiled))\n"
             "print(' '.join(sorted(sys.modules)))\n"
         )
         result = subprocess.run(
@@ -326,6 +336,7 @@ def test_a_first_decision_loads_only_what_it_uses(function: str, alg: str) -> No
             check=True,
             timeout=60,
         )
-    effect, modules = result.stdout.strip().splitlines()[-2:]
+    effect, compiled, modules = result.stdout.strip().splitlines()[-3:]
     assert effect == "Allow", result.stdout[-2000:]
     assert set(modules.split()) & forbidden == set()
+    assert json.loads(compiled) == []  # no source text compiled on the way to the first answer

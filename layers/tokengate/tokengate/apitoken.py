@@ -1,7 +1,5 @@
 """API tokens: minting (RFC 9068 profile, docs/contract.md §4) and verification (§6)."""
 
-from __future__ import annotations
-
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol

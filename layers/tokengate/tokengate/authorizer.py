@@ -9,9 +9,6 @@ simple responses are replayed per identity source values, so they are decided pe
 ``$context.routeKey`` is among them.
 """
 
-from __future__ import annotations
-
-import logging
 import os
 import re
 from collections.abc import Callable
@@ -21,6 +18,7 @@ from typing import Any, NamedTuple
 from .apigw import header
 from .emf import stack_from_env
 from .errors import TokenGateError
+from .log import DEBUG, get_logger
 from .policies import PolicyPlanner, RouteScopes, frozen_policy
 from .routes import Route
 
@@ -29,15 +27,14 @@ _METHOD_ARN = re.compile(
 )
 CONTEXT_VALUE = str | int | float | bool
 
-logger = logging.getLogger("tokengate.authorizer")
-_DEBUG = logging.DEBUG
+logger = get_logger("tokengate.authorizer")
 
 
-def log_decision(decision: str, reason: str, principal: Principal | None) -> None:
+def log_decision(decision: str, reason: str, principal: "Principal | None") -> None:
     """Refusals at INFO with their reason code; allows at DEBUG (API Gateway's access log already
     records each allowed principal, and a log line costs more than the decision itself)."""
     if decision == "allow":
-        if logger.isEnabledFor(logging.DEBUG):
+        if logger.isEnabledFor(DEBUG):
             logger.debug(
                 "authorizer decision",
                 extra={"decision": decision, "sub": principal and principal.sub},
@@ -286,7 +283,7 @@ class Authorizer:
             answer = self._answer(place, scopes)
             if key:
                 self._remember(place, scopes, answer)
-        if not answer.permitted or self._log_allows or logger.isEnabledFor(_DEBUG):
+        if not answer.permitted or self._log_allows or logger.isEnabledFor(DEBUG):
             self._on_decision("allow" if answer.permitted else "deny", answer.reason, principal)
         if place.http:
             return {"isAuthorized": answer.permitted, "context": context}

@@ -14,8 +14,6 @@ authorizers never Allow: throttling as ``<service>_throttled``, outages and time
 :class:`DependencyMisconfiguredError`.
 """
 
-from __future__ import annotations
-
 import base64
 import json
 import logging

@@ -7,10 +7,7 @@ are written once: beside the rule they constrain, or in :mod:`tokengate.defaults
 lives in a module some functions never load (the exchange, the Supabase verifier, the scopes).
 """
 
-from __future__ import annotations
-
 import json
-import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -37,6 +34,7 @@ from .jwks import (
     MAX_PUBLISH_MAX_AGE,
     MIN_COOLDOWN_SECONDS,
 )
+from .log import get_logger
 from .routes import RouteTable, check_route_scope
 
 SIGNING_MODES = ("kms", "secretsmanager")
@@ -121,7 +119,7 @@ def _route_scopes(value: str, supported: tuple[str, ...]) -> Mapping[str, str]:
         check_route_scope(route.key, table[route.key])
     unreachable = sorted({scope for scope in table.values() if scope} - set(supported))
     if unreachable:
-        logging.getLogger("tokengate.config").warning(
+        get_logger("tokengate.config").warning(
             "ROUTE_SCOPES requires %s, which SCOPES_SUPPORTED (%s) does not list: no token can "
             "carry %s, so every caller is denied %s",
             " ".join(unreachable),
@@ -210,7 +208,7 @@ class Settings(NamedTuple):
         return f"Settings({', '.join(s for s in shown if not s.startswith('supabase_api_key='))})"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
+    def from_env(cls, env: Mapping[str, str]) -> "Settings":
         def get(name: str, default: str = "") -> str:
             return env.get(name, default).strip()
 

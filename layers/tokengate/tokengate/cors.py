@@ -11,8 +11,6 @@ route"). ``*`` allows any origin; the routes take no cookies, so no credentials 
 Imported by the exchange only: the authorizers never load it.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -50,7 +48,7 @@ class CorsPolicy(NamedTuple):
     max_age: int = MAX_AGE_SECONDS
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> CorsPolicy:
+    def from_env(cls, environ: Mapping[str, str]) -> "CorsPolicy":
         """``CORS_ALLOW_ORIGINS``: origins separated by commas (the template's
         ``CorsAllowOrigins``); empty, the default, allows none."""
         raw = environ.get("CORS_ALLOW_ORIGINS", "")

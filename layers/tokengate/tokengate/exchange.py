@@ -1,7 +1,5 @@
 """The RFC 8693 token exchange: request parsing, target and scope policy, and issuance."""
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -146,7 +144,7 @@ class ExchangePolicy(_ExchangePolicyFields):
         resources: Mapping[str, str] | None = None,
         default_client_id: str = DEFAULT_CLIENT_ID,
         passthrough_claims: tuple[str, ...] = DEFAULT_PASSTHROUGH_CLAIMS,
-    ) -> ExchangePolicy:
+    ) -> "ExchangePolicy":
         self = super().__new__(
             cls,
             audiences,
@@ -209,8 +207,8 @@ class TokenExchangeService:
         policy: ExchangePolicy,
         scopes: ScopePolicy,
         session_check: SessionCheck | None = None,
-        revocations: RevocationStore | None = None,
-        publisher: StatusListPublisher | None = None,
+        revocations: "RevocationStore | None" = None,
+        publisher: "StatusListPublisher | None" = None,
     ) -> None:
         self._verifier = verifier
         self._issuer = issuer

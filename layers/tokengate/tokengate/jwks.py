@@ -13,7 +13,6 @@ counted; key material never is.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from .errors import ConfigurationError, DependencyUnavailableError, InvalidToken
 from .fetch import DocumentFetcher
 from .jws import strict_json_object
 from .keys import AsymmetricKey, usable_keys
+from .log import get_logger
 from .net import check_url
 
 Clock = Callable[[], float]
@@ -36,7 +36,7 @@ STALE_RETRY_SECONDS = 5.0  # how often an outage is re-probed while the last goo
 DEFAULT_PUBLISH_MAX_AGE = 300  # Cache-Control max-age of our own JWKS
 MAX_PUBLISH_MAX_AGE = 86400
 
-logger = logging.getLogger("tokengate.jwks")
+logger = get_logger("tokengate.jwks")
 
 
 class JwksFetcher(Protocol):

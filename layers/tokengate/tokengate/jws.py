@@ -6,8 +6,6 @@ checked the signature with a key it chose itself. The rules are stricter than RF
 non-finite numbers, a size cap applied before any decoding, and a closed set of header members.
 """
 
-from __future__ import annotations
-
 import base64
 import binascii
 import json

@@ -34,12 +34,10 @@ anything also denies every such method ARN, and the path automata below never ro
 ARN would still hold the dots).
 """
 
-from __future__ import annotations
-
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, NoReturn
 
+from .log import get_logger
 from .routes import (
     ANY,
     GREEDY,
@@ -51,7 +49,7 @@ from .routes import (
     path_segments,
 )
 
-logger = logging.getLogger("tokengate.policies")
+logger = get_logger("tokengate.policies")
 
 FRESH = "\x00"  # a segment equal to no literal (literals never hold NUL)
 EMPTY = ""  # an empty segment: "/a//b" or "/a/"

@@ -17,8 +17,6 @@ Each record lives :data:`RETENTION_SECONDS` after its last write: longer than an
 can refer to it (a Supabase access token lives at most a week, an API token an hour).
 """
 
-from __future__ import annotations
-
 import contextlib
 import math
 import time

@@ -7,8 +7,6 @@ that is not ours, malformed or unknown revokes nothing and is answered 200 too (
 malformed request is a 400 (§2.2.1), and a store that cannot be written a 503.
 """
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Callable, Iterable
 from typing import NamedTuple

@@ -27,8 +27,6 @@ Gateway routes the request at all, whichever way it behaves there: if it does no
 answers 403/404 itself and never consults an authorizer or its cache for that request.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple

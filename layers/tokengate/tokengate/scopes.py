@@ -11,8 +11,6 @@ configuration lets that client ever receive (nothing for a client it does not li
 token's own ``scope`` (the user's consent) names API scopes, to those too.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -42,7 +40,7 @@ class ScopePolicy(_ScopePolicyFields):
         default_scopes: tuple[str, ...],
         scopes_claim: str | None = DEFAULT_SCOPES_CLAIM,
         client_scopes: Mapping[str, tuple[str, ...]] | None = None,
-    ) -> ScopePolicy:
+    ) -> "ScopePolicy":
         if not set(default_scopes) <= set(scopes_supported):
             raise ConfigurationError("default scopes must be among the supported scopes")
         return super().__new__(
@@ -53,7 +51,7 @@ class ScopePolicy(_ScopePolicyFields):
             client_scopes if client_scopes is not None else {},
         )
 
-    def user_scopes(self, identity: SupabaseIdentity) -> set[str]:
+    def user_scopes(self, identity: "SupabaseIdentity") -> set[str]:
         """Default scopes plus extras from ``app_metadata[scopes_claim]`` (a list or a
         space-separated string), limited to the supported scopes."""
         granted = set(self.default_scopes)
@@ -76,7 +74,7 @@ class ScopePolicy(_ScopePolicyFields):
         return granted
 
     def scopes_for(
-        self, requested: tuple[str, ...] | None, identity: SupabaseIdentity
+        self, requested: tuple[str, ...] | None, identity: "SupabaseIdentity"
     ) -> list[str]:
         """RFC 6749 §3.3: the default scopes when none is requested, else the requested ones,
         each of which this user must be entitled to (``invalid_scope`` otherwise)."""

@@ -12,7 +12,6 @@ cannot un-revoke a session.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from .budget import Budget
 from .emf import EmfCounter
 from .errors import DependencyUnavailableError, InvalidTokenError
 from .jwks import JwksFetcher
+from .log import get_logger
 from .statuslist import KeySource, StatusListView, verify_status_list
 
 Clock = Callable[[], float]
@@ -30,7 +30,7 @@ DEFAULT_MAX_AGE_SECONDS = 300
 FETCH_SECONDS = 1.0
 STALE_RETRY_SECONDS = 5.0
 
-logger = logging.getLogger("tokengate.statuslist")
+logger = get_logger("tokengate.statuslist")
 
 
 class StatusListCache:

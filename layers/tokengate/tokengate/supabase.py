@@ -5,8 +5,6 @@ project's JWKS publishes under the token's ``kid``. The accepted algorithm alway
 key: a header ``alg`` that differs is refused before any signature arithmetic.
 """
 
-from __future__ import annotations
-
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -58,7 +56,7 @@ class SupabasePolicy(_SupabasePolicyFields):
         allowed_client_ids: frozenset[str] = frozenset(),
         min_aal: str = DEFAULT_MIN_AAL,
         max_lifetime: int = SUPABASE_MAX_LIFETIME,
-    ) -> SupabasePolicy:
+    ) -> "SupabasePolicy":
         checked_leeway(leeway)
         if min_aal not in AAL_LEVELS:
             raise ConfigurationError("the minimum aal must be aal1 or aal2")
@@ -66,7 +64,7 @@ class SupabasePolicy(_SupabasePolicyFields):
             cls, issuer, leeway, allow_anonymous, allowed_client_ids, min_aal, max_lifetime
         )
 
-    def check(self, claims: dict[str, Any], now: float) -> SupabaseIdentity:
+    def check(self, claims: dict[str, Any], now: float) -> "SupabaseIdentity":
         if claims.get("iss") == "supabase" and "ref" in claims:
             raise InvalidTokenError(Reason.API_KEY, "a project API key is not a user token")
         check_issuer(claims, self.issuer)
