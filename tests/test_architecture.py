@@ -249,11 +249,13 @@ def test_no_module_of_the_project_imports_itself_through_others() -> None:
 # What a first decision (an Allow, the key set fetched from a loopback JWKS) may load: neither
 # http.client and the email package nor the client built on them (the document fetcher speaks
 # HTTP/1.1 itself), nor cryptography's OpenSSL backend module (ECDSA verification does without
-# it), nor the exchange's side, nor logging (a healthy start emits no record: tokengate.log).
+# it), nor the exchange's side, nor logging (a healthy start emits no record: tokengate.log), nor
+# urllib.parse (tokengate.net splits the URLs it fetches).
 _FIRST_DECISION_FORBIDDEN = _SUPABASE_AUTHORIZER_FORBIDDEN | {
     "http.client",
     "email",
     "logging",
+    "urllib.parse",
     "cryptography.hazmat.backends.openssl.backend",
     "tokengate.exchange",
     "tokengate.http",

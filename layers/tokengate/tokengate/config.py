@@ -11,7 +11,6 @@ import json
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 from .apitoken import DEFAULT_TTL, MAX_TTL, MIN_TTL
 from .claims import (
@@ -35,6 +34,7 @@ from .jwks import (
     MIN_COOLDOWN_SECONDS,
 )
 from .log import get_logger
+from .net import split_url
 from .routes import RouteTable, check_route_scope
 
 SIGNING_MODES = ("kms", "secretsmanager")
@@ -131,8 +131,11 @@ def _route_scopes(value: str, supported: tuple[str, ...]) -> Mapping[str, str]:
 
 
 def _url(name: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query:
+    try:
+        parts = split_url(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.query or value.endswith("?"):
         raise ConfigurationError(f"{name} must be an http(s) URL")
     return value.rstrip("/")
 
@@ -144,8 +147,11 @@ def _supabase_issuer(value: str, supabase_url: str) -> str:
     trimmed: an issuer ending in ``/`` would then never match)."""
     if not value:
         return f"{supabase_url}/auth/v1"
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+    try:
+        parts = split_url(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.query or value.endswith("?"):
         raise ConfigurationError("SUPABASE_ISSUER must be an http(s) URL")
     return value
 

@@ -29,11 +29,10 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from .budget import Budget, Deadline
 from .errors import ConfigurationError, DependencyUnavailableError
-from .net import MAX_TIMEOUT_SECONDS, check_url, op_timeout, resolve
+from .net import MAX_TIMEOUT_SECONDS, check_url, op_timeout, resolve, split_url
 
 if TYPE_CHECKING:
     import ssl
@@ -276,12 +275,12 @@ class DocumentFetcher:
             return self._tls
 
     def _get(self, url: str, accept: str, deadline: Deadline) -> Answer:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
+        parts = split_url(url)
+        host = parts.host
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        authority = parts.netloc.rpartition("@")[2]
+        authority = parts.authority
         if any(c in target + authority for c in "\r\n\x00 "):
             raise FetchError("bad URL")
         sock = self._connect(host, port, tls, deadline)
@@ -320,7 +319,7 @@ class DocumentFetcher:
                         sock,
                         # An ASCII name as bytes is used as given: as a str, ssl would encode it
                         # with the "idna" codec, whose import (with stringprep) a cold start
-                        # pays for nothing. urlsplit has already lowercased it.
+                        # pays for nothing. split_url has already lowercased it.
                         server_hostname=host.encode("ascii") if host.isascii() else host,
                         do_handshake_on_connect=False,
                         session=self._sessions.get((host, port)),
