@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .claims import (
     DEFAULT_LEEWAY_SECONDS,
@@ -18,7 +18,9 @@ from .claims import (
 from .errors import ConfigurationError, InvalidTokenError, Reason
 from .jws import b64url_encode, encode_compact, jwt_parts
 from .keys import AsymmetricKey
-from .signing import Signer
+
+if TYPE_CHECKING:  # the authorizers verify, never sign: they do not load the signers
+    from .signing import Signer
 
 Clock = Callable[[], float]
 
@@ -47,7 +49,7 @@ class ApiTokenIssuer:
 
     def __init__(
         self,
-        signer: Signer,
+        signer: "Signer",
         ttl: int = DEFAULT_TTL,
         clock: Clock = time.time,
         *,

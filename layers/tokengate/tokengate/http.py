@@ -12,8 +12,6 @@ transport failure is one :class:`DependencyUnavailableError` carrying the caller
 ``http.client`` and ``ssl`` are imported on first use, off the import path of a cold start.
 """
 
-from __future__ import annotations
-
 import io
 import socket
 import threading
@@ -43,7 +41,7 @@ class HttpAnswer(NamedTuple):
 class _DeadlineSocket:
     """A connected socket (plain or TLS) whose every send and receive gets min(cap, time left)."""
 
-    def __init__(self, sock: socket.socket, connection: _Connection) -> None:
+    def __init__(self, sock: socket.socket, connection: "_Connection") -> None:
         self._sock = sock
         self._connection = connection
         # Like socket.socket: http.client closes the connection once a response that ends with
@@ -101,7 +99,9 @@ def _connection_class() -> type[Any]:
     import http.client
 
     class Connection(http.client.HTTPConnection):
-        def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, op_cap: float) -> None:
+        def __init__(
+            self, host: str, port: int, tls: "ssl.SSLContext | None", op_cap: float
+        ) -> None:
             super().__init__(host, port)
             self.tls = tls
             self.op_cap = op_cap

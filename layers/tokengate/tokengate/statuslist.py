@@ -19,12 +19,14 @@ import hashlib
 import struct
 import zlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import InvalidTokenError, Reason
 from .jws import b64url_decode, b64url_encode, encode_compact, strict_json_object
 from .keys import AsymmetricKey
-from .signing import Signer
+
+if TYPE_CHECKING:  # verifiers (the authorizers) never sign
+    from .signing import Signer
 
 STATUS_LIST_TYPE = "statuslist+jwt"
 MEDIA_TYPE = "application/statuslist+jwt"
