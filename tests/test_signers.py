@@ -7,16 +7,34 @@ import base64
 import json
 import logging
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 
 import boto3
 import jwt
 import pytest
 from botocore.stub import Stubber
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_public_key,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from devstack.moto_aws import LocalAws, new_private_key_pem
 from tokengate.apitoken import ApiTokenIssuer
-from tokengate.aws import KMS_KEY_SPECS, AwsJsonClient, KmsSigner, local_signer_from_secret
+from tokengate.aws import (
+    KMS_KEY_SPECS,
+    AwsJsonClient,
+    KmsSigner,
+    local_signer_from_secret,
+    public_key_from_spki,
+)
 from tokengate.errors import (
     ConfigurationError,
     DependencyMisconfiguredError,
@@ -380,3 +398,81 @@ def test_signing_logs_no_credential_and_no_signature_even_at_debug(
     assert session_token not in caplog.text
     assert signature not in caplog.text
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in caplog.text
+
+
+# -- reading KMS's GetPublicKey answer -----------------------------------------------------------
+
+_SPKI_KEYS: dict[str, Callable[[], object]] = {
+    "RSA_2048": lambda: rsa.generate_private_key(65537, 2048).public_key(),
+    "RSA_3072": lambda: rsa.generate_private_key(65537, 3072).public_key(),
+    "RSA_4096": lambda: rsa.generate_private_key(65537, 4096).public_key(),
+    "ECC_NIST_P256": lambda: ec.generate_private_key(ec.SECP256R1()).public_key(),
+    # Read by the library's parser: other curves, another exponent, another key type.
+    "ECC_NIST_P384": lambda: ec.generate_private_key(ec.SECP384R1()).public_key(),
+    "RSA_2048_E3": lambda: rsa.generate_private_key(3, 2048).public_key(),
+    "ED25519": lambda: ed25519.Ed25519PrivateKey.generate().public_key(),
+}
+
+
+def _spki(key: object) -> bytes:
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture(scope="module")
+def spki_keys() -> dict[str, bytes]:
+    return {spec: _spki(make()) for spec, make in _SPKI_KEYS.items()}
+
+
+@pytest.mark.parametrize("spec", sorted(_SPKI_KEYS))
+def test_a_public_key_answer_reads_as_the_library_reads_it(
+    spki_keys: dict[str, bytes], spec: str
+) -> None:
+    der = spki_keys[spec]
+    assert _spki(public_key_from_spki(der)) == _spki(load_der_public_key(der)) == der
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    spec=st.sampled_from(sorted(_SPKI_KEYS)),
+    cut=st.integers(0, 600),
+    position=st.integers(0, 600),
+    value=st.integers(0, 255),
+    extra=st.binary(max_size=3),
+)
+def test_a_changed_answer_is_read_as_the_library_reads_it_or_refused(
+    spki_keys: dict[str, bytes], spec: str, cut: int, position: int, value: int, extra: bytes
+) -> None:
+    """Whatever the fast path accepts, the library's parser accepts as the same key; what the
+    library refuses, the fast path refuses (a ValueError, as the library's)."""
+    der = bytearray(spki_keys[spec])
+    der[position % len(der)] = value
+    changed = bytes(der[: len(der) - cut % 8]) + extra
+    try:
+        expected = _spki(load_der_public_key(changed))
+    except (ValueError, UnsupportedAlgorithm):
+        with pytest.raises((ValueError, UnsupportedAlgorithm)):
+            public_key_from_spki(changed)
+        return
+    assert _spki(public_key_from_spki(changed)) == expected
+
+
+@pytest.mark.parametrize("spec", ["RSA_2048", "ECC_NIST_P256"])
+def test_the_stacks_key_specs_are_read_without_the_serialization_package(
+    spki_keys: dict[str, bytes], spec: str
+) -> None:
+    code = (
+        "import sys\n"
+        "from tokengate.aws import public_key_from_spki\n"
+        f"public_key_from_spki(bytes.fromhex({spki_keys[spec].hex()!r}))\n"
+        "print('cryptography.hazmat.primitives.serialization' in sys.modules)\n"
+    )
+    core = os.path.join(os.path.dirname(os.path.dirname(__file__)), "layers", "tokengate")
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": core},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "False"

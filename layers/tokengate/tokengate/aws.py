@@ -320,14 +320,49 @@ def _translated(what: str, call: Callable[[], Any], read: Callable[[Any], T] | N
         raise
 
 
-def kms_public_key(kms: Any, key_id: str) -> tuple[str, PublicKey]:
-    """(key ARN, public key) of a KMS signing key."""
+# GetPublicKey answers a DER SubjectPublicKeyInfo. For the key specs an exchange signs with (an
+# RSA key with e = 65537 of 2048, 3072 or 4096 bits; a P-256 key) that encoding is one constant
+# head, the modulus or the curve point, and (RSA) one constant tail. Such an answer is read by
+# comparing with the constants and handing the numbers to cryptography's own constructors, which
+# check them; any other answer goes to cryptography's DER parser, whose serialization package
+# (with its ssh module and ciphers) is ~8 ms of a first exchange to import. The constants are
+# checked against that parser in tests/test_signers.py.
+_SPKI_RSA_TAIL = bytes.fromhex("0203010001")  # INTEGER 65537
+_SPKI_RSA_HEADS = {  # modulus bytes -> the head before it (its top bit set, so a 0x00 pad)
+    256: bytes.fromhex("30820122300d06092a864886f70d01010105000382010f003082010a0282010100"),
+    384: bytes.fromhex("308201a2300d06092a864886f70d01010105000382018f003082018a0282018100"),
+    512: bytes.fromhex("30820222300d06092a864886f70d01010105000382020f003082020a0282020100"),
+}
+_SPKI_P256_HEAD = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+
+
+def public_key_from_spki(der: bytes) -> object:
+    """The public key in a DER SubjectPublicKeyInfo (ValueError if it is not one)."""
+    if len(der) == len(_SPKI_P256_HEAD) + 65 and der.startswith(_SPKI_P256_HEAD):
+        return ec.EllipticCurvePublicKey.from_encoded_point(
+            ec.SECP256R1(), der[len(_SPKI_P256_HEAD) :]
+        )
+    tail = _SPKI_RSA_TAIL
+    for size, head in _SPKI_RSA_HEADS.items():
+        if (
+            len(der) == len(head) + size + len(tail)
+            and der.startswith(head)
+            and der.endswith(tail)
+            and der[len(head)] & 0x80
+        ):
+            modulus = int.from_bytes(der[len(head) : len(head) + size], "big")
+            return rsa.RSAPublicNumbers(65537, modulus).public_key()
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+    return load_der_public_key(der)
+
+
+def kms_public_key(kms: Any, key_id: str) -> tuple[str, PublicKey]:
+    """(key ARN, public key) of a KMS signing key."""
     arn, public_key = _translated(
         "kms",
         lambda: kms.get_public_key(KeyId=key_id),
-        lambda answer: (str(answer["KeyId"]), load_der_public_key(bytes(answer["PublicKey"]))),
+        lambda answer: (str(answer["KeyId"]), public_key_from_spki(bytes(answer["PublicKey"]))),
     )
     if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
         raise ConfigurationError(f"KMS key {key_id} is not an RSA or EC key")
