@@ -121,6 +121,31 @@ def signed_list(key: KeyPair, iat: int, revoked: list[int] = (), **overrides: An
     return sign_status_list(key, claims | overrides)  # type: ignore[arg-type]
 
 
+def test_a_product_claim_reader_skips_the_bits_but_not_the_checks(
+    rsa_key: KeyPair, ec_key: KeyPair
+) -> None:
+    """read_bits=False (the Supabase authorizer): the same verification, the revoked sessions
+    read, the bits not inflated (even a bomb is never expanded), and every index outside."""
+    keys = Keys(rsa_key)
+    now = 1_800_000_000
+    view = verify_status_list(signed_list(rsa_key, now, [3]), keys, URI, now, read_bits=False)
+    assert view.sessions == {session_digest("s1")}
+    assert view.size == 0 and view.revoked == frozenset()
+    bomb = base64.urlsafe_b64encode(zlib.compress(bytes(CAPACITY))).rstrip(b"=").decode()
+    bombed = signed_list(rsa_key, now, status_list={"bits": 1, "lst": bomb})
+    assert verify_status_list(bombed, keys, URI, now, read_bits=False).size == 0
+    with pytest.raises(InvalidTokenError):
+        verify_status_list(bombed, keys, URI, now)  # a reader of the bits refuses it
+    for token in [
+        signed_list(ec_key, now),
+        signed_list(rsa_key, now - 7200),
+        signed_list(rsa_key, now, status_list={"bits": 2, "lst": encode_lst([])}),
+        signed_list(rsa_key, now, status_list={"bits": 1, "lst": 7}),
+    ]:
+        with pytest.raises(InvalidTokenError):
+            verify_status_list(token, keys, URI, now, read_bits=False)
+
+
 def test_status_list_tokens_are_refused_when_not_ours(rsa_key: KeyPair, ec_key: KeyPair) -> None:
     keys = Keys(rsa_key)
     now = 1_800_000_000
@@ -550,3 +575,23 @@ def test_a_cancelled_transaction_is_read_from_its_reasons(
     error = error_class("dynamodb", "TransactionCanceledException", 400, document)
     assert error.reason == expected[0]
     assert (error.failed if isinstance(error, ConditionFailedError) else ()) == expected[1]
+
+
+def test_only_the_api_token_authorizer_reads_the_bits() -> None:
+    """The Supabase authorizer reads the product claim alone: its tokens carry no index."""
+    from tokengate.config import Settings
+    from tokengate.runtime import api_token_principals, supabase_principals
+
+    settings = Settings.from_env(
+        {
+            "SUPABASE_URL": "https://project.supabase.co",
+            "ISSUER": ISSUER,
+            "REVOCATION_TABLE": "revocation",
+            "AWS_REGION": "us-east-1",
+        }
+    )
+    api = api_token_principals(settings)
+    supabase = supabase_principals(settings)
+    assert api._configured_status is not None and api._configured_status._read_bits
+    assert supabase._status_lists is not None
+    assert not supabase._status_lists.for_issuer(ISSUER)._read_bits

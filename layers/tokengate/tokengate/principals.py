@@ -55,9 +55,13 @@ class StatusLists:
         metrics: EmfCounter | None = None,
         refresh: float = DEFAULT_REFRESH_SECONDS,
         max_age: float = DEFAULT_MAX_AGE_SECONDS,
+        read_bits: bool = True,
     ) -> None:
+        """``read_bits=False``: the product claim only (the Supabase authorizer's tokens carry
+        no index; see :func:`tokengate.statuslist.verify_status_list`)."""
         self._fetcher = fetcher
         self._jwks_url = jwks_url
+        self._read_bits = read_bits
         self._clock = clock
         self._budget = budget
         self._metrics = metrics
@@ -88,6 +92,7 @@ class StatusLists:
                 max_age=self._max_age,
                 budget=self._budget,
                 metrics=self._metrics,
+                read_bits=self._read_bits,
             )
         return cache
 

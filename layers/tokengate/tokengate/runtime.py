@@ -227,8 +227,10 @@ def status_lists(
     clock: Callable[[], float],
     budget: Budget,
     fetcher: HttpJwksFetcher | None = None,
+    read_bits: bool = True,
 ) -> StatusLists | None:
-    """The authorizers' copy of the published status list (fetched like the JWKS)."""
+    """The authorizers' copy of the published status list (fetched like the JWKS); without
+    ``read_bits``, its product claim only (for Supabase tokens, which carry no index)."""
     if not settings.revocation:
         return None
     from .principals import StatusLists
@@ -241,6 +243,7 @@ def status_lists(
         metrics=EmfCounter.from_env(os.environ),
         refresh=settings.status_list_refresh,
         max_age=settings.status_list_max_age,
+        read_bits=read_bits,
     )
 
 
@@ -309,6 +312,6 @@ def supabase_principals(
         settings.context_claims,
         cache_ttl=settings.authorizer_cache_ttl,
         clock=clock,
-        status_lists=status_lists(settings, clock, budget),
+        status_lists=status_lists(settings, clock, budget, read_bits=False),
         issuer=settings.issuer,
     )

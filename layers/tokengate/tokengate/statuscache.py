@@ -46,7 +46,9 @@ class StatusListCache:
         budget: Budget | None = None,
         metrics: EmfCounter | None = None,
         fetch_seconds: float = FETCH_SECONDS,
+        read_bits: bool = True,
     ) -> None:
+        """``read_bits=False``: the product claim only (see :func:`verify_status_list`)."""
         self.url = url  # where it is fetched
         self.uri = uri  # what the tokens name (the list's sub)
         self._fetcher = fetcher
@@ -57,6 +59,7 @@ class StatusListCache:
         self._budget = budget or Budget()
         self._metrics = metrics
         self._fetch_seconds = fetch_seconds
+        self._read_bits = read_bits
         # The verified copy at hand, and until when it answers without a refresh (read by the
         # authorizers' warm path directly).
         self.held: StatusListView | None = None
@@ -105,7 +108,9 @@ class StatusListCache:
             if body == self._body and self.held is not None and self.held.exp > now:
                 view = self.held  # the same signed document: verified already
             else:
-                view = verify_status_list(body.decode("ascii"), self._keys, self.uri, now)
+                view = verify_status_list(
+                    body.decode("ascii"), self._keys, self.uri, now, read_bits=self._read_bits
+                )
             if self.held is not None and view.iat < self.held.iat:
                 raise InvalidTokenError("rollback", "older than the list held")
         except (DependencyUnavailableError, InvalidTokenError, UnicodeDecodeError) as exc:
