@@ -115,11 +115,19 @@ def test_ambiguous_or_oversized_answers_are_refused(wire: bytes, why: str) -> No
 
 
 class RawServer:
-    """Answers every connection with ``answer`` (raw bytes) after ``delay`` seconds, then closes;
-    remembers each request's head."""
+    """Answers every connection with ``answer`` (raw bytes) after ``delay`` seconds, then closes
+    (or, with ``keep_alive``, answers that many more requests on it first); remembers each
+    request's head and counts connections."""
 
-    def __init__(self, answer: bytes, delay: float = 0.0, tls: ssl.SSLContext | None = None):
-        self.answer, self.delay, self.tls = answer, delay, tls
+    def __init__(
+        self,
+        answer: bytes,
+        delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,
+        keep_alive: int = 0,
+    ):
+        self.answer, self.delay, self.tls, self.keep_alive = answer, delay, tls, keep_alive
+        self.connections = 0
         self.requests: list[bytes] = []
         self.resumed: list[bool] = []  # per TLS connection: was a session resumed?
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -137,21 +145,23 @@ class RawServer:
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
+        self.connections += 1
         try:
             conn.settimeout(5)
             if self.tls is not None:
                 conn = self.tls.wrap_socket(conn, server_side=True)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                head += data
             if isinstance(conn, ssl.SSLSocket):
                 self.resumed.append(bool(conn.session_reused))
-            self.requests.append(head)
-            time.sleep(self.delay)
-            conn.sendall(self.answer)
+            for _ in range(1 + self.keep_alive):
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    head += data
+                self.requests.append(head)
+                time.sleep(self.delay)
+                conn.sendall(self.answer)
         except OSError:
             pass
         finally:
@@ -180,7 +190,8 @@ def test_a_fetch_sends_one_plain_get_and_reads_the_body() -> None:
     lines = head.decode().split("\r\n")
     assert lines[0] == "GET /doc.json HTTP/1.1"
     assert f"Host: {server.url.split('/')[2]}" in lines
-    assert "Connection: close" in lines and "Accept-Encoding: identity" in lines
+    assert "Accept-Encoding: identity" in lines
+    assert not any(line.lower().startswith("connection:") for line in lines)  # HTTP/1.1: kept
 
 
 @pytest.mark.parametrize(
@@ -271,3 +282,106 @@ def test_fetch_all_ends_within_the_invocations_budget() -> None:
         assert context.answered_in_time()
     assert isinstance(answers[0], DependencyUnavailableError)
     assert answers[1] == b"soon"
+
+
+# -- a connection kept for the next document ---------------------------------------------------
+
+
+def test_documents_from_one_origin_share_a_kept_connection() -> None:
+    with RawServer(ok(b"{}"), keep_alive=5).running() as server:
+        fetcher = DocumentFetcher()
+        for _ in range(3):
+            assert fetcher.fetch(server.url, "doc_unavailable") == b"{}"
+        fetcher.close()
+    assert (server.connections, len(server.requests)) == (1, 3)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 200",  # bytes after the end
+    ],
+)
+def test_an_answer_that_does_not_leave_its_connection_clean_is_not_reused(answer: bytes) -> None:
+    with RawServer(answer, keep_alive=5).running() as server:
+        fetcher = DocumentFetcher()
+        for _ in range(2):
+            assert fetcher.fetch(server.url, "doc_unavailable") == b"{}"
+        fetcher.close()
+    assert server.connections == 2
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_once() -> None:
+    # The server closes after each answer without saying so: the kept connection is stale.
+    with RawServer(ok(b"{}"), keep_alive=0).running() as server:
+        fetcher = DocumentFetcher()
+        for _ in range(3):
+            assert fetcher.fetch(server.url, "doc_unavailable") == b"{}"
+        fetcher.close()
+    assert (server.connections, len(server.requests)) == (3, 3)
+
+
+def test_a_connection_idle_too_long_or_to_another_origin_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with (
+        RawServer(ok(b"{}"), keep_alive=5).running() as one,
+        RawServer(ok(b"[]"), keep_alive=5).running() as other,
+    ):
+        fetcher = DocumentFetcher()
+        assert fetcher.fetch(one.url, "doc_unavailable") == b"{}"
+        assert fetcher.fetch(other.url, "doc_unavailable") == b"[]"  # another origin
+        assert fetcher.fetch(one.url, "doc_unavailable") == b"{}"  # the first was closed
+        monkeypatch.setattr("tokengate.fetch.IDLE_SECONDS", 0.0)
+        assert fetcher.fetch(one.url, "doc_unavailable") == b"{}"  # kept too long
+        fetcher.close()
+    assert (one.connections, other.connections) == (3, 1)
+
+
+def test_a_kept_https_connection_carries_the_next_document(tmp_path: Path) -> None:
+    cert, key = loopback_certificate(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    with RawServer(ok(b"{}"), tls=server_tls, keep_alive=3).running() as server:
+        fetcher = DocumentFetcher(tls=trusting)
+        for _ in range(2):
+            assert fetcher.fetch(server.url, "doc_unavailable") == b"{}"
+        fetcher.close()
+    assert (server.connections, len(server.requests)) == (1, 2)
+
+
+@given(
+    body=st.binary(max_size=200),
+    framing=st.sampled_from(["length", "chunked", "close"]),
+    version=st.sampled_from([b"HTTP/1.1", b"HTTP/1.0"]),
+    connection=st.sampled_from([b"", b"Connection: close\r\n", b"Connection: keep-alive\r\n"]),
+    status=st.sampled_from([200, 204, 304, 404]),
+    extra=st.sampled_from([b"", b"X"]),
+)
+def test_only_a_clean_persistent_answer_is_reusable(
+    body: bytes, framing: str, version: bytes, connection: bytes, status: int, extra: bytes
+) -> None:
+    """RFC 9112 §9.3 and §6.3: reusable only when HTTP/1.1 without close, framed by length or
+    chunks, with nothing after; a 204 or 304 has no body and is never reused here."""
+    head = b"%s %d X\r\n" % (version, status) + connection
+    if framing == "length":
+        wire = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    elif framing == "chunked":
+        wire = head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body, [50])
+    else:
+        wire = head + b"\r\n" + body
+    answer = read_answer(feeder(wire + extra, []), 4096)
+    expected = (
+        status not in (204, 304)
+        and version == b"HTTP/1.1"
+        and b"close" not in connection
+        and framing != "close"
+        and not extra
+    )
+    assert answer.reusable is expected
+    if status in (204, 304):
+        assert answer.body == b""

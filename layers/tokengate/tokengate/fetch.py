@@ -10,9 +10,16 @@ front of every API call (docs/performance.md). What it does is narrow, so it is 
   development); a redirect is a status like any other, never followed;
 * a later https connection to the same host resumes the TLS session of the last one (a session
   ticket, checked by OpenSSL; a server that does not take it gets a full handshake);
-* one request per connection (``Connection: close``); the answer is framed by
-  ``Content-Length``, ``Transfer-Encoding: chunked`` or the end of the connection, and anything
-  else (both headers, another transfer coding, a content coding, a bad length) is refused;
+* the answer is framed by ``Content-Length``, ``Transfer-Encoding: chunked`` or the end of the
+  connection, and anything else (both headers, another transfer coding, a content coding, a bad
+  length) is refused;
+* a connection is kept for the next document from the same origin for up to ``IDLE_SECONDS``
+  (HTTP/1.1 persistence): a start reads its documents back to back (the API's key set and its
+  status list share a host), so the second one costs no new connection and handshake. Only an
+  answer framed by its length or chunks, with nothing after it and no ``Connection: close``,
+  leaves its connection reusable; a kept connection that fails before the first byte of its
+  answer (the server closed it while idle) is replaced by a new one, once. Refreshes, minutes
+  apart, find nothing kept and connect afresh;
 * every socket operation (name resolution, connect, the TLS handshake, the send, each receive)
   gets at most what is left before the call's deadline, so a server that trickles gives up the
   call when the deadline passes; the status line and headers are capped at 16 KiB and 100 lines,
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -41,6 +49,9 @@ MAX_HEAD_BYTES = 16 * 1024
 MAX_HEADER_LINES = 100
 DEFAULT_MAX_BYTES = 64 * 1024
 _RECV_BYTES = 16 * 1024
+# How long a connection is kept for the next document from the same origin: long enough for the
+# documents of one start, read back to back; far shorter than servers' idle timeouts.
+IDLE_SECONDS = 1.0
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _FRAMING = ("content-length", "transfer-encoding", "content-encoding")
 
@@ -49,15 +60,23 @@ class FetchError(Exception):
     """A transport or framing failure (its text says which; never the body)."""
 
 
+class _Stale(Exception):
+    """A kept connection failed before its answer began: the server closed it while idle."""
+
+
 class Answer:
-    """A parsed answer: the status, the lowercased headers that matter here, and the body."""
+    """A parsed answer: the status, the lowercased headers that matter here, the body, and
+    whether its connection may carry another request (see :func:`read_answer`)."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "headers", "reusable", "status")
 
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def __init__(
+        self, status: int, headers: dict[str, str], body: bytes, reusable: bool = False
+    ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        self.reusable = reusable
 
 
 class _Reader:
@@ -105,6 +124,10 @@ class _Reader:
         del self._buffer[:count]
         return data
 
+    def drained(self) -> bool:
+        """Nothing received beyond what was read (so the next answer starts on a clean line)."""
+        return not self._buffer
+
     def rest(self, cap: int) -> bytes:
         """Everything until the peer closes, refused past ``cap`` bytes."""
         while len(self._buffer) <= cap and self._fill():
@@ -126,7 +149,11 @@ def _length(value: bytes, cap: int, what: str) -> int:
 
 
 def read_answer(recv: Callable[[], bytes], max_bytes: int) -> Answer:
-    """Parse one HTTP/1.x answer from ``recv`` (which returns b"" at the end of the connection)."""
+    """Parse one HTTP/1.x answer from ``recv`` (which returns b"" at the end of the connection).
+
+    ``reusable``: an HTTP/1.1 answer framed by its length or its chunks, with no ``Connection:
+    close`` and no byte after its end (RFC 9112 §9.3); 1xx, 204 and 304 answers have no body
+    (RFC 9112 §6.3) and leave the connection closed."""
     reader = _Reader(recv)
     head_left = MAX_HEAD_BYTES
     status_line = reader.line(head_left)
@@ -158,6 +185,11 @@ def read_answer(recv: Callable[[], bytes], max_bytes: int) -> Answer:
         headers[key] = text
     else:
         raise FetchError("too many header lines")
+    if status < 200 or status in (204, 304):
+        return Answer(status, headers, b"")
+    persistent = parts[0] == b"HTTP/1.1" and "close" not in {
+        token.strip() for token in headers.get("connection", "").lower().split(",")
+    }
     coding = headers.get("content-encoding", "identity").lower()
     if coding != "identity":
         raise FetchError("content coding not asked for")
@@ -167,10 +199,12 @@ def read_answer(recv: Callable[[], bytes], max_bytes: int) -> Answer:
             raise FetchError("both Content-Length and Transfer-Encoding")
         if transfer.lower() != "chunked":
             raise FetchError("transfer coding not supported")
-        return Answer(status, headers, _chunked(reader, max_bytes))
+        body = _chunked(reader, max_bytes)
+        return Answer(status, headers, body, persistent and reader.drained())
     if "content-length" in headers:
         length = _length(headers["content-length"].encode(), max_bytes, "Content-Length")
-        return Answer(status, headers, reader.exactly(length))
+        body = reader.exactly(length)
+        return Answer(status, headers, body, persistent and reader.drained())
     return Answer(status, headers, reader.rest(max_bytes))
 
 
@@ -219,6 +253,9 @@ class DocumentFetcher:
         # resumes it (TLS 1.3 session tickets) instead of a full handshake, whose certificate
         # signature and chain check a cold start pays once per host, not once per document.
         self._sessions: dict[tuple[str, int], ssl.SSLSession] = {}
+        # The connection the last answer left reusable: ((tls, host, port), socket, kept at).
+        self._idle: tuple[tuple[bool, str, int], socket.socket, float] | None = None
+        self._idle_lock = threading.Lock()
 
     def fetch(self, url: str, reason: str, accept: str = "application/json") -> bytes:
         """The body of a 200 answer; DependencyUnavailableError(reason) for any other status, a
@@ -283,28 +320,88 @@ class DocumentFetcher:
         authority = parts.authority
         if any(c in target + authority for c in "\r\n\x00 "):
             raise FetchError("bad URL")
+        request = (
+            f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: {accept}\r\n"
+            f"Accept-Encoding: identity\r\nUser-Agent: {self.user_agent}\r\n\r\n"
+        ).encode("ascii")
+        origin = (tls, host, port)
+        kept = self._take_idle(origin)
+        if kept is not None:
+            try:
+                return self._exchange(kept, origin, request, deadline, kept=True)
+            except _Stale:
+                pass  # closed by the server while idle: a new connection, once
         sock = self._connect(host, port, tls, deadline)
+        return self._exchange(sock, origin, request, deadline, kept=False)
+
+    def _exchange(
+        self,
+        sock: socket.socket,
+        origin: tuple[bool, str, int],
+        request: bytes,
+        deadline: Deadline,
+        kept: bool,
+    ) -> Answer:
+        """One request and its answer on ``sock``, which is then kept (a reusable answer) or
+        closed. On a kept connection, a failure before the answer's first byte is
+        :class:`_Stale` (past the deadline, the new connection fails at once, as it should)."""
+        received = 0
+
+        def recv() -> bytes:
+            nonlocal received
+            sock.settimeout(op_timeout(deadline, self.timeout))
+            data = sock.recv(_RECV_BYTES)
+            received += len(data)
+            return data
+
+        answer: Answer | None = None
         try:
-            request = (
-                f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: {accept}\r\n"
-                f"Accept-Encoding: identity\r\nUser-Agent: {self.user_agent}\r\n"
-                "Connection: close\r\n\r\n"
-            ).encode("ascii")
             sock.settimeout(op_timeout(deadline, self.timeout))
             sock.sendall(request)
-
-            def recv() -> bytes:
-                sock.settimeout(op_timeout(deadline, self.timeout))
-                return sock.recv(_RECV_BYTES)
-
             answer = read_answer(recv, self.max_bytes)
-            if tls:
-                session = sock.session  # type: ignore[attr-defined]  # an ssl.SSLSocket here
-                if session is not None and session.has_ticket:
-                    self._sessions[host, port] = session
-            return answer
+        except (OSError, FetchError) as exc:
+            if kept and received == 0:
+                raise _Stale from exc
+            raise
         finally:
-            sock.close()
+            if answer is not None and answer.reusable:
+                self._keep(origin, sock)
+            else:
+                sock.close()
+        tls, host, port = origin
+        if tls:
+            session = sock.session  # type: ignore[attr-defined]  # an ssl.SSLSocket here
+            if session is not None and session.has_ticket:
+                self._sessions[host, port] = session
+        return answer
+
+    def close(self) -> None:
+        """Close the kept connection, if any (the next fetch connects afresh)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, None
+        if idle is not None:
+            idle[1].close()
+
+    def __del__(self) -> None:
+        idle = getattr(self, "_idle", None)
+        if idle is not None:
+            idle[1].close()
+
+    def _take_idle(self, origin: tuple[bool, str, int]) -> socket.socket | None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, None
+        if idle is None:
+            return None
+        if idle[0] == origin and time.monotonic() - idle[2] < IDLE_SECONDS:
+            return idle[1]
+        idle[1].close()
+        return None
+
+    def _keep(self, origin: tuple[bool, str, int], sock: socket.socket) -> None:
+        with self._idle_lock:
+            replaced, self._idle = self._idle, (origin, sock, time.monotonic())
+        if replaced is not None:
+            replaced[1].close()
 
     def _connect(self, host: str, port: int, tls: bool, deadline: Deadline) -> socket.socket:
         error: OSError = OSError("no address")
