@@ -159,6 +159,12 @@ def tls_jwks_server(document: dict[str, Any]) -> Iterator[tuple[str, Path, Any]]
         context.load_cert_chain(cert, key)
         server = JwksServer(document)
         server._server.socket = context.wrap_socket(server._server.socket, server_side=True)
+        # HTTP/1.1 with persistent connections, as the CDNs and API Gateway that serve key sets
+        # and status lists do (a client that asks, as urllib does, gets its connection closed);
+        # and, as they do, without Nagle's delay on the answer's second write.
+        handler = server._server.RequestHandlerClass
+        handler.protocol_version = "HTTP/1.1"
+        handler.disable_nagle_algorithm = True
         with server:
             yield server.jwks_url.replace("http://", "https://", 1), cert, server
 
