@@ -279,7 +279,7 @@ def cold_scenarios(fixture: Fixture, jwks_document: dict[str, Any]) -> Iterator[
                 ),
                 Scenario(
                     "api-authorizer-es256",
-                    "ours: API-token authorizer, first decision (ES256, JWKS fetch)",
+                    "ours: API-token authorizer, first decision (ES256, JWKS and status list fetch)",
                     functions / "api_token_authorizer",
                     authorizer_env,
                     ec_event,
