@@ -301,6 +301,8 @@ def test_documents_from_one_origin_share_a_kept_connection() -> None:
     [
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\n"
+        b"Content-Length: 2\r\n\r\n{}",
         b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 200",  # bytes after the end
     ],
@@ -385,3 +387,38 @@ def test_only_a_clean_persistent_answer_is_reusable(
     assert answer.reusable is expected
     if status in (204, 304):
         assert answer.body == b""
+
+
+def test_bytes_that_arrive_on_an_idle_connection_are_never_read_as_the_next_answer() -> None:
+    """A server that sends a second, unasked-for answer after the first (late): the next fetch
+    gets its own answer, on a new connection."""
+    served: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for number in range(2):
+            conn, _ = listener.accept()
+            served.append(conn)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            conn.sendall(ok(b'"first"' if number == 0 else b'"second"'))
+            if number == 0:
+                time.sleep(0.05)
+                conn.sendall(ok(b'"unasked"'))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    fetcher = DocumentFetcher()
+    try:
+        assert fetcher.fetch(f"http://127.0.0.1:{port}/a", "doc_unavailable") == b'"first"'
+        time.sleep(0.2)  # the unasked-for answer is waiting on the kept connection
+        assert fetcher.fetch(f"http://127.0.0.1:{port}/b", "doc_unavailable") == b'"second"'
+    finally:
+        fetcher.close()
+        thread.join(5)
+        for conn in served:
+            conn.close()
+        listener.close()
+    assert len(served) == 2

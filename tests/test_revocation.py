@@ -141,6 +141,8 @@ def test_a_product_claim_reader_skips_the_bits_but_not_the_checks(
         signed_list(rsa_key, now - 7200),
         signed_list(rsa_key, now, status_list={"bits": 2, "lst": encode_lst([])}),
         signed_list(rsa_key, now, status_list={"bits": 1, "lst": 7}),
+        signed_list(rsa_key, now, status_list={"bits": 1, "lst": "not base64!"}),
+        signed_list(rsa_key, now, status_list={"bits": 1, "lst": "AAAA"}),  # not ZLIB
     ]:
         with pytest.raises(InvalidTokenError):
             verify_status_list(token, keys, URI, now, read_bits=False)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
     load_der_public_key,
 )
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
@@ -432,6 +432,8 @@ def test_a_public_key_answer_reads_as_the_library_reads_it(
 
 
 @settings(max_examples=300, deadline=None)
+@example(spec="ECC_NIST_P256", cut=0, position=26, value=6, extra=b"")  # hybrid points
+@example(spec="ECC_NIST_P256", cut=0, position=26, value=7, extra=b"")
 @given(
     spec=st.sampled_from(sorted(_SPKI_KEYS)),
     cut=st.integers(0, 600),

@@ -338,7 +338,11 @@ _SPKI_P256_HEAD = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d0301070
 
 def public_key_from_spki(der: bytes) -> object:
     """The public key in a DER SubjectPublicKeyInfo (ValueError if it is not one)."""
-    if len(der) == len(_SPKI_P256_HEAD) + 65 and der.startswith(_SPKI_P256_HEAD):
+    if (
+        len(der) == len(_SPKI_P256_HEAD) + 65
+        and der.startswith(_SPKI_P256_HEAD)
+        and der[len(_SPKI_P256_HEAD)] == 0x04  # an uncompressed point
+    ):
         return ec.EllipticCurvePublicKey.from_encoded_point(
             ec.SECP256R1(), der[len(_SPKI_P256_HEAD) :]
         )

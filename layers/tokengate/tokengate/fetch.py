@@ -182,6 +182,8 @@ def read_answer(recv: Callable[[], bytes], max_bytes: int) -> Answer:
         text = value.strip().decode("latin-1")
         if key in _FRAMING and key in headers and headers[key] != text:
             raise FetchError(f"conflicting {key}")
+        if key == "connection" and key in headers:
+            text = f"{headers[key]}, {text}"  # one list, as RFC 9110 §5.3 combines them
         headers[key] = text
     else:
         raise FetchError("too many header lines")
@@ -359,6 +361,11 @@ class DocumentFetcher:
             sock.settimeout(op_timeout(deadline, self.timeout))
             sock.sendall(request)
             answer = read_answer(recv, self.max_bytes)
+            tls, host, port = origin
+            if tls:  # read before the socket is kept: another thread may take it then
+                session = sock.session  # type: ignore[attr-defined]  # an ssl.SSLSocket here
+                if session is not None and session.has_ticket:
+                    self._sessions[host, port] = session
         except (OSError, FetchError) as exc:
             if kept and received == 0:
                 raise _Stale from exc
@@ -368,11 +375,6 @@ class DocumentFetcher:
                 self._keep(origin, sock)
             else:
                 sock.close()
-        tls, host, port = origin
-        if tls:
-            session = sock.session  # type: ignore[attr-defined]  # an ssl.SSLSocket here
-            if session is not None and session.has_ticket:
-                self._sessions[host, port] = session
         return answer
 
     def close(self) -> None:
@@ -392,9 +394,10 @@ class DocumentFetcher:
             idle, self._idle = self._idle, None
         if idle is None:
             return None
-        if idle[0] == origin and time.monotonic() - idle[2] < IDLE_SECONDS:
-            return idle[1]
-        idle[1].close()
+        sock = idle[1]
+        if idle[0] == origin and time.monotonic() - idle[2] < IDLE_SECONDS and _quiet(sock):
+            return sock
+        sock.close()
         return None
 
     def _keep(self, origin: tuple[bool, str, int], sock: socket.socket) -> None:
@@ -429,6 +432,20 @@ class DocumentFetcher:
                 continue
             return sock
         raise error
+
+
+def _quiet(sock: socket.socket) -> bool:
+    """Nothing arrived on an idle connection: no byte (a late or unasked-for answer, which must
+    never be read as the next document's) and no end (closed by the server)."""
+    import select
+
+    if getattr(sock, "pending", lambda: 0)():  # TLS: a record already decrypted
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 def _detail(exc: BaseException) -> str:

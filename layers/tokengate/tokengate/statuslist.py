@@ -192,6 +192,18 @@ def _unpack_product(claim: object) -> tuple[frozenset[bytes], dict[bytes, int]]:
     return sessions, users
 
 
+def _check_lst_start(lst: object) -> bytes:
+    """For a reader that does not need the bits: ``lst`` is base64url and starts a ZLIB stream
+    (its header and first byte read, nothing more inflated); b"" then."""
+    if not isinstance(lst, str):
+        raise ValueError("lst is not a string")
+    try:
+        zlib.decompressobj().decompress(b64url_decode(lst), 1)
+    except zlib.error as exc:
+        raise ValueError("lst is not ZLIB data") from exc
+    return b""
+
+
 def verify_status_list(
     token: object, keys: KeySource, uri: str, now: float, *, read_bits: bool = True
 ) -> StatusListView:
@@ -234,9 +246,7 @@ def verify_status_list(
         raise InvalidTokenError(Reason.CLAIM, "not a 1-bit status list")
     try:
         lst = status_list.get("lst")
-        if not read_bits and not isinstance(lst, str):
-            raise ValueError("lst is not a string")
-        data = inflate_lst(lst) if read_bits else b""
+        data = inflate_lst(lst) if read_bits else _check_lst_start(lst)
         sessions, users = _unpack_product(claims.get(PRODUCT_CLAIM))
     except ValueError as exc:
         raise InvalidTokenError(Reason.CLAIM, str(exc)) from exc
