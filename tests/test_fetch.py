@@ -422,3 +422,40 @@ def test_bytes_that_arrive_on_an_idle_connection_are_never_read_as_the_next_answ
             conn.close()
         listener.close()
     assert len(served) == 2
+
+
+def test_fetchers_share_one_trust_store_context_and_its_sessions(tmp_path: Path) -> None:
+    """Two fetchers on the default trust store (the Supabase authorizer has one for Supabase's
+    key set and one for the status list): one context made (the CA bundle read once), and the
+    second fetcher's connection resumes the first's session. In a fresh interpreter, whose
+    trust store is the test certificate."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cert, key = loopback_certificate(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    code = (
+        "import json, ssl, sys\n"
+        "made = []\n"
+        "_create = ssl.create_default_context\n"
+        "ssl.create_default_context = lambda *a, **k: made.append(1) or _create(*a, **k)\n"
+        "from tokengate.fetch import DocumentFetcher\n"
+        "first, second = DocumentFetcher(), DocumentFetcher()\n"
+        "bodies = [f.fetch(sys.argv[1], 'doc_unavailable').decode() for f in (first, second)]\n"
+        "print(json.dumps([len(made), bodies]))\n"
+    )
+    core = Path(__file__).resolve().parents[1] / "layers" / "tokengate"
+    with RawServer(ok(b"{}"), tls=server_tls, keep_alive=3).running() as server:
+        result = subprocess.run(
+            [sys.executable, "-c", code, server.url],
+            env={"PYTHONPATH": str(core), "SSL_CERT_FILE": str(cert), "PATH": os.environ["PATH"]},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    assert json.loads(result.stdout) == [1, ["{}", "{}"]]
+    assert server.resumed == [False, True]
