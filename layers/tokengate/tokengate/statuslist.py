@@ -61,16 +61,20 @@ def encode_lst(revoked: Iterable[int], size: int = CAPACITY) -> str:
     return b64url_encode(zlib.compress(bytes(data), 9))
 
 
-def inflate_lst(lst: object, limit: int = MAX_INFLATED_BYTES) -> bytes:
+def inflate_lst(lst: object, limit: int = MAX_INFLATED_BYTES, *, whole: bool = True) -> bytes:
     """The byte array of ``lst``; ValueError if it is not base64url ZLIB or inflates past
-    ``limit`` (a compressed list is tiny; a bomb is refused before it is inflated)."""
+    ``limit`` (a compressed list is tiny; a bomb is refused before it is inflated).
+    ``whole=False``, for a reader that does not need the bits: only that ``lst`` is base64url and
+    starts a ZLIB stream (its header and first byte read, nothing more inflated); b"" then."""
     if not isinstance(lst, str):
         raise ValueError("lst is not a string")
     inflater = zlib.decompressobj()
     try:
-        data = inflater.decompress(b64url_decode(lst), limit + 1)
+        data = inflater.decompress(b64url_decode(lst), limit + 1 if whole else 1)
     except zlib.error as exc:
         raise ValueError("lst is not ZLIB data") from exc
+    if not whole:
+        return b""
     if len(data) > limit or not inflater.eof or inflater.unused_data:
         raise ValueError("lst is too large or not one ZLIB stream")
     return data
@@ -192,18 +196,6 @@ def _unpack_product(claim: object) -> tuple[frozenset[bytes], dict[bytes, int]]:
     return sessions, users
 
 
-def _check_lst_start(lst: object) -> bytes:
-    """For a reader that does not need the bits: ``lst`` is base64url and starts a ZLIB stream
-    (its header and first byte read, nothing more inflated); b"" then."""
-    if not isinstance(lst, str):
-        raise ValueError("lst is not a string")
-    try:
-        zlib.decompressobj().decompress(b64url_decode(lst), 1)
-    except zlib.error as exc:
-        raise ValueError("lst is not ZLIB data") from exc
-    return b""
-
-
 def verify_status_list(
     token: object, keys: KeySource, uri: str, now: float, *, read_bits: bool = True
 ) -> StatusListView:
@@ -245,8 +237,7 @@ def verify_status_list(
     if not isinstance(status_list, dict) or status_list.get("bits") != BITS:
         raise InvalidTokenError(Reason.CLAIM, "not a 1-bit status list")
     try:
-        lst = status_list.get("lst")
-        data = inflate_lst(lst) if read_bits else _check_lst_start(lst)
+        data = inflate_lst(status_list.get("lst"), whole=read_bits)
         sessions, users = _unpack_product(claims.get(PRODUCT_CLAIM))
     except ValueError as exc:
         raise InvalidTokenError(Reason.CLAIM, str(exc)) from exc
