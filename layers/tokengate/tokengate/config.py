@@ -130,13 +130,18 @@ def _route_scopes(value: str, supported: tuple[str, ...]) -> Mapping[str, str]:
     return MappingProxyType(table)
 
 
-def _url(name: str, value: str) -> str:
+def _check_http_url(name: str, value: str) -> None:
+    """An http(s) URL of tokengate.net's grammar, with no query (not even an empty one)."""
     try:
         parts = split_url(value)
     except ValueError:
         parts = None
     if parts is None or parts.query or value.endswith("?"):
         raise ConfigurationError(f"{name} must be an http(s) URL")
+
+
+def _url(name: str, value: str) -> str:
+    _check_http_url(name, value)
     return value.rstrip("/")
 
 
@@ -147,12 +152,7 @@ def _supabase_issuer(value: str, supabase_url: str) -> str:
     trimmed: an issuer ending in ``/`` would then never match)."""
     if not value:
         return f"{supabase_url}/auth/v1"
-    try:
-        parts = split_url(value)
-    except ValueError:
-        parts = None
-    if parts is None or parts.query or value.endswith("?"):
-        raise ConfigurationError("SUPABASE_ISSUER must be an http(s) URL")
+    _check_http_url("SUPABASE_ISSUER", value)
     return value
 
 
