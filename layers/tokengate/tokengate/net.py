@@ -88,15 +88,22 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def check_url(url: str, what: str) -> str:
-    """https only; plain http only to a loopback host (local development)."""
+def checked_url(url: str, what: str) -> Url:
+    """``url`` split, if it may be called: https only; plain http only to a loopback host (local
+    development). ConfigurationError naming ``what`` otherwise."""
     try:
         parts = split_url(url)
     except ValueError:
         parts = None
     if parts is not None and (parts.scheme == "https" or is_loopback_host(parts.host)):
-        return url
+        return parts
     raise ConfigurationError(f"{what} must be https (or http on loopback): {url!r}")
+
+
+def check_url(url: str, what: str) -> str:
+    """``url`` itself, if it may be called (see :func:`checked_url`)."""
+    checked_url(url, what)
+    return url
 
 
 def op_timeout(deadline: Deadline, cap: float) -> float:
