@@ -141,6 +141,15 @@ def _botocore_session() -> botocore.session.Session:
     return session
 
 
+def _default_session() -> boto3.Session:
+    """boto3's default session, a new one on the process's loader if there is none (moto's mock
+    starts each test without one)."""
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session(botocore_session=_botocore_session())
+    assert boto3.DEFAULT_SESSION is not None
+    return boto3.DEFAULT_SESSION
+
+
 class InProcessApi:
     """The template's API with moto in-process: the real handlers and authorizers behind the same
     gateway logic the local stack serves over HTTP, counting every AWS call the handlers make."""
@@ -155,9 +164,9 @@ class InProcessApi:
         self.provisioned = provisioned
         self.aws_calls: list[str] = aws_calls if aws_calls is not None else []
         # Count from the very first call (the handlers read secrets when they load): clients
-        # made after this, from boto3's default session, report every call here.
-        boto3.setup_default_session(botocore_session=_botocore_session())
-        boto3.DEFAULT_SESSION.events.register("before-call", self._count)
+        # made after this, from boto3's default session (the one the deployment used, when
+        # there is one), report every call here.
+        _default_session().events.register("before-call", self._count)
         # Every function started now, or (on_first_call) each on its first invocation, as
         # Lambda starts a function's first container: then a test of one function never waits
         # for the others' starts against a dependency it made unreachable.

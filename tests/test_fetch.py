@@ -287,12 +287,19 @@ def test_fetch_all_ends_within_the_invocations_budget() -> None:
 # -- a connection kept for the next document ---------------------------------------------------
 
 
+def fetch_in_turn(url: str, times: int, fetcher: DocumentFetcher | None = None) -> list[bytes]:
+    """``times`` fetches of ``url`` by one fetcher, one after the other; its kept connection
+    closed after them."""
+    fetcher = fetcher or DocumentFetcher()
+    try:
+        return [fetcher.fetch(url, "doc_unavailable") for _ in range(times)]
+    finally:
+        fetcher.close()
+
+
 def test_documents_from_one_origin_share_a_kept_connection() -> None:
     with RawServer(ok(b"{}"), keep_alive=5).running() as server:
-        fetcher = DocumentFetcher()
-        for _ in range(3):
-            assert fetcher.fetch(server.url, "doc_unavailable") == b"{}"
-        fetcher.close()
+        assert fetch_in_turn(server.url, 3) == [b"{}"] * 3
     assert (server.connections, len(server.requests)) == (1, 3)
 
 
@@ -309,20 +316,14 @@ def test_documents_from_one_origin_share_a_kept_connection() -> None:
 )
 def test_an_answer_that_does_not_leave_its_connection_clean_is_not_reused(answer: bytes) -> None:
     with RawServer(answer, keep_alive=5).running() as server:
-        fetcher = DocumentFetcher()
-        for _ in range(2):
-            assert fetcher.fetch(server.url, "doc_unavailable") == b"{}"
-        fetcher.close()
+        assert fetch_in_turn(server.url, 2) == [b"{}"] * 2
     assert server.connections == 2
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_once() -> None:
     # The server closes after each answer without saying so: the kept connection is stale.
     with RawServer(ok(b"{}"), keep_alive=0).running() as server:
-        fetcher = DocumentFetcher()
-        for _ in range(3):
-            assert fetcher.fetch(server.url, "doc_unavailable") == b"{}"
-        fetcher.close()
+        assert fetch_in_turn(server.url, 3) == [b"{}"] * 3
     assert (server.connections, len(server.requests)) == (3, 3)
 
 
@@ -349,10 +350,7 @@ def test_a_kept_https_connection_carries_the_next_document(tmp_path: Path) -> No
     server_tls.load_cert_chain(cert, key)
     trusting = ssl.create_default_context(cafile=str(cert))
     with RawServer(ok(b"{}"), tls=server_tls, keep_alive=3).running() as server:
-        fetcher = DocumentFetcher(tls=trusting)
-        for _ in range(2):
-            assert fetcher.fetch(server.url, "doc_unavailable") == b"{}"
-        fetcher.close()
+        assert fetch_in_turn(server.url, 2, DocumentFetcher(tls=trusting)) == [b"{}"] * 2
     assert (server.connections, len(server.requests)) == (1, 2)
 
 
