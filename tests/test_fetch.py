@@ -3,6 +3,7 @@ every refused shape), and real fetches from loopback servers (TLS, status, concu
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fresh import run_fresh
 from tests.slow_servers import ShortLivedContext
 from tests.tls import loopback_certificate
 from tokengate.budget import Budget
@@ -427,11 +429,6 @@ def test_fetchers_share_one_trust_store_context_and_its_sessions(tmp_path: Path)
     key set and one for the status list): one context made (the CA bundle read once), and the
     second fetcher's connection resumes the first's session. In a fresh interpreter, whose
     trust store is the test certificate."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     cert, key = loopback_certificate(tmp_path)
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
@@ -445,15 +442,7 @@ def test_fetchers_share_one_trust_store_context_and_its_sessions(tmp_path: Path)
         "bodies = [f.fetch(sys.argv[1], 'doc_unavailable').decode() for f in (first, second)]\n"
         "print(json.dumps([len(made), bodies]))\n"
     )
-    core = Path(__file__).resolve().parents[1] / "layers" / "tokengate"
     with RawServer(ok(b"{}"), tls=server_tls, keep_alive=3).running() as server:
-        result = subprocess.run(
-            [sys.executable, "-c", code, server.url],
-            env={"PYTHONPATH": str(core), "SSL_CERT_FILE": str(cert), "PATH": os.environ["PATH"]},
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
+        result = run_fresh(code, server.url, env={"SSL_CERT_FILE": str(cert)})
     assert json.loads(result.stdout) == [1, ["{}", "{}"]]
     assert server.resumed == [False, True]

@@ -6,24 +6,9 @@ test process has imported logging long before.
 
 import json
 import logging
-import subprocess
-import sys
-from pathlib import Path
 
+from tests.fresh import run_fresh as fresh
 from tokengate.log import DeferredLogger, get_logger
-
-CORE = Path(__file__).resolve().parents[1] / "layers" / "tokengate"
-
-
-def fresh(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env={"PYTHONPATH": str(CORE)},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
 
 
 def test_where_logging_is_imported_the_standard_logger_is_returned() -> None:

@@ -7,8 +7,6 @@ import base64
 import json
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 
 import boto3
@@ -27,6 +25,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from devstack.moto_aws import LocalAws, new_private_key_pem
+from tests.fresh import run_fresh
 from tokengate.apitoken import ApiTokenIssuer
 from tokengate.aws import (
     KMS_KEY_SPECS,
@@ -468,13 +467,4 @@ def test_the_stacks_key_specs_are_read_without_the_serialization_package(
         f"public_key_from_spki(bytes.fromhex({spki_keys[spec].hex()!r}))\n"
         "print('cryptography.hazmat.primitives.serialization' in sys.modules)\n"
     )
-    core = os.path.join(os.path.dirname(os.path.dirname(__file__)), "layers", "tokengate")
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={"PYTHONPATH": core},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    assert result.stdout.strip() == "False"
+    assert run_fresh(code).stdout.strip() == "False"
