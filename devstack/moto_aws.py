@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -95,6 +96,7 @@ def create_revocation_table(dynamodb: Any, name: str) -> str:
 
 
 def new_private_key_pem(alg: str) -> bytes:
+    """A fresh private key for ``alg`` (RS256: RSA-2048; ES256: P-256), PKCS #8 PEM."""
     key = (
         rsa.generate_private_key(65537, 2048)
         if alg == "RS256"
@@ -103,6 +105,14 @@ def new_private_key_pem(alg: str) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+@functools.cache
+def development_key_pem(alg: str) -> bytes:
+    """The Secrets Manager signing key of the stacks this process starts: made once per
+    algorithm (an RSA key takes 50-300 ms to make; the suite's workers start hundreds of stacks,
+    each with its own secret holding this key, as they share moto's backend)."""
+    return new_private_key_pem(alg)
 
 
 def provision(
@@ -121,7 +131,7 @@ def provision(
         Name=f"tokengate/supabase-jwt-secret-{suffix}", SecretString=jwt_secret
     )
     pem = secrets.create_secret(
-        Name=f"tokengate/signing-key-{suffix}", SecretString=new_private_key_pem(alg).decode()
+        Name=f"tokengate/signing-key-{suffix}", SecretString=development_key_pem(alg).decode()
     )
     table = (
         create_revocation_table(dynamodb, f"tokengate-revocation-{suffix}")
