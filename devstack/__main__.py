@@ -8,18 +8,22 @@ import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tokengate.errors import ConfigurationError
 from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
+from .preflight import preflight
 from .settings import local_settings
-from .stack import LocalStack
 from .state import remove_state, write_state
-from .supabase_auth import DEV_EMAIL, DEV_PASSWORD, DEV_SCOPES, SupabaseAuthStandIn
+from .supabase_auth import DEV_EMAIL, DEV_PASSWORD, DEV_SCOPES, SupabaseAuthStandIn, local_api_key
 from .supabase_dev import LOCAL_SUPABASE_URL, hs256_token
 from .template import ParameterError, Template
 from .token import development_claims
+
+if TYPE_CHECKING:
+    from .stack import LocalStack
 
 
 def walkthrough(base_url: str, supabase_token: str) -> str:
@@ -90,18 +94,21 @@ def start(env: Mapping[str, str] = os.environ) -> LocalStack:
     settings = local_settings(env)
     if settings.ignored:
         print(f"make run: warning: {settings.warning()}", file=sys.stderr, flush=True)
-    # No SUPABASE_URL (e.g. `supabase start` or a hosted project): serve the development stand-in.
+    parameters = dict(settings.parameters)
+    if not settings.supabase_url:
+        # No SUPABASE_URL (e.g. `supabase start` or a hosted project): the development stand-in
+        # serves. Discovery names it and its public anon key, so `tokengate login --api URL`
+        # needs nothing else (a value the caller set wins).
+        parameters.setdefault("DiscoverySupabase", "true")
+        parameters.setdefault("SupabaseApiKey", local_api_key("anon", settings.jwt_secret))
+    preflight(port, settings, parameters)  # a bad setting stops here, before anything starts
+    from .stack import LocalStack  # the local AWS (moto): about a second to import
+
     scopes_claim = (
         settings.parameters.get("ScopesClaim") or Template.load().parameters["ScopesClaim"]
     )
     stand_in = None if settings.supabase_url else serve_stand_in(settings.jwt_secret, scopes_claim)
     supabase_url = settings.supabase_url or (stand_in.url if stand_in else "")
-    parameters = dict(settings.parameters)
-    if stand_in is not None:
-        # Discovery names the stand-in and its public anon key, so `tokengate login --api URL`
-        # needs nothing else (a value the caller set wins).
-        parameters.setdefault("DiscoverySupabase", "true")
-        parameters.setdefault("SupabaseApiKey", stand_in.anon_key)
     stack = LocalStack(port, supabase_url, settings.jwt_secret, parameters)
     stack.stand_in = stand_in
     return stack.start()

@@ -18,6 +18,7 @@ from . import STOP_POLL_SECONDS
 from .gateway import Gateway, serve
 from .lambda_runtime import as_lambda
 from .moto_aws import REGION, LocalAws, Provisioned, point_boto3_at, provision
+from .preflight import deployment_values
 from .schedules import Schedules
 from .supabase_auth import SupabaseAuthStandIn
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
@@ -46,14 +47,12 @@ def deploy(
     requested = Template.load(parameters)  # the caller's values checked before anything is made
     alg = requested.parameters["SigningAlgorithm"]
     provisioned = provision(kms, secrets, alg, jwt_secret, dynamodb)
-    values = {
-        "SupabaseUrl": supabase_url.rstrip("/"),
-        "SupabaseJwtSecretArn": provisioned.jwt_secret_arn,
-        "Issuer": issuer,
-        # The authorizer reads the keys from this stack (the issuer may name another host).
-        "ApiJwksUrl": f"{issuer}/.well-known/jwks.json",
-    }
-    values.update(parameters or {})
+    values = deployment_values(
+        supabase_url=supabase_url,
+        jwt_secret_arn=provisioned.jwt_secret_arn,
+        issuer=issuer,
+        parameters=parameters or {},
+    )
     if values.get("SigningMode") == "secretsmanager":
         values.setdefault("SigningKeySecretArn", provisioned.signing_key_secret_arn)
         # What make deploy writes: the public halves of the signing secrets, read here with the

@@ -494,13 +494,14 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
 def test_make_run_explains_a_bad_setting_in_one_line(
     variables: dict[str, str], message: str
 ) -> None:
+    """In one line, and before anything starts: the local AWS (moto) is not even imported."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         # The port is in use, unless the case sets its own PORT.
         env = stack_env(PORT=str(taken.getsockname()[1])) | variables
         result = subprocess.run(
-            [sys.executable, "-m", "devstack"],
+            [sys.executable, "-c", RUN_MAKE_RUN_AND_SAY_IF_MOTO_LOADED],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -511,6 +512,17 @@ def test_make_run_explains_a_bad_setting_in_one_line(
     assert result.stderr.startswith("make run: "), result.stderr
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # no stack trace
+    assert result.stdout == "moto loaded: False\n"
+
+
+# `python -m devstack` (what make run runs), then whether it got as far as loading moto.
+RUN_MAKE_RUN_AND_SAY_IF_MOTO_LOADED = """
+import runpy, sys
+try:
+    runpy.run_module("devstack", run_name="__main__", alter_sys=True)
+finally:
+    print("moto loaded:", "moto" in sys.modules)
+"""
 
 
 # -- answers as API Gateway gives them, for any method and any malformed request ---------------
