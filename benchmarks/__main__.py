@@ -118,7 +118,7 @@ def count_section(fixture: warm.Fixture) -> tuple[list[str], list[str]]:
 
 def cold_section(fixture: warm.Fixture, settings: Settings) -> tuple[list[str], list[str]]:
     with cold.cold_scenarios(fixture, warm.jwks_document(fixture)) as scenarios:
-        rounds = cold.measure(scenarios, settings.cold_rounds)
+        rounds = cold.measure(scenarios, settings.cold_rounds, warm_up=not settings.quick)
     return cold_tables(scenarios, rounds, settings.cold_rounds)
 
 

@@ -379,9 +379,12 @@ def first_answer_seconds(scenario: Scenario) -> float:
     return elapsed
 
 
-def measure(scenarios: list[Scenario], rounds: int) -> harness.Rounds:
+def measure(scenarios: list[Scenario], rounds: int, warm_up: bool = True) -> harness.Rounds:
+    """``rounds`` interleaved spawns of each scenario, after one unmeasured spawn each (caches
+    warm) unless ``warm_up`` is off (QUICK=1, whose figures mean nothing). Every spawn's answer is
+    checked."""
     by_name = {scenario.name: scenario for scenario in scenarios}
-    for scenario in scenarios:  # one unmeasured spawn each: caches warm, answers checked
+    for scenario in scenarios if warm_up else ():
         first_answer_seconds(scenario)
     return harness.interleaved(
         list(by_name), rounds, lambda name: first_answer_seconds(by_name[name])
