@@ -101,25 +101,35 @@ def start(env: Mapping[str, str] = os.environ) -> LocalStack:
         # needs nothing else (a value the caller set wins).
         parameters.setdefault("DiscoverySupabase", "true")
         parameters.setdefault("SupabaseApiKey", local_api_key("anon", settings.jwt_secret))
-    preflight(port, settings, parameters)  # a bad setting stops here, before anything starts
+    # A bad setting stops here, before anything starts; a warning is said once.
+    for warning in preflight(port, settings, parameters):
+        print(f"make run: warning: {warning}", file=sys.stderr, flush=True)
     from .stack import LocalStack  # the local AWS (moto): about a second to import
 
     scopes_claim = (
         settings.parameters.get("ScopesClaim") or Template.load().parameters["ScopesClaim"]
     )
-    stand_in = None if settings.supabase_url else serve_stand_in(settings.jwt_secret, scopes_claim)
+    stand_in = (
+        None
+        if settings.supabase_url
+        else serve_stand_in(settings.jwt_secret, scopes_claim, avoid=port)
+    )
     supabase_url = settings.supabase_url or (stand_in.url if stand_in else "")
     stack = LocalStack(port, supabase_url, settings.jwt_secret, parameters)
     stack.stand_in = stand_in
     return stack.start()
 
 
-def serve_stand_in(secret: str, scopes_claim: str = "api_scopes") -> SupabaseAuthStandIn:
-    """On the Supabase CLI's local port when it is free, else on any free port. The seeded
-    user's app_metadata lists ``DEV_SCOPES`` under the API's scopes claim."""
+def serve_stand_in(
+    secret: str, scopes_claim: str = "api_scopes", avoid: int = 0
+) -> SupabaseAuthStandIn:
+    """On the Supabase CLI's local port when it is free (and is not ``avoid``, the API's own),
+    else on any free port. The seeded user's app_metadata lists ``DEV_SCOPES`` under the API's
+    scopes claim."""
     stand_in = SupabaseAuthStandIn(secret, scopes=DEV_SCOPES, scopes_claim=scopes_claim)
+    port = urlsplit(LOCAL_SUPABASE_URL).port or 0
     try:
-        return stand_in.serve(urlsplit(LOCAL_SUPABASE_URL).port or 0)
+        return stand_in.serve(0 if port == avoid else port)
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             raise

@@ -18,11 +18,10 @@ from . import STOP_POLL_SECONDS
 from .gateway import Gateway, serve
 from .lambda_runtime import as_lambda
 from .moto_aws import REGION, LocalAws, Provisioned, point_boto3_at, provision
-from .preflight import deployment_values
 from .schedules import Schedules
 from .supabase_auth import SupabaseAuthStandIn
 from .supabase_dev import LOCAL_JWT_SECRET, LOCAL_SUPABASE_URL
-from .template import Handler, Template
+from .template import Handler, Template, deployment_values
 
 
 def deploy(
@@ -52,9 +51,9 @@ def deploy(
         jwt_secret_arn=provisioned.jwt_secret_arn,
         issuer=issuer,
         parameters=parameters or {},
+        signing_key_secret_arn=provisioned.signing_key_secret_arn,
     )
     if values.get("SigningMode") == "secretsmanager":
-        values.setdefault("SigningKeySecretArn", provisioned.signing_key_secret_arn)
         # What make deploy writes: the public halves of the signing secrets, read here with the
         # operator's (moto's) credentials, so the JWKS function never reads a private key.
         values.setdefault("SigningPublicKeys", signing_public_keys(secrets, values))

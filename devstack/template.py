@@ -297,6 +297,29 @@ class Template:
         return handler
 
 
+def deployment_values(
+    *,
+    supabase_url: str,
+    jwt_secret_arn: str,
+    issuer: str,
+    parameters: Mapping[str, str],
+    signing_key_secret_arn: str,
+) -> dict[str, str]:
+    """The template's parameter values of a local deployment: what the stack provisions and
+    where it serves, then the caller's own values (which win)."""
+    values = {
+        "SupabaseUrl": supabase_url.rstrip("/"),
+        "SupabaseJwtSecretArn": jwt_secret_arn,
+        "Issuer": issuer,
+        # The authorizer reads the keys from this stack (the issuer may name another host).
+        "ApiJwksUrl": f"{issuer}/.well-known/jwks.json",
+    }
+    values.update(parameters)
+    if values.get("SigningMode") == "secretsmanager":
+        values.setdefault("SigningKeySecretArn", signing_key_secret_arn)
+    return values
+
+
 def _is_not_empty_test(test: Any, parameter: str) -> bool:
     """Whether a condition reads ``!Not [!Equals [!Ref parameter, ""]]``."""
     if not (isinstance(test, _Tag) and test.name == "Not"):

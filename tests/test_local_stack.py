@@ -459,6 +459,16 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
     assert headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
 
 
+# `python -m devstack` (what make run runs), then whether it got as far as loading moto.
+RUN_MAKE_RUN_AND_SAY_IF_MOTO_LOADED = """
+import runpy, sys
+try:
+    runpy.run_module("devstack", run_name="__main__", alter_sys=True)
+finally:
+    print("moto loaded:", "moto" in sys.modules)
+"""
+
+
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
@@ -469,6 +479,11 @@ def test_unauthorized_answers_carry_www_authenticate(client: Client) -> None:
         ({"SIGNING_MODE": "hsm"}, "SigningMode='hsm' is not allowed"),
         ({"SUPABASE_URL": "ftp://example.com"}, "SupabaseUrl='ftp://example.com' does not match"),
         ({"SUPABASE_JWT_SECRET": "too-short"}, "secret must be at least 32 bytes"),
+        # The settings first, then the secret, as the functions read them.
+        (
+            {"SUPABASE_JWT_SECRET": "too-short", "AUDIENCES": " "},
+            "AUDIENCES must name at least one audience",
+        ),
         ({"MIN_AAL": "aal3"}, "MIN_AAL: MinAal='aal3' is not allowed: choose one of aal1, aal2"),
         ({"TOKEN_TTL_SECONDS": "30"}, "TOKEN_TTL_SECONDS: TokenTtlSeconds='30' is outside 60"),
         ({"JWKS_CACHE_SECONDS": "0"}, "JWKS_CACHE_SECONDS: JwksCacheSeconds='0' is outside 1"),
@@ -514,15 +529,6 @@ def test_make_run_explains_a_bad_setting_in_one_line(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # no stack trace
     assert result.stdout == "moto loaded: False\n"
 
-
-# `python -m devstack` (what make run runs), then whether it got as far as loading moto.
-RUN_MAKE_RUN_AND_SAY_IF_MOTO_LOADED = """
-import runpy, sys
-try:
-    runpy.run_module("devstack", run_name="__main__", alter_sys=True)
-finally:
-    print("moto loaded:", "moto" in sys.modules)
-"""
 
 
 # -- answers as API Gateway gives them, for any method and any malformed request ---------------
