@@ -384,8 +384,9 @@ def measure(scenarios: list[Scenario], rounds: int, warm_up: bool = True) -> har
     warm) unless ``warm_up`` is off (QUICK=1, whose figures mean nothing). Every spawn's answer is
     checked."""
     by_name = {scenario.name: scenario for scenario in scenarios}
-    for scenario in scenarios if warm_up else ():
-        first_answer_seconds(scenario)
+    if warm_up:
+        for scenario in scenarios:
+            first_answer_seconds(scenario)
     return harness.interleaved(
         list(by_name), rounds, lambda name: first_answer_seconds(by_name[name])
     )
