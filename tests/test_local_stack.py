@@ -530,7 +530,6 @@ def test_make_run_explains_a_bad_setting_in_one_line(
     assert result.stdout == "moto loaded: False\n"
 
 
-
 # -- answers as API Gateway gives them, for any method and any malformed request ---------------
 
 SOCKET_WAIT = 30.0  # a bound on each socket read: catches a hang, times nothing

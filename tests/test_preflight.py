@@ -69,7 +69,7 @@ def test_a_taken_port_is_found_before_anything_starts() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         settings = local_settings({})
-        with pytest.raises(OSError) as raised:
+        with pytest.raises(OSError, match="Address already in use") as raised:
             preflight(port, settings, settings.parameters)
     assert raised.value.errno == errno.EADDRINUSE
 
