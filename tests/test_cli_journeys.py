@@ -102,6 +102,25 @@ def test_after_logout_token_and_call_exit_3_and_login_needs_no_flags(cli: Cli) -
     assert cli.run("call", "whoami", **unset).returncode == 0
 
 
+def test_a_session_revoked_at_the_api_asks_to_sign_in_again(cli: Cli, stack: LocalStack) -> None:
+    """RFC 7009 /revoke (or make revoke) ends the session at the API while it lives on at
+    Supabase: the next exchange is refused, and the CLI says to sign in (exit 3), not that the
+    exchange failed (exit 5). A new sign-in is a new session, which the API accepts."""
+    login(cli)
+    token = cli.run("token")
+    assert token.returncode == 0, token.stderr
+    revoked = httpx.post(
+        f"{stack.base_url}/revoke", data={"token": token.stdout.strip()}, timeout=TIMEOUT
+    )
+    assert revoked.status_code == 200
+    again = cli.run("token", "--min-ttl", "3600")  # longer than a token lives: a new exchange
+    assert again.returncode == 3, again.stderr
+    assert "no longer accepts this session" in one_line_error(again)
+    assert "tokengate login" in one_line_error(again)
+    login(cli)
+    assert cli.run("call", "GET", "/whoami").returncode == 0
+
+
 # -- paths without a leading / ------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from .errors import (
     ExchangeRefused,
     NotSignedIn,
     SessionEnded,
+    SessionRefused,
     Unreachable,
     UsageError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ExchangeRefused",
     "NotSignedIn",
     "SessionEnded",
+    "SessionRefused",
     "TokenSource",
     "Unreachable",
     "UsageError",

@@ -6,7 +6,8 @@
     ├── ApiError            1   the API answered an error (``call``)
     ├── UsageError          2   bad flags or configuration
     ├── NotSignedIn         3   no session, or Supabase refused a sign-in
-    │   └── SessionEnded    3   the session ended at Supabase (revoked, signed out): sign in again
+    │   ├── SessionEnded    3   the session ended at Supabase (revoked, signed out): sign in again
+    │   └── SessionRefused  3   the API refuses the session's tokens (revoked there): sign in again
     ├── Unreachable         4   the API or Supabase could not be reached (or answered 5xx)
     └── ExchangeRefused     5   the token endpoint refused the exchange (``error`` inside)
 
@@ -42,6 +43,12 @@ class NotSignedIn(ClientError):
 
 class SessionEnded(NotSignedIn):
     """Supabase says the session is over: the local copy is deleted."""
+
+
+class SessionRefused(NotSignedIn):
+    """The token endpoint refuses the session's own Supabase token (``invalid_request``, the
+    subject token not acceptable): revoked at the API (``/revoke``, ``make revoke``), or a sign-in
+    its policy does not accept. The Supabase session may live on; only a new sign-in helps."""
 
 
 class Unreachable(ClientError):

@@ -31,9 +31,11 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from .errors import (
+    SIGN_IN_AGAIN,
     ExchangeRefused,
     NotSignedIn,
     SessionEnded,
+    SessionRefused,
     Unreachable,
     UsageError,
 )
@@ -339,6 +341,18 @@ class TokenSource:
         if answer.status != 200 or not isinstance(document.get("access_token"), str):
             error = str(document.get("error") or f"HTTP {answer.status}")
             description = str(document.get("error_description") or "")
+            if answer.status == 400 and error == "invalid_request":
+                from tokengate.exchange import INVALID_SUBJECT
+
+                if description == INVALID_SUBJECT:
+                    # The session's own, live Supabase token is refused: the session was revoked
+                    # at the API, or the sign-in does not meet its policy. Its cached API tokens
+                    # go too.
+                    self.token_store.delete("tokens")
+                    raise SessionRefused(
+                        "the API no longer accepts this session (revoked, or a sign-in it does "
+                        f"not accept); {SIGN_IN_AGAIN}"
+                    )
             raise ExchangeRefused(error, description)
         expires_in = document.get("expires_in")
         if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
