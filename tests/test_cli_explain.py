@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -65,9 +66,33 @@ def test_a_valid_api_token_passes_every_check(cli: Cli) -> None:
     code, report = explain(cli, token)
     assert code == 0
     assert report["kind"] == API_TOKEN and report["ok"]
-    assert {c["name"] for c in report["checks"]} >= {"key", "signature", "audience", "verdict"}
+    assert {c["name"] for c in report["checks"]} >= {
+        "key", "signature", "audience", "status", "verdict",
+    }  # fmt: skip
     assert all(c["ok"] for c in report["checks"])
+    assert check(report, "status")["detail"].startswith("VALID: entry ")
     assert report["claims"]["sub"] == DEV_USER_ID
+
+
+def test_a_revoked_sessions_token_is_refused_as_the_authorizer_refuses_it(
+    tmp_path: Path, stack: LocalStack, stand_in: SupabaseAuthStandIn
+) -> None:
+    """Revoked at the API (RFC 7009 /revoke): explain reads the API's status list as any
+    verifier does and says REVOKED, with the fix, though every other check passes."""
+    own = Cli(tmp_path / "home", stack, stand_in)  # its own session: the module's stays valid
+    login = own.run("login", "--email", DEV_EMAIL, "--password-stdin", input=DEV_PASSWORD + "\n")
+    assert login.returncode == 0, login.stderr
+    token = own.run("token").stdout.strip()
+    assert explain(own, token)[0] == 0
+    revoked = httpx.post(f"{stack.base_url}/revoke", data={"token": token}, timeout=30)
+    assert revoked.status_code == 200
+    code, report = explain(own, token)
+    assert code == 1
+    assert check(report, "signature")["ok"] is True
+    status = check(report, "status")
+    assert status["ok"] is False and status["detail"].startswith("REVOKED")
+    assert "tokengate login" in status["remedy"]
+    assert report["conclusion"] == "The API would not accept it as an API token."
 
 
 def test_a_supabase_token_sent_as_an_api_token_is_named_with_its_fix(cli: Cli) -> None:

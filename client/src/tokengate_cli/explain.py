@@ -120,6 +120,8 @@ class Explainer:
         self.audience = audience or DEFAULT_AUDIENCE
         self.clock = clock
         self._fetcher = HttpJwksFetcher()
+        self._jwks_url: str | None = None  # from the API's discovery document, once read
+        self._lists_published = False  # whether that document names status lists
 
     def explain(self, text: str) -> Report:
         token = text.strip()
@@ -278,7 +280,80 @@ class Explainer:
                 "pass --api URL (or set TOKENGATE_API_URL) for a verdict",
             )
         elif key is not None:
-            self._api_verdict(token, issuer, key, report)
+            self._api_verdict(token, issuer, key, report, self._status(claims, issuer, now, report))
+
+    def _status(
+        self, claims: dict[str, Any], issuer: str, now: float, report: Report
+    ) -> bool | None:
+        """The check the API-token authorizer makes after the signature (docs/revocation.md):
+        the token's entry in the API's own status list, read and verified as any verifier reads
+        it (draft-ietf-oauth-status-list). None: the list could not be read."""
+        from tokengate.principals import status_list_url
+        from tokengate.statuslist import MEDIA_TYPE, verify_status_list
+
+        reference = claims.get("status")
+        reference = reference.get("status_list") if isinstance(reference, dict) else None
+        if not isinstance(reference, dict):
+            if not self._lists_published:
+                return True  # the API publishes no status list: nothing to check
+            report.add(
+                "status",
+                False,
+                "the token carries no status list entry, and the API checks every token's",
+                "get a fresh one with `tokengate token`",
+            )
+            return False
+        expected = status_list_url(issuer, self._jwks_url or "")
+        idx, uri = reference.get("idx"), reference.get("uri")
+        if uri != expected or type(idx) is not int or idx < 0:
+            report.add(
+                "status",
+                False,
+                f"status_list {{idx: {idx!r}, uri: {uri!r}}} is not an entry of {expected}",
+                "the token was not issued by this API: get one with `tokengate token`",
+            )
+            return False
+        try:
+            answer = request("GET", expected, headers={"Accept": MEDIA_TYPE}, what="the API")
+            if answer.status != 200:
+                raise DependencyUnavailableError("status_list_unavailable", str(answer.status))
+            assert self._jwks_url is not None
+            keys = JwksCache(self._jwks_url, self._fetcher, clock=self.clock)
+            view = verify_status_list(answer.body.decode("ascii", "replace"), keys, expected, now)
+        except InvalidTokenError as exc:
+            report.add(
+                "status",
+                None,
+                f"the API's status list does not verify ({exc.reason})",
+                "the API is misconfigured or the answer was altered: try again",
+            )
+            return None
+        except Exception as exc:  # noqa: BLE001 - transport and the CLI's own errors: one line
+            report.add(
+                "status",
+                None,
+                f"the API's status list could not be read ({getattr(exc, 'reason', exc)})",
+                "check the network and run `tokengate explain` again",
+            )
+            return None
+        if idx >= view.size:
+            report.add(
+                "status",
+                False,
+                f"index {idx} is outside the API's status list ({view.size} entries)",
+                "get a fresh one with `tokengate token`",
+            )
+            return False
+        if idx in view.revoked:
+            report.add(
+                "status",
+                False,
+                f"REVOKED: entry {idx} of {expected} says the token's session was revoked",
+                "sign in again: `tokengate login`",
+            )
+            return False
+        report.add("status", True, f"VALID: entry {idx} of {expected}")
+        return True
 
     def _api_key(
         self, issuer: str, unverified: UnverifiedToken, report: Report
@@ -337,9 +412,16 @@ class Explainer:
                 "discovery", None, f"{issuer} serves no discovery document (HTTP {answer.status})"
             )
             return None
-        return str(document["jwks_uri"])
+        self._jwks_url = str(document["jwks_uri"])
+        self._lists_published = "status_list_aggregation_endpoint" in document
+        return self._jwks_url
 
-    def _api_verdict(self, token: str, issuer: str, key: AsymmetricKey, report: Report) -> None:
+    def _api_verdict(
+        self, token: str, issuer: str, key: AsymmetricKey, report: Report, status: bool | None
+    ) -> None:
+        """The API's own verifier, then the token's status (``_status``), as the authorizer
+        checks them."""
+
         class Published:
             def get(self, kid: str) -> AsymmetricKey:
                 if kid != key.kid:
@@ -355,6 +437,23 @@ class Explainer:
                 False,
                 f"the API's verifier refuses it ({exc.reason})",
                 "see the failed checks above",
+            )
+            return
+        if status is None:
+            report.add(
+                "verdict",
+                None,
+                "the API's verifier accepts the token itself, but its status could not be read: "
+                "no verdict",
+                "check the network and run `tokengate explain` again",
+            )
+            return
+        if status is False:
+            report.add(
+                "verdict",
+                False,
+                "the API's verifier accepts the token itself; its status entry refuses it",
+                "see the status check above",
             )
             return
         report.add(
