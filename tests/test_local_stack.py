@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -296,8 +297,29 @@ def served(
     finally:
         _OUTPUTS.pop(process.pid, None)
         if process.poll() is None:
+            left = _read(state_path(port))  # while the stack lives, the record is its own
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_WAIT)
+            _remove_record(port, left)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _remove_record(port: int, record: str | None) -> None:
+    """What a killed stack could not remove itself: its record in .aws-sam/local/ and its log's
+    folder (not another stack's, should one have taken the port since)."""
+    if record is None or _read(state_path(port)) != record:
+        return
+    with contextlib.suppress(ValueError, AttributeError):
+        log_file = json.loads(record).get("log_file")
+        if log_file and Path(log_file).parent.name.startswith("tokengate-local-"):
+            shutil.rmtree(Path(log_file).parent, ignore_errors=True)
+    state_path(port).unlink(missing_ok=True)
 
 
 def output_after_stop(process: subprocess.Popen[str]) -> str:
