@@ -31,8 +31,13 @@ from tokengate.revocation import RevocationStore
 
 def revoke(store: RevocationStore, sub: str | None, sid: str | None) -> str:
     if sid:
-        store.revoke_session(sid, sub)
-        return f"revoked session {sid}"
+        if store.revoke_session(sid, sub):
+            return f"revoked session {sid}"
+        # Recorded all the same (it can never be exchanged), but a mistyped id looks like this.
+        return (
+            f"revoked session {sid}: no token was ever issued for it here (recorded, so none "
+            "ever will be); check the id if you meant a session in use"
+        )
     assert sub
     sessions = store.revoke_user(sub)
     return f"revoked user {sub}: every token issued before now, {len(sessions)} session(s)"

@@ -249,15 +249,16 @@ def test_revoking_a_session_refuses_it_and_no_other(
 ) -> None:
     now = clock()
     idx1, idx2 = store.admit("s1", USER_ID, now)[0], store.admit("s2", USER_ID, now)[0]
-    store.revoke_session("s1", USER_ID)
+    assert store.revoke_session("s1", USER_ID) is True  # it had been exchanged
     with pytest.raises(InvalidTokenError) as refused:
         store.admit("s1", USER_ID, now)
     assert refused.value.reason == "revoked"
     assert store.admit("s2", USER_ID, now)[0] == idx2
     assert store.snapshot()[1].revoked == {idx1}
-    store.revoke_session("never-exchanged")
+    assert store.revoke_session("never-exchanged") is False  # recorded all the same
     with pytest.raises(InvalidTokenError):
         store.admit("never-exchanged", USER_ID, now)
+    assert store.revoke_session("never-exchanged") is False  # a second revocation: still none
 
 
 def test_revoking_a_user_refuses_every_older_token_and_no_other_user(

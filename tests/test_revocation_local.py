@@ -143,8 +143,20 @@ def test_make_revoke_sid_revokes_one_session(
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"revoked session {sid}; status list republished")
     refused_within(lambda: victim.answers(5) == (401, 401), BOUND)
     assert sibling.answers(5) == (200, 200)
+    # A mistyped id is recorded all the same (it can never be exchanged), and said to be unknown.
+    typo = subprocess.run(
+        [sys.executable, "scripts/revoke.py", "--sid", sid + "x", "--port", str(stack.port)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert typo.returncode == 0, typo.stderr
+    assert "no token was ever issued for it here" in typo.stdout
 
 
 # -- a third-party verifier: no product code below this line ---------------------------------

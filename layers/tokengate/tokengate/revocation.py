@@ -212,9 +212,10 @@ class RevocationStore:
         return idx, None
 
     # -- revocation -------------------------------------------------------------------------
-    def revoke_session(self, session_id: str, sub: str | None = None) -> None:
+    def revoke_session(self, session_id: str, sub: str | None = None) -> bool:
         """Revoke one session, known or not: one write (nothing half-done). A session never
-        exchanged yet is recorded too, so it can never be exchanged."""
+        exchanged yet is recorded too, so it can never be exchanged. Whether the session had
+        been exchanged here (it held a status list index) before."""
         now = int(self._clock())
         names = {"#r": "revoked"}
         values: dict[str, Any] = {
@@ -227,12 +228,14 @@ class RevocationStore:
             expression += ", #sub = if_not_exists(#sub, :sub)"
             names["#sub"] = "sub"
             values[":sub"] = {"S": sub}
-        self._table.update(
+        before = self._table.update(
             _key(f"s#{session_id}"),
             UpdateExpression=expression,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
         )
+        return "idx" in before
 
     def revoke_user(self, sub: str, before: float | None = None) -> list[str]:
         """Refuse every token of the user issued before ``before`` (default: now) and revoke
