@@ -204,6 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "### Targets",
         "",
+        *(
+            [
+                "**QUICK=1: a few short rounds that check the harness runs. These figures and "
+                "verdicts judge nothing; `make bench` does.**",
+                "",
+            ]
+            if settings.quick
+            else []
+        ),
         "| target | this run | bound | verdict |",
         "|---|---:|---|---|",
         *verdicts,

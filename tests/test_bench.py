@@ -141,6 +141,7 @@ def test_a_quick_run_produces_every_row() -> None:
         check=False,
     )
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "QUICK=1: a few short rounds that check the harness runs" in run.stdout
     for row in (
         "### Targets",
         "ours: authorizer, whole Lambda handler",
