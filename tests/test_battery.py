@@ -29,8 +29,7 @@ from tests.factories import (
 from tests.jwks_server import JwksServer
 from tokengate.apitoken import ApiTokenVerifier
 from tokengate.aws import KmsSigner
-from tokengate.errors import InvalidTokenError
-from tokengate.exchange import INVALID_SUBJECT
+from tokengate.errors import INVALID_SUBJECT, InvalidTokenError
 from tokengate.jwks import JwksCache
 from tokengate.jws import b64url_encode, encode_compact
 from tokengate.keys import HmacKey, key_from_jwk

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
 import pytest
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError
@@ -26,7 +27,7 @@ from supabase_auth.errors import AuthApiError
 from devstack.__main__ import cli_walkthrough
 from devstack.stack import LocalStack
 from devstack.supabase_auth import DEV_EMAIL, DEV_PASSWORD, SupabaseAuthStandIn
-from devstack.supabase_dev import LOCAL_JWT_SECRET
+from devstack.supabase_dev import LOCAL_JWT_SECRET, hs256_token
 from tests.cli_support import TIMEOUT, Cli, one_line_error, serve_stack, serve_stand_in
 from tests.conftest import FakeClock
 from tokengate.discovery import render_metadata
@@ -115,10 +116,31 @@ def test_a_session_revoked_at_the_api_asks_to_sign_in_again(cli: Cli, stack: Loc
     assert revoked.status_code == 200
     again = cli.run("token", "--min-ttl", "3600")  # longer than a token lives: a new exchange
     assert again.returncode == 3, again.stderr
-    assert "no longer accepts this session" in one_line_error(again)
+    assert "the session was revoked there" in one_line_error(again)
     assert "tokengate login" in one_line_error(again)
     login(cli)
     assert cli.run("call", "GET", "/whoami").returncode == 0
+
+
+def test_a_token_the_api_finds_expired_is_refreshed_once_not_a_reason_to_sign_in(
+    cli: Cli,
+) -> None:
+    """The client's clock says the session's Supabase token is fresh, the API's says it has
+    expired (a laptop clock behind): the refused exchange is retried once with a refreshed
+    token, which the API takes. Not "sign in again"."""
+    login(cli)
+    path = cli.state / "session.json"
+    session = json.loads(path.read_text())
+    claims = jwt.decode(session["access_token"], options={"verify_signature": False})
+    now = int(time.time())
+    claims |= {"iat": now - 3700, "exp": now - 100}  # expired by the API's clock...
+    session["access_token"] = hs256_token(claims, LOCAL_JWT_SECRET)
+    session["expires_at"] = now + 3600  # ...fresh by this client's
+    path.write_text(json.dumps(session))
+    result = cli.run("token")
+    assert result.returncode == 0, result.stderr
+    refreshed = json.loads(path.read_text())
+    assert refreshed["access_token"] != session["access_token"]
 
 
 # -- paths without a leading / ------------------------------------------------------------------

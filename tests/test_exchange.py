@@ -14,7 +14,8 @@ import pytest
 from devstack.gateway import LambdaContext
 from tests.conftest import ISSUER, InProcessApi
 from tests.factories import DROP, HS_SECRET, USER_ID, anon_key_claims, hs_token, supabase_claims
-from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE, INVALID_SUBJECT
+from tokengate.errors import INVALID_SUBJECT
+from tokengate.exchange import ACCESS_TOKEN, GRANT_TYPE
 
 MakeApi = Callable[..., InProcessApi]
 

@@ -41,7 +41,7 @@ from tests.factories import (
     supabase_claims,
 )
 from tests.jwks_server import JwksServer
-from tokengate.exchange import INVALID_SUBJECT
+from tokengate.errors import INVALID_SUBJECT
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parent.parent
@@ -306,7 +306,7 @@ def served(
 def _read(path: Path) -> str | None:
     try:
         return path.read_text()
-    except FileNotFoundError:
+    except (OSError, ValueError):  # absent, unreadable or not text: nothing of ours to remove
         return None
 
 
@@ -315,11 +315,12 @@ def _remove_record(port: int, record: str | None) -> None:
     folder (not another stack's, should one have taken the port since)."""
     if record is None or _read(state_path(port)) != record:
         return
-    with contextlib.suppress(ValueError, AttributeError):
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
         log_file = json.loads(record).get("log_file")
         if log_file and Path(log_file).parent.name.startswith("tokengate-local-"):
             shutil.rmtree(Path(log_file).parent, ignore_errors=True)
-    state_path(port).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        state_path(port).unlink(missing_ok=True)
 
 
 def output_after_stop(process: subprocess.Popen[str]) -> str:

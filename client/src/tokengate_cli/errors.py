@@ -7,7 +7,7 @@
     ├── UsageError          2   bad flags or configuration
     ├── NotSignedIn         3   no session, or Supabase refused a sign-in
     │   ├── SessionEnded    3   the session ended at Supabase (revoked, signed out): sign in again
-    │   └── SessionRefused  3   the API refuses the session's tokens (revoked there): sign in again
+    │   └── SessionRefused  3   the API refuses the session's token, refreshed too: sign in again
     ├── Unreachable         4   the API or Supabase could not be reached (or answered 5xx)
     └── ExchangeRefused     5   the token endpoint refused the exchange (``error`` inside)
 
@@ -46,9 +46,10 @@ class SessionEnded(NotSignedIn):
 
 
 class SessionRefused(NotSignedIn):
-    """The token endpoint refuses the session's own Supabase token (``invalid_request``, the
-    subject token not acceptable): revoked at the API (``/revoke``, ``make revoke``), or a sign-in
-    its policy does not accept. The Supabase session may live on; only a new sign-in helps."""
+    """The token endpoint refuses the session's own Supabase token, freshly refreshed too
+    (``invalid_request``, the subject token not acceptable): the session was revoked at the API
+    (``/revoke``, ``make revoke``), or the sign-in is not one its policy accepts. The Supabase
+    session may live on; a new sign-in is a new session."""
 
 
 class Unreachable(ClientError):

@@ -11,7 +11,9 @@ API's own verifier (``tokengate.apitoken.ApiTokenVerifier``), the one the author
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 from tokengate.apitoken import ACCESS_TOKEN_TYPE, MAX_TTL, ApiTokenVerifier
@@ -121,6 +123,7 @@ class Explainer:
         self.clock = clock
         self._fetcher = HttpJwksFetcher()
         self._jwks_url: str | None = None  # from the API's discovery document, once read
+        self._keys: JwksCache | None = None  # the API's keys, read from that JWKS
         self._lists_published = False  # whether that document names status lists
 
     def explain(self, text: str) -> Report:
@@ -280,7 +283,8 @@ class Explainer:
                 "pass --api URL (or set TOKENGATE_API_URL) for a verdict",
             )
         elif key is not None:
-            self._api_verdict(token, issuer, key, report, self._status(claims, issuer, now, report))
+            status = partial(self._status, claims, issuer, now, report)
+            self._api_verdict(token, issuer, key, report, status)
 
     def _status(
         self, claims: dict[str, Any], issuer: str, now: float, report: Report
@@ -289,6 +293,7 @@ class Explainer:
         the token's entry in the API's own status list, read and verified as any verifier reads
         it (draft-ietf-oauth-status-list). None: the list could not be read."""
         from tokengate.principals import status_list_url
+        from tokengate.revocation import list_uri
         from tokengate.statuslist import MEDIA_TYPE, verify_status_list
 
         reference = claims.get("status")
@@ -303,7 +308,9 @@ class Explainer:
                 "get a fresh one with `tokengate token`",
             )
             return False
-        expected = status_list_url(issuer, self._jwks_url or "")
+        # As the authorizer: the URI tokens name (and the list's sub) is under the issuer; the
+        # list is fetched beside the JWKS the API's discovery names.
+        expected, fetched = list_uri(issuer), status_list_url(issuer, self._jwks_url or "")
         idx, uri = reference.get("idx"), reference.get("uri")
         if uri != expected or type(idx) is not int or idx < 0:
             report.add(
@@ -314,12 +321,12 @@ class Explainer:
             )
             return False
         try:
-            answer = request("GET", expected, headers={"Accept": MEDIA_TYPE}, what="the API")
+            answer = request("GET", fetched, headers={"Accept": MEDIA_TYPE}, what="the API")
             if answer.status != 200:
-                raise DependencyUnavailableError("status_list_unavailable", str(answer.status))
-            assert self._jwks_url is not None
-            keys = JwksCache(self._jwks_url, self._fetcher, clock=self.clock)
-            view = verify_status_list(answer.body.decode("ascii", "replace"), keys, expected, now)
+                raise DependencyUnavailableError("status_list_unavailable", f"HTTP {answer.status}")
+            assert self._keys is not None  # the token's key was found in them
+            text = answer.body.decode("ascii", "replace")
+            view = verify_status_list(text, self._keys, expected, now)
         except InvalidTokenError as exc:
             report.add(
                 "status",
@@ -332,7 +339,7 @@ class Explainer:
             report.add(
                 "status",
                 None,
-                f"the API's status list could not be read ({getattr(exc, 'reason', exc)})",
+                f"the API's status list could not be read ({_why(exc)})",
                 "check the network and run `tokengate explain` again",
             )
             return None
@@ -368,7 +375,8 @@ class Explainer:
         if jwks_uri is None:
             return None
         try:
-            key = JwksCache(jwks_uri, self._fetcher, clock=self.clock).get(kid)
+            self._keys = JwksCache(jwks_uri, self._fetcher, clock=self.clock)
+            key = self._keys.get(kid)
         except InvalidTokenError:
             report.add(
                 "key",
@@ -417,10 +425,15 @@ class Explainer:
         return self._jwks_url
 
     def _api_verdict(
-        self, token: str, issuer: str, key: AsymmetricKey, report: Report, status: bool | None
+        self,
+        token: str,
+        issuer: str,
+        key: AsymmetricKey,
+        report: Report,
+        status: Callable[[], bool | None],
     ) -> None:
-        """The API's own verifier, then the token's status (``_status``), as the authorizer
-        checks them."""
+        """The API's own verifier, then (for a token it accepts) the token's status, in the
+        authorizer's order."""
 
         class Published:
             def get(self, kid: str) -> AsymmetricKey:
@@ -439,7 +452,8 @@ class Explainer:
                 "see the failed checks above",
             )
             return
-        if status is None:
+        state = status()
+        if state is None:
             report.add(
                 "verdict",
                 None,
@@ -448,7 +462,7 @@ class Explainer:
                 "check the network and run `tokengate explain` again",
             )
             return
-        if status is False:
+        if state is False:
             report.add(
                 "verdict",
                 False,
@@ -564,6 +578,15 @@ class Explainer:
                 detail,
                 remedy if exc.reason == Reason.EXPIRED else "check the clock",
             )
+
+
+def _why(error: Exception) -> str:
+    """A dependency failure's reason and detail (``status_list_unavailable: HTTP 404``), or the
+    CLI's own one-line message."""
+    if isinstance(error, TokenGateError):
+        detail = getattr(error, "detail", "")
+        return f"{error.reason}: {detail}" if detail else error.reason
+    return str(error)
 
 
 def _passes(check: Any, claims: dict[str, Any], expected: str) -> bool:

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from tokengate.errors import INVALID_SUBJECT
+
 from .errors import (
     SIGN_IN_AGAIN,
     ExchangeRefused,
@@ -73,6 +75,17 @@ DISCOVERY_SUPABASE_URL = "tokengate_supabase_url"
 DISCOVERY_SUPABASE_KEY = "tokengate_supabase_publishable_key"
 
 Clock = Callable[[], float]
+
+
+class _SubjectRefused(ExchangeRefused):
+    """The token endpoint refused the session's own Supabase token (``invalid_request``, the one
+    description of every refused subject token: the reason is in the API's logs only)."""
+
+    def ended(self) -> SessionRefused:
+        return SessionRefused(
+            f"the API refuses this session's token ({self.error}: {self.description}): the "
+            f"session was revoked there, or the sign-in is not one it accepts; {SIGN_IN_AGAIN}"
+        )
 
 
 def checked_min_ttl(value: int) -> int:
@@ -265,8 +278,22 @@ class TokenSource:
             fresh = self._fresh(key, ttl, replacing)
             if fresh is not None:
                 return fresh
-            session = self._live_session(ttl)
-            entry = self._exchange(api, session, scope, audience, resource)
+            session, refreshed = self._live_session(ttl)
+            try:
+                entry = self._exchange(api, session, scope, audience, resource)
+            except _SubjectRefused as refused:
+                # The session's own Supabase token refused. A token this client judged fresh
+                # by its own clock may be expired by the API's (clock skew), or signed by a key
+                # the API is still fetching: a refreshed token is tried once. Refused again, the
+                # session is one the API no longer accepts (revoked there) or a sign-in it never
+                # does (another project, an anonymous or too weak sign-in): sign in again.
+                if refreshed:
+                    raise refused.ended() from None
+                session = self._refreshed(session)
+                try:
+                    entry = self._exchange(api, session, scope, audience, resource)
+                except _SubjectRefused as again:
+                    raise again.ended() from None
             tokens = self.cached_tokens()
             now = self._clock()
             tokens = {k: v for k, v in tokens.items() if v.get("expires_at", 0) > now}
@@ -282,14 +309,17 @@ class TokenSource:
             return None
         return entry
 
-    def _live_session(self, min_ttl: int) -> dict[str, Any]:
+    def _live_session(self, min_ttl: int) -> tuple[dict[str, Any], bool]:
         """The Supabase session, refreshed first if its access token is the one running out
-        (the caller holds the lock)."""
+        (the caller holds the lock), and whether it was."""
         session = self.session()
         if not session:
             raise NotSignedIn(SIGN_IN_FIRST)
         if float(session.get("expires_at", 0)) - self._clock() >= min_ttl + GATEWAY_MARGIN:
-            return session
+            return session, False
+        return self._refreshed(session), True
+
+    def _refreshed(self, session: dict[str, Any]) -> dict[str, Any]:
         from . import supabase
 
         try:
@@ -341,18 +371,8 @@ class TokenSource:
         if answer.status != 200 or not isinstance(document.get("access_token"), str):
             error = str(document.get("error") or f"HTTP {answer.status}")
             description = str(document.get("error_description") or "")
-            if answer.status == 400 and error == "invalid_request":
-                from tokengate.exchange import INVALID_SUBJECT
-
-                if description == INVALID_SUBJECT:
-                    # The session's own, live Supabase token is refused: the session was revoked
-                    # at the API, or the sign-in does not meet its policy. Its cached API tokens
-                    # go too.
-                    self.token_store.delete("tokens")
-                    raise SessionRefused(
-                        "the API no longer accepts this session (revoked, or a sign-in it does "
-                        f"not accept); {SIGN_IN_AGAIN}"
-                    )
+            if (answer.status, error, description) == (400, "invalid_request", INVALID_SUBJECT):
+                raise _SubjectRefused(error, description)
             raise ExchangeRefused(error, description)
         expires_in = document.get("expires_in")
         if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:

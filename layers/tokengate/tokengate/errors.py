@@ -70,6 +70,11 @@ class ConditionFailedError(DependencyUnavailableError):
         self.failed = failed
 
 
+# The one error_description of every refused subject token at /token (invalid_request): the
+# reason is in the logs only. Here, where the CLI can read it without importing the exchange.
+INVALID_SUBJECT = "The subject token is invalid, expired or not acceptable."
+
+
 class ConfigurationError(TokenGateError):
     """The configuration is invalid; raised once, when a function starts."""
 

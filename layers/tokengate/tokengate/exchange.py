@@ -22,7 +22,6 @@ JWT = "urn:ietf:params:oauth:token-type:jwt"
 SUBJECT_TOKEN_TYPES = frozenset({ACCESS_TOKEN, JWT})
 MAX_BODY_BYTES = 16 * 1024
 MULTI_VALUED = frozenset({"audience", "resource"})
-INVALID_SUBJECT = "The subject token is invalid, expired or not acceptable."
 logger = logging.getLogger("tokengate.exchange")
 
 
