@@ -16,14 +16,13 @@ from tokengate.config import Settings
 from tokengate.cors import CorsPolicy, is_preflight
 from tokengate.emf import EmfCounter
 from tokengate.errors import (
-    INVALID_SUBJECT,
     ConfigurationError,
     DependencyMisconfiguredError,
     DependencyUnavailableError,
     InvalidTokenError,
     RequestError,
 )
-from tokengate.exchange import MAX_BODY_BYTES, parse_token_request
+from tokengate.exchange import INVALID_SUBJECT, MAX_BODY_BYTES, parse_token_request
 from tokengate.issuer import issuer_for
 from tokengate.revoke import revocation_response
 from tokengate.runtime import exchange_service, revocation_service

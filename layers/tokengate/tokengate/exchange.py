@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .apitoken import ApiTokenIssuer
 from .claims import is_scope_value, scalar_claims, scope_tokens
 from .defaults import DEFAULT_CLIENT_ID, DEFAULT_PASSTHROUGH_CLAIMS
+from .errors import INVALID_SUBJECT as INVALID_SUBJECT  # /token's refusal, kept where it is used
 from .errors import ConfigurationError, DependencyUnavailableError, RequestError
 from .jws import strict_json_object
 from .scopes import ScopePolicy
