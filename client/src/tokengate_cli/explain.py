@@ -292,34 +292,15 @@ class Explainer:
         """The check the API-token authorizer makes after the signature (docs/revocation.md):
         the token's entry in the API's own status list, read and verified as any verifier reads
         it (draft-ietf-oauth-status-list). None: the list could not be read."""
-        from tokengate.principals import status_list_url
+        from tokengate.principals import check_status_entry, status_list_url
         from tokengate.revocation import list_uri
         from tokengate.statuslist import MEDIA_TYPE, verify_status_list
 
-        reference = claims.get("status")
-        reference = reference.get("status_list") if isinstance(reference, dict) else None
-        if not isinstance(reference, dict):
-            if not self._lists_published:
-                return True  # the API publishes no status list: nothing to check
-            report.add(
-                "status",
-                False,
-                "the token carries no status list entry, and the API checks every token's",
-                "get a fresh one with `tokengate token`",
-            )
-            return False
+        if "status" not in claims and not self._lists_published:
+            return True  # the API publishes no status list: nothing to check
         # As the authorizer: the URI tokens name (and the list's sub) is under the issuer; the
         # list is fetched beside the JWKS the API's discovery names.
         expected, fetched = list_uri(issuer), status_list_url(issuer, self._jwks_url or "")
-        idx, uri = reference.get("idx"), reference.get("uri")
-        if uri != expected or type(idx) is not int or idx < 0:
-            report.add(
-                "status",
-                False,
-                f"status_list {{idx: {idx!r}, uri: {uri!r}}} is not an entry of {expected}",
-                "the token was not issued by this API: get one with `tokengate token`",
-            )
-            return False
         try:
             answer = request("GET", fetched, headers={"Accept": MEDIA_TYPE}, what="the API")
             if answer.status != 200:
@@ -343,21 +324,32 @@ class Explainer:
                 "check the network and run `tokengate explain` again",
             )
             return None
-        if idx >= view.size:
-            report.add(
-                "status",
-                False,
-                f"index {idx} is outside the API's status list ({view.size} entries)",
-                "get a fresh one with `tokengate token`",
-            )
-            return False
-        if idx in view.revoked:
-            report.add(
-                "status",
-                False,
-                f"REVOKED: entry {idx} of {expected} says the token's session was revoked",
-                "sign in again: `tokengate login`",
-            )
+        try:
+            idx = check_status_entry(claims, expected, view)
+        except InvalidTokenError as exc:
+            if exc.reason == Reason.REVOKED:
+                entry = claims["status"]["status_list"]["idx"]
+                report.add(
+                    "status",
+                    False,
+                    f"REVOKED: entry {entry} of {expected} says the token's session was revoked",
+                    "sign in again: `tokengate login`",
+                )
+            elif "status" not in claims:
+                report.add(
+                    "status",
+                    False,
+                    "the token carries no status list entry, and the API checks every token's",
+                    "get a fresh one with `tokengate token`",
+                )
+            else:
+                report.add(
+                    "status",
+                    False,
+                    f"status {claims['status']!r} is not an entry of {expected} "
+                    f"({view.size} entries)",
+                    "the token was not issued by this API: get one with `tokengate token`",
+                )
             return False
         report.add("status", True, f"VALID: entry {idx} of {expected}")
         return True

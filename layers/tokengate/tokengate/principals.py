@@ -20,7 +20,7 @@ from .errors import InvalidTokenError, Reason
 from .issuer import api_base_url
 from .jwks import HttpJwksFetcher, JwksCache, JwksFetcher
 from .statuscache import DEFAULT_MAX_AGE_SECONDS, DEFAULT_REFRESH_SECONDS, StatusListCache
-from .statuslist import session_digest, user_digest
+from .statuslist import StatusListView, session_digest, user_digest
 
 if TYPE_CHECKING:  # the API-token authorizer never loads the Supabase side
     from .scopes import ScopePolicy
@@ -39,6 +39,24 @@ def status_list_url(issuer: str, jwks_url: str = "") -> str:
     suffix = "/.well-known/jwks.json"
     base = jwks_url[: -len(suffix)] if jwks_url.endswith(suffix) else issuer
     return f"{base}/statuslists/1"
+
+
+def check_status_entry(claims: Mapping[str, Any], uri: str, view: StatusListView) -> int:
+    """The token's entry (``status.status_list``) in the list ``uri`` whose verified ``view`` is
+    given: its index, or InvalidTokenError, ``status`` (no usable reference: missing, another
+    list, an index outside this one) or ``revoked``. The API-token authorizer's check (its warm
+    path inlines the same steps), and ``tokengate explain``'s."""
+    try:
+        reference = claims["status"]["status_list"]
+        idx = reference["idx"]
+        usable = reference["uri"] == uri and type(idx) is int and 0 <= idx < view.size
+    except (KeyError, TypeError):
+        usable = False
+    if not usable:
+        raise InvalidTokenError(Reason.STATUS, "no usable status list reference")
+    if idx in view.revoked:
+        raise InvalidTokenError(Reason.REVOKED, "the token's session is revoked")
+    return int(idx)
 
 
 class StatusLists:
@@ -247,17 +265,7 @@ class ApiTokenPrincipals:
             assert self._status_lists is not None
             issuer = claims["iss"]  # verified: the derived issuer's verifier accepted it
             status = self._status_lists.for_issuer(issuer, self._entry(issuer)[1])
-        view = status.view()
-        try:
-            reference = claims["status"]["status_list"]
-            idx = reference["idx"]
-            usable = reference["uri"] == status.uri and type(idx) is int and 0 <= idx < view.size
-        except (KeyError, TypeError):
-            usable = False
-        if not usable:
-            raise InvalidTokenError(Reason.STATUS, "no usable status list reference")
-        if idx in view.revoked:
-            raise InvalidTokenError(Reason.REVOKED, "the token's session is revoked")
+        check_status_entry(claims, status.uri, status.view())
 
 
 class SupabasePrincipals:
