@@ -279,21 +279,20 @@ class TokenSource:
             if fresh is not None:
                 return fresh
             session, refreshed = self._live_session(ttl)
-            try:
-                entry = self._exchange(api, session, scope, audience, resource)
-            except _SubjectRefused as refused:
-                # The session's own Supabase token refused. A token this client judged fresh
-                # by its own clock may be expired by the API's (clock skew), or signed by a key
-                # the API is still fetching: a refreshed token is tried once. Refused again, the
-                # session is one the API no longer accepts (revoked there) or a sign-in it never
-                # does (another project, an anonymous or too weak sign-in): sign in again.
-                if refreshed:
-                    raise refused.ended() from None
-                session = self._refreshed(session)
+            while True:
                 try:
                     entry = self._exchange(api, session, scope, audience, resource)
-                except _SubjectRefused as again:
-                    raise again.ended() from None
+                    break
+                except _SubjectRefused as refused:
+                    # The session's own Supabase token refused. A token this client judged
+                    # fresh by its own clock may be expired by the API's (clock skew), or signed
+                    # by a key the API is still fetching: a refreshed token is tried once.
+                    # Refused again, the session is one the API no longer accepts (revoked
+                    # there) or a sign-in it never does (another project, an anonymous or too
+                    # weak sign-in): sign in again.
+                    if refreshed:
+                        raise refused.ended() from None
+                    session, refreshed = self._refreshed(session), True
             tokens = self.cached_tokens()
             now = self._clock()
             tokens = {k: v for k, v in tokens.items() if v.get("expires_at", 0) > now}
