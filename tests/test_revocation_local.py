@@ -74,6 +74,18 @@ class Session:
         )
 
 
+def make_revoke(stack: LocalStack, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``make revoke`` against this stack (the script it runs, with the stack's port)."""
+    return subprocess.run(
+        [sys.executable, "scripts/revoke.py", *arguments, "--port", str(stack.port)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def refused_within(check: Callable[[], bool], bound: float) -> float:
     """Seconds until ``check`` holds, polled; fails if it does not within ``bound``."""
     start = time.monotonic()
@@ -110,14 +122,7 @@ def test_make_revoke_sub_refuses_every_older_token_of_the_user_and_none_of_anoth
     for session in (*sessions, stranger):
         assert session.answers(3) == (200, 200)
     time.sleep(1.1)  # tokens issued in an earlier second than the revocation
-    done = subprocess.run(
-        [sys.executable, "scripts/revoke.py", "--sub", user, "--port", str(stack.port)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = make_revoke(stack, "--sub", user)
     assert done.returncode == 0, done.stderr
     assert "2 session(s)" in done.stdout
     for session in sessions:
@@ -134,27 +139,13 @@ def test_make_revoke_sid_revokes_one_session(
 ) -> None:
     victim, sibling = Session(stack, supabase_server), Session(stack, supabase_server)
     sid = victim.claims["session_id"]
-    done = subprocess.run(
-        [sys.executable, "scripts/revoke.py", "--sid", sid, "--port", str(stack.port)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = make_revoke(stack, "--sid", sid)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"revoked session {sid}; status list republished")
     refused_within(lambda: victim.answers(5) == (401, 401), BOUND)
     assert sibling.answers(5) == (200, 200)
     # A mistyped id is recorded all the same (it can never be exchanged), and said to be unknown.
-    typo = subprocess.run(
-        [sys.executable, "scripts/revoke.py", "--sid", sid + "x", "--port", str(stack.port)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    typo = make_revoke(stack, "--sid", sid + "x")
     assert typo.returncode == 0, typo.stderr
     assert "no token was ever issued for it here" in typo.stdout
 
