@@ -320,7 +320,7 @@ class Explainer:
             report.add(
                 "status",
                 None,
-                f"the API's status list could not be read ({_why(exc)})",
+                f"the API's status list could not be read ({exc})",  # reason: detail
                 "check the network and run `tokengate explain` again",
             )
             return None
@@ -570,15 +570,6 @@ class Explainer:
                 detail,
                 remedy if exc.reason == Reason.EXPIRED else "check the clock",
             )
-
-
-def _why(error: Exception) -> str:
-    """A dependency failure's reason and detail (``status_list_unavailable: HTTP 404``), or the
-    CLI's own one-line message."""
-    if isinstance(error, TokenGateError):
-        detail = getattr(error, "detail", "")
-        return f"{error.reason}: {detail}" if detail else error.reason
-    return str(error)
 
 
 def _passes(check: Any, claims: dict[str, Any], expected: str) -> bool:
